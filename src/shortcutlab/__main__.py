@@ -1,0 +1,3 @@
+from shortcutlab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""A registry of self-contained model files, in the spirit of timm's ``create_model``.
+
+Every model takes float images (N, 3, 28, 28) with pixels in [0, 1] and does any
+normalization itself, so explanations and attacks work in pixel space. Models are built
+from plain modules (Conv2d, ReLU, MaxPool2d, Linear, Flatten, BatchNorm), each used once
+and never in place, so that explanation methods can hook every layer.
+
+A saved model is a directory with ``model.pt`` (a state_dict) and ``model.json``
+(``name``, ``kwargs``, the state_dict's ``sha256``); :func:`load` rebuilds the module
+from the registry and loads the weights with ``weights_only=True`` after checking the
+checksum.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from shortcutlab.artifacts import load_torch, read_json, save_torch, write_json
+from shortcutlab.errors import ShortcutlabError
+
+MODEL_FILE = "model.pt"
+MODEL_META = "model.json"
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = factory
+        return factory
+    return decorator
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model; ``model.spec`` records how, so it can be saved and rebuilt."""
+    if name not in _REGISTRY:
+        raise ShortcutlabError(f"unknown model {name!r}; choose one of {', '.join(list_models())}")
+    try:
+        model = _REGISTRY[name](**kwargs)
+    except TypeError as exc:
+        raise ShortcutlabError(f"bad arguments for model {name!r}: {exc}") from exc
+    model.spec = {"name": name, "kwargs": dict(kwargs)}
+    return model
+
+
+def save(model: nn.Module, run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Write ``model.pt`` and ``model.json`` into ``run_dir`` atomically."""
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        raise ValueError("only models made by shortcutlab.models.create can be saved")
+    run_dir = Path(run_dir)
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    digest = save_torch(run_dir / MODEL_FILE, state)
+    meta = {**spec, "weights": MODEL_FILE, "sha256": digest}
+    write_json(run_dir / MODEL_META, meta)
+    return meta
+
+
+def load(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> nn.Module:
+    """Rebuild a saved model in eval mode, weights verified and loaded safely."""
+    run_dir = Path(run_dir)
+    meta_path = run_dir / MODEL_META
+    if not meta_path.is_file():
+        raise ShortcutlabError(
+            f"{run_dir} holds no trained model ({MODEL_META} is missing); "
+            "train one with `shortcutlab train` or `shortcutlab intervene`"
+        )
+    meta = read_json(meta_path)
+    model = create(meta["name"], **meta.get("kwargs", {}))
+    weights = run_dir / meta.get("weights", MODEL_FILE)
+    state = load_torch(weights, expected_sha256=meta.get("sha256"))
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def last_conv(model: nn.Module) -> tuple[str, nn.Module]:
+    """The name and module of the model's last Conv2d (Grad-CAM's default layer)."""
+    found = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            found = (name, module)
+    if found is None:
+        raise ShortcutlabError(f"{type(model).__name__} has no Conv2d layer")
+    return found
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """A submodule by its dotted name, with the valid names in the error."""
+    modules = dict(model.named_modules())
+    if name not in modules:
+        names = ", ".join(n for n in modules if n)
+        raise ShortcutlabError(f"model has no layer {name!r}; layers are: {names}")
+    return modules[name]

@@ -1,0 +1,115 @@
+"""The training interface every method implements (in the spirit of DomainBed).
+
+An :class:`Algorithm` owns the model and its optimizer and knows how to take one step on
+a :class:`Batch` (``update``) and how to predict (``predict``). The trainer owns
+everything around that: data order, evaluation, checkpoint selection, logging and
+resuming. Plain cross-entropy training is :class:`ERM`; the debiasing methods of
+``shortcutlab.intervene`` are further subclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+EXTRA_INFORMATION = ("none", "color-labels", "masks", "teacher")
+
+
+@dataclass
+class Batch:
+    """A training batch: images float (B, 3, 28, 28) in [0, 1] and what the dataset ships."""
+
+    images: Tensor
+    labels: Tensor
+    colors: Tensor
+    masks: Tensor
+    index: Tensor  # positions in the training split, for methods that keep per-sample state
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+@dataclass
+class TrainContext:
+    """What a method may need to know about the run before its first step."""
+
+    num_train: int
+    total_steps: int
+    device: torch.device
+    train: dict[str, Tensor] | None = None  # the whole training split as tensors (JTT, LfF)
+    generator: torch.Generator | None = None
+
+
+def make_optimizer(params: Any, hparams: dict[str, Any]) -> torch.optim.Optimizer:
+    """sgd | adam | adamw from ``optimizer``, ``lr``, ``momentum``, ``weight_decay``."""
+    name = hparams.get("optimizer", "sgd")
+    lr = float(hparams.get("lr", 0.01))
+    weight_decay = float(hparams.get("weight_decay", 0.0))
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(hparams.get("momentum", 0.9)),
+                               weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    from shortcutlab.errors import ShortcutlabError
+
+    raise ShortcutlabError(f"unknown optimizer {name!r}; choose sgd, adam or adamw")
+
+
+class Algorithm(nn.Module):
+    """Base class: subclasses set ``name``, ``uses`` and write ``update``."""
+
+    name: ClassVar[str] = "base"
+    uses: ClassVar[tuple[str, ...]] = ("none",)
+
+    def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.hparams = dict(hparams)
+        self.optimizer = make_optimizer(self.trainable_parameters(), self.hparams)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def setup(self, context: TrainContext) -> None:
+        """Called once before training (after a resume, too); default: nothing."""
+
+    def update(self, batch: Batch, step: int) -> dict[str, float]:
+        """Take one optimization step; return scalars worth logging (at least ``loss``)."""
+        raise NotImplementedError
+
+    def predict(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def step_optimizer(self, loss: Tensor) -> None:
+        """Backpropagate ``loss`` and step, clipping gradients when ``grad_clip`` is set."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.hparams.get("grad_clip")
+        if clip:
+            nn.utils.clip_grad_norm_(self.trainable_parameters(), float(clip))
+        self.optimizer.step()
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything needed to resume: weights, optimizer, and any per-method state."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class ERM(Algorithm):
+    """Empirical risk minimization: plain cross-entropy."""
+
+    name = "erm"
+    uses = ("none",)
+
+    def update(self, batch: Batch, step: int) -> dict[str, float]:
+        loss = nn.functional.cross_entropy(self.model(batch.images), batch.labels)
+        self.step_optimizer(loss)
+        return {"loss": float(loss.detach())}
