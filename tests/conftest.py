@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,9 @@ os.environ.setdefault("SHORTCUTLAB_PROGRESS", "0")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 TINY_LIMIT = 400
+
+if importlib.util.find_spec("torchvision") is None:
+    sys.path.insert(0, str(Path(__file__).parent / "stubs"))
 
 
 @pytest.fixture(scope="session")

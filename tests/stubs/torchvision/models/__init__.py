@@ -1,0 +1,1 @@
+from torchvision.models import resnet  # noqa: F401
