@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from explain_models import hooks_left, one_thread, random_cnn, random_mlp, tiny_resnet  # noqa: F401
 from torch import nn
 
+from explain_models import hooks_left, one_thread, random_cnn, random_mlp, tiny_resnet  # noqa: F401
 from shortcutlab import models
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.explain import Composite, Epsilon, ZPlus, lrp

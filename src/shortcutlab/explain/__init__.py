@@ -7,30 +7,39 @@
 * :func:`background_share`, :func:`pointing_game`: the evidence, quantified.
 * :func:`cascading_randomization`: the sanity check of Adebayo et al.
 * :func:`explain_run`: the ``shortcutlab explain`` stage (``explain.json`` and figures).
+
+Names are imported on first use, so that importing the CLI (which imports this package's
+``commands`` module) stays fast.
 """
 
-from shortcutlab.explain.gradcam import grad_cam, grad_cam_pp
-from shortcutlab.explain.gradients import input_x_gradient, integrated_gradients
-from shortcutlab.explain.lrp import (
-    Composite,
-    Epsilon,
-    Flat,
-    Rule,
-    ZPlus,
-    list_rules,
-    lrp,
-    make_composite,
-    register_composite,
-)
-from shortcutlab.explain.methods import METHODS, attribution_maps, get_method
-from shortcutlab.explain.metrics import background_area, background_share, pointing_game
-from shortcutlab.explain.run import ExplainConfig, explain_run
-from shortcutlab.explain.sanity import cascading_randomization, rank_correlation
+from __future__ import annotations
 
-__all__ = [
-    "METHODS", "Composite", "Epsilon", "ExplainConfig", "Flat", "Rule", "ZPlus",
-    "attribution_maps", "background_area", "background_share", "cascading_randomization",
-    "explain_run", "get_method", "grad_cam", "grad_cam_pp", "input_x_gradient",
-    "integrated_gradients", "list_rules", "lrp", "make_composite", "pointing_game",
-    "rank_correlation", "register_composite",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "grad_cam": "gradcam", "grad_cam_pp": "gradcam",
+    "input_x_gradient": "gradients", "integrated_gradients": "gradients",
+    "lrp": "relevance", "Composite": "relevance", "Epsilon": "relevance", "Flat": "relevance",
+    "Rule": "relevance",
+    "ZPlus": "relevance", "list_rules": "relevance", "make_composite": "relevance",
+    "register_composite": "relevance",
+    "METHODS": "methods", "attribution_maps": "methods", "get_method": "methods",
+    "background_area": "metrics", "background_share": "metrics", "pointing_game": "metrics",
+    "ExplainConfig": "run", "explain_run": "run",
+    "cascading_randomization": "sanity", "rank_correlation": "sanity",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'shortcutlab.explain' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"shortcutlab.explain.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,7 +1,9 @@
 """Figures of the explain stage: the "Aha" panel, background shares, examples, sanity check.
 
-Every figure says in its title what it shows and labels each row and column; heatmaps
+Every figure says in its title what it shows and labels each row and column. Heatmaps
 are drawn over the image's luminance so the digit's shape stays visible under them.
+Image grids are composed in numpy and drawn as one picture with text labels, which is
+many times faster than one matplotlib axes per cell.
 """
 
 from __future__ import annotations
@@ -16,18 +18,23 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colormaps
 
 from shortcutlab.artifacts import atomic_open
 from shortcutlab.data.palette import COLOR_NAMES
 
 MODEL_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd")
-CORRECT, WRONG = "#1a7f1a", "#c0392b"
+CORRECT, WRONG, TEXT = "#1a7f1a", "#c0392b", "#222222"
+SCALE = 4          # each image pixel becomes SCALE x SCALE pixels in grids
+GAP = 6            # pixels between cells
+TITLE_ROOM = 34    # pixels above each row of cells for cell titles
+LABEL_ROOM = 150   # pixels left of the grid for row labels
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
     """Write a PNG atomically and release the figure."""
     with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(handle, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -36,36 +43,103 @@ def luminance(image: np.ndarray) -> np.ndarray:
     return (image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])) / 255.0
 
 
-def draw_overlay(ax: plt.Axes, image: np.ndarray, heat: np.ndarray, signed: bool) -> None:
-    """The heatmap over the image's luminance, scaled per image.
+def overlay(image: np.ndarray, heat: np.ndarray, signed: bool) -> np.ndarray:
+    """float (H, W, 3): the heatmap blended over the image's luminance, scaled per image.
 
     Signed maps (LRP, gradients): red for evidence for the class, blue against, opacity
     growing with magnitude. Non-negative maps (Grad-CAM): the usual jet overlay.
     """
-    ax.imshow(luminance(image), cmap="gray", vmin=0, vmax=1)
+    gray = np.repeat(luminance(image)[..., None], 3, axis=2)
     heat = np.asarray(heat, dtype=np.float64)
     if signed:
         scale = np.abs(heat).max()
         norm = heat / scale if scale > 0 else heat
-        ax.imshow(norm, cmap="bwr", vmin=-1, vmax=1, alpha=np.clip(np.abs(norm) * 1.2, 0, 0.9))
+        color = colormaps["bwr"]((norm + 1) / 2)[..., :3]
+        alpha = np.clip(np.abs(norm) * 1.2, 0, 0.9)[..., None]
     else:
         scale = heat.max()
         norm = heat / scale if scale > 0 else heat
-        ax.imshow(norm, cmap="jet", vmin=0, vmax=1, alpha=0.5)
-    _clean(ax)
+        color = colormaps["jet"](norm)[..., :3]
+        alpha = np.full((*norm.shape, 1), 0.5)
+    return (1 - alpha) * gray + alpha * color
 
 
-def _clean(ax: plt.Axes) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for spine in ax.spines.values():
-        spine.set_visible(False)
+def as_float(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float64) / 255.0 if image.dtype == np.uint8 else image
+
+
+@dataclass
+class Cell:
+    picture: np.ndarray  # float (H, W, 3) in [0, 1]
+    title: str = ""
+    color: str = TEXT
+
+
+class Grid:
+    """Cells in rows and columns, drawn as one image with titles and row labels."""
+
+    def __init__(self, rows: int, columns: int, size: int = 28) -> None:
+        self.rows, self.columns, self.size = rows, columns, size
+        self.cells: dict[tuple[int, int], Cell] = {}
+        self.row_labels: dict[int, str] = {}
+        self.column_labels: dict[int, str] = {}
+
+    def put(self, row: int, column: int, picture: np.ndarray, title: str = "",
+            color: str = TEXT) -> None:
+        self.cells[(row, column)] = Cell(as_float(picture), title, color)
+
+    def _origin(self, row: int, column: int) -> tuple[int, int]:
+        side = self.size * SCALE
+        top = TITLE_ROOM + row * (side + GAP + TITLE_ROOM)
+        left = LABEL_ROOM + column * (side + GAP)
+        return top, left
+
+    def draw(self, fig: plt.Figure, ax: plt.Axes) -> None:
+        side = self.size * SCALE
+        height = self.rows * (side + GAP + TITLE_ROOM) + TITLE_ROOM
+        width = LABEL_ROOM + self.columns * (side + GAP)
+        canvas = np.ones((height, width, 3))
+        for (row, column), cell in self.cells.items():
+            top, left = self._origin(row, column)
+            big = np.kron(cell.picture, np.ones((SCALE, SCALE, 1)))
+            canvas[top:top + side, left:left + side] = np.clip(big, 0, 1)
+        ax.imshow(canvas, interpolation="nearest")
+        ax.set_axis_off()
+        for (row, column), cell in self.cells.items():
+            top, left = self._origin(row, column)
+            if cell.title:
+                ax.text(left + side / 2, top - 4, cell.title, ha="center", va="bottom",
+                        fontsize=7, color=cell.color)
+        for row, label in self.row_labels.items():
+            top, _ = self._origin(row, 0)
+            ax.text(LABEL_ROOM - 10, top + side / 2, label, ha="right", va="center", fontsize=8)
+        for column, label in self.column_labels.items():
+            _, left = self._origin(0, column)
+            ax.text(left + side / 2, -6, label, ha="center", va="bottom", fontsize=8,
+                    fontweight="bold", wrap=True)
+
+    def figure_size(self) -> tuple[float, float]:
+        side = self.size * SCALE
+        width = LABEL_ROOM + self.columns * (side + GAP)
+        height = self.rows * (side + GAP + TITLE_ROOM) + TITLE_ROOM
+        return width / 100 * 0.95, height / 100 * 0.95
 
 
 def _legend_text(signed: bool) -> str:
     if signed:
-        return "heatmaps: red = evidence for the explained class, blue = against (scaled per image)"
-    return "heatmaps: red = most evidence for the explained class, blue = none (scaled per image)"
+        return ("heatmaps: red = evidence for the explained class, blue = against; "
+                "scaled per image, drawn over the image's brightness")
+    return ("heatmaps: red = most evidence for the explained class, blue = none; "
+            "scaled per image, drawn over the image's brightness")
+
+
+def _grid_figure(grid: Grid, title: str, legend: str, path: str | os.PathLike) -> None:
+    width, height = grid.figure_size()
+    fig, ax = plt.subplots(figsize=(width, height + 1.0))
+    grid.draw(fig, ax)
+    fig.suptitle(title, fontsize=10)
+    fig.text(0.5, 0.0, legend, ha="center", va="top", fontsize=8)
+    save_figure(fig, path)
 
 
 @dataclass
@@ -86,38 +160,54 @@ def aha_panel(path: str | os.PathLike, digits: np.ndarray, biased: np.ndarray,
               models: Sequence[PanelModel], method_title: str, signed: bool) -> None:
     """One row per digit: the digit in its own color and in another class's color, each
     followed by every model's heatmap and prediction."""
-    rows, per_side = len(digits), 1 + len(models)
-    fig, axes = plt.subplots(rows, 2 * per_side, figsize=(1.55 * 2 * per_side, 1.6 * rows + 1.2),
-                             squeeze=False)
+    per_side = 1 + len(models)
+    grid = Grid(len(digits), 2 * per_side)
+    for side, name in enumerate(("own color", "another class's color")):
+        grid.column_labels[side * per_side] = f"digit in {name}"
+        for offset, model in enumerate(models, start=1):
+            grid.column_labels[side * per_side + offset] = model.label
     for row, digit in enumerate(digits):
-        for side, (images, color_of) in enumerate(((biased, digits), (conflicting,
-                                                                       conflict_colors))):
+        grid.row_labels[row] = f"digit {int(digit)}"
+        for side, (images, colors) in enumerate(((biased, digits),
+                                                 (conflicting, conflict_colors))):
             column = side * per_side
-            ax = axes[row, column]
-            ax.imshow(images[row])
-            _clean(ax)
-            color = int(color_of[row])
-            owner = "own color" if color == digit else f"color of {color}"
-            ax.set_title(f"{COLOR_NAMES[color]} ({owner})", fontsize=7)
+            color = int(colors[row])
+            owner = "own" if color == digit else f"{color}'s"
+            grid.put(row, column, images[row], f"{COLOR_NAMES[color]} ({owner})")
             for offset, model in enumerate(models, start=1):
                 maps = model.maps_biased if side == 0 else model.maps_conflicting
-                pred = (model.pred_biased if side == 0 else model.pred_conflicting)[row]
+                pred = int((model.pred_biased if side == 0 else model.pred_conflicting)[row])
                 prob = (model.prob_biased if side == 0 else model.prob_conflicting)[row]
-                ax = axes[row, column + offset]
-                draw_overlay(ax, images[row], maps[row], signed)
-                ax.set_title(f"{model.label}: {int(pred)} ({prob:.0%})", fontsize=7,
-                             color=CORRECT if pred == digit else WRONG)
-        axes[row, 0].set_ylabel(f"digit {int(digit)}", fontsize=9)
-    names = ", ".join(model.label for model in models)
-    fig.suptitle(
-        f"{method_title}: where does each model look? Left half: digits in their own class "
-        f"color (as in training);\nright half: the same digits in another class's color. "
-        f"Heatmap columns: {names} (title: predicted class and probability; green = correct)",
-        fontsize=10,
-    )
-    fig.text(0.5, 0.005, _legend_text(signed), ha="center", fontsize=8)
-    fig.tight_layout(rect=(0, 0.015, 1, 0.95))
-    save_figure(fig, path)
+                grid.put(row, column + offset, overlay(images[row], maps[row], signed),
+                         f"says {pred} ({prob:.0%})", CORRECT if pred == digit else WRONG)
+    names = " and ".join(model.label for model in models)
+    title = (f"{method_title}: where do {names} look? Each digit in its own class color (as in "
+             "training), then in another class's color.\nCell titles: the model's answer and "
+             "its probability (green = correct, red = wrong).")
+    _grid_figure(grid, title, _legend_text(signed), path)
+
+
+def examples_figure(path: str | os.PathLike, blocks: Sequence[dict[str, Any]],
+                    labels: Sequence[str], method_title: str, signed: bool) -> None:
+    """For each split a block: a row of images, then one row of heatmaps per model."""
+    columns = max(len(block["images"]) for block in blocks)
+    per_block = 1 + len(labels)
+    grid = Grid(len(blocks) * per_block, columns)
+    for b, block in enumerate(blocks):
+        top = b * per_block
+        grid.row_labels[top] = block["split"]
+        for m, name in enumerate(labels, start=1):
+            grid.row_labels[top + m] = name
+        for c, image in enumerate(block["images"]):
+            label, color = block["labels"][c], block["colors"][c]
+            grid.put(top, c, image, f"digit {label}, {COLOR_NAMES[color]}")
+            for m, name in enumerate(labels, start=1):
+                pred = block["preds"][name][c]
+                grid.put(top + m, c, overlay(image, block["maps"][name][c], signed),
+                         f"says {pred}", CORRECT if pred == label else WRONG)
+    title = (f"{method_title} on sample images of each split: the image row, then one row "
+             "per model (cell title: its answer, green = correct)")
+    _grid_figure(grid, title, _legend_text(signed), path)
 
 
 def share_chart(path: str | os.PathLike, splits: Sequence[str], labels: Sequence[str],
@@ -140,90 +230,62 @@ def share_chart(path: str | os.PathLike, splits: Sequence[str], labels: Sequence
     left.scatter(x, chance, marker="_", s=900, color="black", zorder=3,
                  label="uniform map (chance level)")
     left.set_ylabel("share of positive attribution outside the digit")
-    left.set_title("background share (lower = on the digit)")
+    left.set_title("background share (mean +- std; lower = on the digit)", fontsize=10)
     right.set_ylabel("fraction of images whose peak is on the digit")
-    right.set_title("pointing game (higher = on the digit)")
+    right.set_title("pointing game (higher = on the digit)", fontsize=10)
     for ax in (left, right):
         ax.set_xticks(x, splits)
         ax.set_ylim(0, 1.05)
         ax.grid(axis="y", alpha=0.3)
-    left.legend(fontsize=8, loc="upper right")
+    left.legend(fontsize=8, loc="lower right")
+    right.legend(fontsize=8, loc="lower right")
     fig.suptitle(f"{method_title}: does the evidence sit on the digit or on the colored "
                  "background?")
     fig.tight_layout()
     save_figure(fig, path)
 
 
-def examples_figure(path: str | os.PathLike, blocks: Sequence[dict[str, Any]],
-                    labels: Sequence[str], method_title: str, signed: bool) -> None:
-    """For each split a block: a row of images, then one row of heatmaps per model."""
-    columns = max(len(block["images"]) for block in blocks)
-    rows_per_block = 1 + len(labels)
-    fig, axes = plt.subplots(len(blocks) * rows_per_block, columns,
-                             figsize=(1.5 * columns, 1.55 * len(blocks) * rows_per_block + 0.8),
-                             squeeze=False)
-    for b, block in enumerate(blocks):
-        top = b * rows_per_block
-        for c in range(columns):
-            for r in range(rows_per_block):
-                _clean(axes[top + r, c])
-            if c >= len(block["images"]):
-                continue
-            image, label, color = block["images"][c], block["labels"][c], block["colors"][c]
-            axes[top, c].imshow(image)
-            axes[top, c].set_title(f"{label}, {COLOR_NAMES[color]}", fontsize=7)
-            for m, name in enumerate(labels, start=1):
-                ax = axes[top + m, c]
-                draw_overlay(ax, image, block["maps"][name][c], signed)
-                pred = block["preds"][name][c]
-                ax.set_title(f"-> {pred}", fontsize=7, color=CORRECT if pred == label else WRONG)
-        axes[top, 0].set_ylabel(block["split"], fontsize=9)
-        for m, name in enumerate(labels, start=1):
-            axes[top + m, 0].set_ylabel(name, fontsize=8)
-    fig.suptitle(f"{method_title} on the first images of each split (image title: digit and "
-                 "color; heatmap title: prediction, green = correct)", fontsize=10)
-    fig.text(0.5, 0.003, _legend_text(signed), ha="center", fontsize=8)
-    fig.tight_layout(rect=(0, 0.015, 1, 0.97))
-    save_figure(fig, path)
-
-
-def sanity_figure(path: str | os.PathLike, results: dict[str, Any], images: np.ndarray,
-                  method_title: str, signed: bool) -> None:
+def sanity_figure(path: str | os.PathLike, maps_path: str | os.PathLike,
+                  results: dict[str, Any], images: np.ndarray, method_title: str,
+                  signed: bool) -> None:
     """Rank correlation to the trained model's maps as layers are randomized from the top
-    (one line per model), and the first model's maps at every stage."""
+    (one line per model), and each model's maps of the first images at every stage."""
     first = next(iter(results.values()))
     stages = first.stages
-    shown = min(4, len(images))
-    fig = plt.figure(figsize=(max(8.0, 1.3 * len(stages)), 3.6 + 1.35 * shown))
-    top, bottom = fig.subfigures(2, 1, height_ratios=(3.2, 1.35 * shown))
-    ax = top.subplots()
+    names = ["trained"] + [f"+{name}" for name in stages[1:]]
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(stages)), 3.4))
     x = np.arange(len(stages))
     for index, (label, result) in enumerate(results.items()):
         color = MODEL_COLORS[index % len(MODEL_COLORS)]
-        mean = [entry["mean"] if entry["mean"] is not None else np.nan
-                for entry in result.spearman]
-        ax.plot(x, mean, "o-", color=color, label=f"{label}")
-        if signed:
-            mean_abs = [entry["mean"] if entry["mean"] is not None else np.nan
-                        for entry in result.spearman_abs]
-            ax.plot(x, mean_abs, "o--", color=color, alpha=0.6, label=f"{label} (|map|)")
+        for series, style, suffix in ((result.spearman, "o-", ""),
+                                      (result.spearman_abs, "o--", " (|map|)")):
+            if suffix and not signed:
+                continue
+            mean = [e["mean"] if e["mean"] is not None else np.nan for e in series]
+            ax.plot(x, mean, style, color=color, alpha=1.0 if not suffix else 0.6,
+                    label=label + suffix)
     ax.axhline(0, color="gray", lw=0.8)
-    ax.set_xticks(x, ["trained"] + [f"+{name}" for name in stages[1:]], rotation=30,
-                  ha="right", fontsize=8)
-    ax.set_ylabel("Spearman rank correlation\nwith the trained model's map")
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    ax.set_xlabel("layers re-initialized so far (cumulative, from the output down)")
+    ax.set_ylabel("Spearman correlation with\nthe trained model's map")
     ax.set_ylim(-0.3, 1.05)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{method_title} sanity check (Adebayo et al.): layers re-initialized "
-                 "cumulatively from the output down.\nA faithful explanation decorrelates; "
-                 "one that stays high ignores what the model learned.", fontsize=10)
-    label = next(iter(results))
-    axes = bottom.subplots(shown, len(stages), squeeze=False)
-    for r in range(shown):
-        for c in range(len(stages)):
-            draw_overlay(axes[r, c], images[r], first.maps[c][r].numpy(), signed)
-            if r == 0:
-                axes[r, c].set_title("trained" if c == 0 else f"+{stages[c]}", fontsize=7)
-        axes[r, 0].set_ylabel(f"image {r}", fontsize=8)
-    bottom.suptitle(f"{label}: maps of the first images at each stage", fontsize=9)
+    ax.set_title(f"{method_title} sanity check (Adebayo et al. 2018): a faithful explanation "
+                 "decorrelates as the model is randomized;\none that stays high ignores what "
+                 "the model learned (mean over images)", fontsize=10)
+    fig.tight_layout()
     save_figure(fig, path)
+
+    shown = min(4, len(images))
+    grid = Grid(shown * len(results), len(stages))
+    for m, (label, result) in enumerate(results.items()):
+        for r in range(shown):
+            row = m * shown + r
+            grid.row_labels[row] = f"{label}, image {r}"
+            for c, maps in enumerate(result.maps):
+                grid.put(row, c, overlay(images[r], maps[r].numpy(), signed),
+                         names[c] if r == 0 else "")
+    _grid_figure(grid, f"{method_title} maps while the model is randomized from the output "
+                       "down (columns: layers re-initialized so far)",
+                 _legend_text(signed), maps_path)

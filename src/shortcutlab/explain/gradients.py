@@ -39,7 +39,11 @@ def input_x_gradient(model: nn.Module, x: Tensor, target: Target = None) -> Tens
 
 
 def path_points(steps: int, method: str = "riemann_trapezoid") -> tuple[Tensor, Tensor]:
-    """Interpolation coefficients in [0, 1] and their quadrature weights (summing to 1)."""
+    """Interpolation coefficients in [0, 1] and their quadrature weights (summing to 1).
+
+    The trapezoid rule on ``linspace(0, 1, steps)`` has spacing ``1 / (steps - 1)`` (Captum
+    uses ``1 / steps``, whose weights sum to ``(steps - 1) / steps``).
+    """
     if steps < 2:
         raise ShortcutlabError(f"integrated gradients needs at least 2 steps, got {steps}")
     if method == "riemann_trapezoid":

@@ -13,7 +13,7 @@ from shortcutlab.errors import ShortcutlabError
 from shortcutlab.explain._common import to_map
 from shortcutlab.explain.gradcam import grad_cam, grad_cam_pp
 from shortcutlab.explain.gradients import input_x_gradient, integrated_gradients
-from shortcutlab.explain.lrp import lrp
+from shortcutlab.explain.relevance import lrp
 from shortcutlab.progress import progress
 
 

@@ -34,6 +34,7 @@ FIGURES = {
     "shares": "background_share.png",
     "examples": "examples.png",
     "sanity": "sanity.png",
+    "sanity_maps": "sanity_maps.png",
 }
 
 
@@ -70,7 +71,7 @@ class ExplainConfig:
         if self.sanity_images < 0 or self.examples < 0 or self.steps < 2:
             raise ShortcutlabError("--sanity-images and --examples must be >= 0, --steps >= 2")
         if not 1 <= self.conflict_shift <= 9:
-            raise ShortcutlabError("--conflict-shift must be in 1..9")
+            raise ShortcutlabError("conflict_shift must be in 1..9")
 
     def method_options(self) -> dict[str, Any]:
         return method_options(get_method(self.method), {
@@ -147,41 +148,34 @@ def _split_metrics(maps: Tensor, split: Split, preds: Tensor, tolerance: int) ->
 
 
 def _aha_images(data_dir: Path, config: ExplainConfig) -> dict[str, Any]:
-    """Per digit one test digit, rendered in its own color and in another class's color.
+    """Per digit one test digit in its own color and the same digit in another class's color.
 
-    The same grayscale digit is re-rendered in both colors when the dataset's source is
-    available; otherwise a biased and a conflicting test image of the digit are used.
+    The three test splits render the same source digits in the same order, so test_easy's
+    image i and test_hard's image i show one digit in two colors (checked on the masks);
+    should a dataset not be laid out that way, the digit is re-rendered from its source.
     """
-    split = load_split(data_dir, "test_easy")
-    digits = np.arange(10)
-    conflict = (digits + config.conflict_shift) % 10
-    first = [int(np.flatnonzero(split.labels == d)[0]) if (split.labels == d).any() else -1
-             for d in digits]
-    if all(index >= 0 for index in first):
-        try:
-            from shortcutlab.data.recolor import recolor, split_digits
-
-            gray = split_digits(data_dir, "test_easy")[first]
-            return {
-                "digits": digits, "conflict_colors": conflict, "source": "recolored",
-                "biased": recolor(data_dir, gray, digits, seed=config.seed),
-                "conflicting": recolor(data_dir, gray, conflict, seed=config.seed),
-            }
-        except ShortcutlabError:
-            pass
+    easy = load_split(data_dir, "test_easy")
     hard = load_split(data_dir, "test_hard")
-    biased, conflicting, colors = [], [], []
+    digits = np.arange(10)
+    first = []
     for d in digits:
-        own = np.flatnonzero((split.labels == d) & split.aligned)
-        other = np.flatnonzero(hard.labels == d)
-        if own.size == 0 or other.size == 0:
-            raise ShortcutlabError(f"the dataset has no biased and conflicting test image of "
-                                   f"digit {d} for the comparison panel")
-        biased.append(split.images[own[0]])
-        conflicting.append(hard.images[other[0]])
-        colors.append(int(hard.colors[other[0]]))
-    return {"digits": digits, "conflict_colors": np.array(colors), "source": "dataset images",
-            "biased": np.stack(biased), "conflicting": np.stack(conflicting)}
+        candidates = np.flatnonzero((easy.labels == d) & easy.aligned)
+        if candidates.size == 0:
+            raise ShortcutlabError(f"test_easy has no image of digit {d} in its own color "
+                                   "for the comparison panel")
+        first.append(int(candidates[0]))
+    same_digits = (len(hard) == len(easy)
+                   and all(np.array_equal(easy.masks[i], hard.masks[i]) for i in first))
+    if same_digits:
+        return {"digits": digits, "conflict_colors": hard.colors[first], "source": "test splits",
+                "biased": easy.images[first], "conflicting": hard.images[first]}
+    from shortcutlab.data.recolor import recolor, split_digits
+
+    gray = split_digits(data_dir, "test_easy")[first]
+    conflict = (digits + config.conflict_shift) % 10
+    return {"digits": digits, "conflict_colors": conflict, "source": "recolored",
+            "biased": easy.images[first],
+            "conflicting": recolor(data_dir, gray, conflict, seed=config.seed)}
 
 
 def explain_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike,
@@ -271,9 +265,10 @@ def explain_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike,
         if config.examples:
             written["examples"] = FIGURES["examples"]
         if sanity:
-            figures.sanity_figure(out_dir / FIGURES["sanity"], sanity, sanity_split.images,
-                                  method.title, method.signed)
+            figures.sanity_figure(out_dir / FIGURES["sanity"], out_dir / FIGURES["sanity_maps"],
+                                  sanity, sanity_split.images, method.title, method.signed)
             written["sanity"] = FIGURES["sanity"]
+            written["sanity_maps"] = FIGURES["sanity_maps"]
         written["aha_images"] = aha["source"]
 
     roles = ["model", "compare"]

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 from torch import Tensor, nn
 
 from shortcutlab.explain.metrics import summarize
@@ -24,6 +23,8 @@ from shortcutlab.explain.metrics import summarize
 def rank_correlation(first: Tensor | np.ndarray, second: Tensor | np.ndarray) -> np.ndarray:
     """Spearman correlation per image of two batches of maps (ties get average ranks);
     NaN where a map is constant."""
+    from scipy.stats import rankdata
+
     a = np.asarray(first, dtype=np.float64).reshape(len(first), -1)
     b = np.asarray(second, dtype=np.float64).reshape(len(second), -1)
     ra = rankdata(a, axis=1)
