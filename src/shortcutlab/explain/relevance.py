@@ -35,6 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.explain._common import (
@@ -105,6 +106,31 @@ class _RelevanceRatio(torch.autograd.Function):
         return grad, None, None, None
 
 
+class _EpsilonRatio(torch.autograd.Function):
+    """``z / (z + eps sign z) = |z| / (|z| + eps)`` with its derivative
+    ``eps sign(z) / (|z| + eps)^2`` computed once in the forward pass.
+
+    Autograd's generic path (abs, add, div and their backwards) costs about five more
+    passes over every activation in a differentiable heatmap's backward, which is what
+    TEA's training steps spend most of their time on. The derivative itself is not
+    differentiated again (third derivatives of a heatmap are not supported).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, epsilon: Epsilon_) -> Tensor:
+        magnitude = z.abs()
+        denominator = magnitude + epsilon
+        slope = torch.sgn(z).mul_(epsilon).div_(denominator).div_(denominator)
+        ctx.save_for_backward(slope)
+        return magnitude.div_(denominator)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None
+
+
 # --------------------------------------------------------------------------- layers
 
 @dataclass(frozen=True)
@@ -171,13 +197,14 @@ class Epsilon(Rule):
     epsilon: Epsilon_ = 1e-6
 
     def ratio(self, z: Tensor, z_rule: Tensor) -> Tensor:
-        # z / (z + eps sign z) == |z| / (|z| + eps), in fewer passes over memory
-        magnitude = z.abs()
         epsilon = self.epsilon
         if isinstance(epsilon, Tensor):
             epsilon = epsilon.to(dtype=z.dtype, device=z.device).reshape(
                 -1, *([1] * (z.dim() - 1)))
-        return magnitude / (magnitude + epsilon)
+        if torch.is_grad_enabled() and z.requires_grad:
+            return _EpsilonRatio.apply(z, epsilon)
+        magnitude = z.abs()
+        return magnitude.div_(magnitude + epsilon)
 
     def modified_output(self, layer: AffineLayer | None, a: Tensor, z: Tensor) -> Tensor:
         return z
