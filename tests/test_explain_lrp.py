@@ -235,6 +235,18 @@ def test_heatmap_without_create_graph_is_detached_and_model_untouched():
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_frozen_model_under_no_grad_as_a_teacher():
+    model = random_cnn(14)
+    x = batch(3)
+    expected = lrp(model, x, 2, epsilon=0.05)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    with torch.no_grad():
+        relevance = lrp(model, x, 2, epsilon=0.05)
+        assert not torch.is_grad_enabled()
+    torch.testing.assert_close(relevance, expected)
+
+
 def test_no_hooks_left_after_errors():
     model = models.create("cnn3", width=4, hidden=8)
     model.train()

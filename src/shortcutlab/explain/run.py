@@ -52,7 +52,7 @@ class ExplainConfig:
     batch_size: int = 256
     layer: str | None = None
     rule: str = "epsilon"
-    epsilon: float = 1e-6
+    epsilon: float = 0.01
     steps: int = 32
     tolerance: int = 0
     sanity_images: int = 32
