@@ -71,7 +71,12 @@ def _fetch_into(url: str, part: Path, offset: int, size: int | None, timeout: fl
         if not resumed:
             offset = 0  # the server sends the whole file
         length = response.headers.get("Content-Length")
-        total = size if size is not None else (offset + int(length) if length else None)
+        announced = offset + int(length) if length and length.isdigit() else None
+        if size is not None and announced is not None and announced != size:
+            part.unlink(missing_ok=True)
+            raise ChecksumError(f"{url} is {announced} bytes, not the published {size}; "
+                                "the mirror serves a different file")
+        total = size if size is not None else announced
         mode = "ab" if resumed else "wb"
         received = offset
         bar = progress(total=total, initial=offset, desc=desc, unit="B", unit_scale=True,
