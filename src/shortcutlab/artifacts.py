@@ -211,9 +211,12 @@ class _HashingWriter:
         self._handle = handle
         self._position = 0
         self.digest = hashlib.sha256()
+        self.aborted = False  # after a failure, writes go nowhere (the file is discarded)
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
+        if self.aborted:
+            return view.nbytes
         self.digest.update(view)
         self._handle.write(view)
         self._position += view.nbytes
@@ -261,6 +264,7 @@ class NpzWriter:
 
             self._executor = self._stack.enter_context(ThreadPoolExecutor(max_workers=1))
         self._pending: list[Any] = []
+        self._handles: list[Any] = []
         return self
 
     def add(self, name: str, array: np.ndarray) -> None:
@@ -289,13 +293,27 @@ class NpzWriter:
             if exc_type is None:
                 self._zip.close()
         except BaseException:
+            self._abort()
             self._stack.__exit__(*sys.exc_info())
             raise
         if exc_type is not None:
+            self._abort()
             self._stack.__exit__(exc_type, exc, tb)
             return
         self.sha256 = self._writer.digest.hexdigest()
         self._stack.close()
+
+    def _abort(self) -> None:
+        """Close zipfile's handles into the void so nothing writes to the discarded file."""
+        self._writer.aborted = True
+        for pending in self._pending:
+            pending.cancel()
+        self._pending.clear()
+        for handle in self._handles:
+            with contextlib.suppress(Exception):
+                handle.close()
+        with contextlib.suppress(Exception):
+            self._zip.close()
 
 
 class _NpzMember:
@@ -314,6 +332,7 @@ class _NpzMember:
         info.file_size = len(header.getvalue()) + self._remaining
         npz._drain()  # zipfile allows one open member at a time
         self._handle = npz._zip.open(info, "w")
+        npz._handles.append(self._handle)
         self._handle.write(header.getvalue())
 
     def __enter__(self) -> _NpzMember:
