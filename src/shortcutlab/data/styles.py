@@ -111,11 +111,11 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 # -- patterns -------------------------------------------------------------------------------
-# The same seed must give the same bytes on every machine, and a matrix product (BLAS) or
-# a vectorized sin may round differently from one CPU to the next. So the textures that
-# need products use integers small enough that float32 holds every partial sum exactly
-# (< 2**24): any BLAS, any thread count, any order of summation gives the same result.
-# The rest is integer arithmetic; no per-pixel transcendental functions.
+# The same seed must give the same bytes on every machine, and a matrix product (BLAS) may
+# round differently from one CPU or thread count to the next. So the textures that need
+# products use integers (times powers of two, which scale without rounding) small enough
+# that float32 holds every product and partial sum exactly (< 2**24): any BLAS, any order
+# of summation, same result. The rest is integer arithmetic; no per-pixel trigonometry.
 
 _WEIGHT_UNIT = 256  # interpolation weights are integers in units of 1/256
 
@@ -126,14 +126,6 @@ def random_levels(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarra
     count = int(np.prod(shape))
     words = rng.bit_generator.random_raw((count + 7) // 8)
     return np.asarray(words, dtype="<u8").view(np.uint8)[:count].reshape(shape)
-
-
-def _to_levels(field: np.ndarray, scale: float, offset: float) -> np.ndarray:
-    """``clip(field * scale + offset)`` as uint8 (truncation: put the +0.5 in ``offset``)."""
-    field *= np.float32(scale)
-    field += np.float32(offset)
-    np.clip(field, 0.0, 255.0, out=field)
-    return field.astype(np.uint8)
 
 
 def _fade(t: np.ndarray) -> np.ndarray:
@@ -161,34 +153,40 @@ def _lattice_weights(cells: int) -> tuple[np.ndarray, np.ndarray]:
 
 _SMOOTH_KNOTS = 4
 _SMOOTH_WEIGHTS = _lattice_weights(_SMOOTH_KNOTS - 1)[0]
-# (knots^2, 784) integers <= 256^2; each pixel is a convex combination of the knots
-_SMOOTH_BASIS = np.kron(_SMOOTH_WEIGHTS, _SMOOTH_WEIGHTS).T.astype(np.float32)
+# (knots^2, 784): each pixel a convex combination of the knots, the weights (integers up to
+# 256**2) scaled by 2**-16 so that the product is the level itself
+_SMOOTH_BASIS = (np.kron(_SMOOTH_WEIGHTS, _SMOOTH_WEIGHTS).T / _WEIGHT_UNIT**2).astype(
+    np.float32)
 
 _PERLIN_OCTAVES = ((4, 2), (8, 1))  # (cells across the image, relative amplitude)
 # Perlin's improved noise draws gradients from a small fixed set; these eight are exact.
 _PERLIN_GRADIENTS = np.array([(1, 1), (-1, 1), (1, -1), (-1, -1), (1, 0), (-1, 0), (0, 1),
                               (0, -1)], dtype=np.float32)
-_PERLIN_CONTRAST = 1.4  # levels per unit of noise, relative to the full range (~3% clip)
+_PERLIN_TABLES = [np.ascontiguousarray(np.tile(_PERLIN_GRADIENTS[:, axis], 32))
+                  for axis in (0, 1)]  # random byte -> gradient component
+# levels per unit of noise, a power of two (exact): strong contrast, with about 10% of
+# pixels at the darkest or brightest level
+_PERLIN_SCALE = 2.0**-9
+_PERLIN_MID = 128.0
 
 
 def _perlin_factors() -> tuple[np.ndarray, np.ndarray, list[int]]:
     """The y-side and x-side factors of every octave and both gradient components, side
     by side, so that noise = Y @ blockdiag(Gx1, Gy1, Gx2, Gy2) @ X.T (x-gradients pair
-    with W along y and D along x; y-gradients with D along y and W along x)."""
+    with W along y and D along x; y-gradients with D along y and W along x). Y carries the
+    output scale and a last column that adds the mid level."""
     y_side, x_side, blocks = [], [], []
     for cells, amplitude in _PERLIN_OCTAVES:
         weights, offsets = _lattice_weights(cells)
-        y_side += [weights, offsets]
+        y_side += [weights * _PERLIN_SCALE, offsets * _PERLIN_SCALE]
         x_side += [amplitude * offsets, amplitude * weights]
         blocks += [cells + 1, cells + 1]
+    y_side.append(np.ones((SIZE, 1)))
     return (np.concatenate(y_side, axis=1).astype(np.float32),
             np.concatenate(x_side, axis=1).astype(np.float32), blocks)
 
 
 _PERLIN_Y, _PERLIN_X, _PERLIN_BLOCKS = _perlin_factors()
-# |noise| stays far below 2**24 in these units: 4 blocks x 2 nonzero weights x 256 x 2 x
-# (2 nonzero x 2 x 256) ~ 2**21, so float32 products are exact.
-_PERLIN_RANGE = float(_WEIGHT_UNIT**2 * sum(a for _, a in _PERLIN_OCTAVES))
 
 _STRIPE_PERIOD = (4.0, 8.0)  # pixels
 _STRIPE_SHARPNESS = 2.5      # > 1 flattens the triangle wave into crisp bands
@@ -220,14 +218,14 @@ def smooth_pattern(n: int, rng: np.random.Generator, params: StyleParams) -> np.
     low = knots.min(axis=1, keepdims=True)
     span = np.maximum(knots.max(axis=1, keepdims=True) - low, 1)
     stretched = ((knots - low) * 255 // span).astype(np.float32)
-    field = stretched @ _SMOOTH_BASIS  # exact: integers below 255 * 256**2 < 2**24
-    return _to_levels(field, 1.0 / _WEIGHT_UNIT**2, 0.5).reshape(n, SIZE, SIZE)
+    # exact (8-bit knots times 16-bit weights) and within [0, 255]: truncation is the level
+    return (stretched @ _SMOOTH_BASIS).astype(np.uint8).reshape(n, SIZE, SIZE)
 
 
 def perlin_noise(gradient_index: list[np.ndarray]) -> np.ndarray:
-    """Fractal Perlin (gradient) noise, float32 (28, n, 28) laid out (y, image, x), in
-    units of 1/256**2, from one uint8 array (c+1, n, c+1) of gradient choices per octave
-    (lattice row, image, lattice column).
+    """Fractal Perlin (gradient) noise as levels around 128, float32 (28, n, 28) laid out
+    (y, image, x), from one uint8 array (c+1, n, c+1) of random gradient choices per
+    octave (lattice row, image, lattice column).
 
     Per octave the noise at pixel (y, x) is the sum over lattice corners of
     ``w(y) w(x) (gx (x - cx) + gy (y - cy))``, which factors into
@@ -235,17 +233,17 @@ def perlin_noise(gradient_index: list[np.ndarray]) -> np.ndarray:
     column) turns the per-image products into two big matrix products for the batch.
     """
     n = gradient_index[0].shape[1]
-    middle = []
-    column = 0
+    middle = np.empty((_PERLIN_Y.shape[1], n * SIZE), dtype=np.float32)
+    row = 0
     for index in gradient_index:
         size = index.shape[0]
-        gradients = _PERLIN_GRADIENTS[index & 7]                    # (size, n, size, 2)
-        for axis in (0, 1):
-            x_side = _PERLIN_X[:, column:column + size]             # (28, size)
-            block = np.ascontiguousarray(gradients[..., axis]).reshape(-1, size)
-            middle.append((block @ x_side.T).reshape(size, n * SIZE))
-            column += size
-    return (_PERLIN_Y @ np.concatenate(middle)).reshape(SIZE, n, SIZE)
+        for table in _PERLIN_TABLES:
+            gradients = np.take(table, index).reshape(-1, size)          # (size * n, size)
+            np.matmul(gradients, _PERLIN_X[:, row:row + size].T,
+                      out=middle[row:row + size].reshape(-1, SIZE))
+            row += size
+    middle[row] = _PERLIN_MID
+    return (_PERLIN_Y @ middle).reshape(SIZE, n, SIZE)
 
 
 @register_style("perlin", tinted_background,
@@ -253,8 +251,8 @@ def perlin_noise(gradient_index: list[np.ndarray]) -> np.ndarray:
 def perlin_pattern(n: int, rng: np.random.Generator, params: StyleParams) -> np.ndarray:
     index = [random_levels(rng, (cells + 1, n, cells + 1)) for cells, _ in _PERLIN_OCTAVES]
     noise = perlin_noise(index)
-    levels = _to_levels(noise, 255 * _PERLIN_CONTRAST / _PERLIN_RANGE, 128.0)
-    return levels.transpose(1, 0, 2).copy()
+    np.clip(noise, 0.0, 255.0, out=noise)
+    return noise.astype(np.uint8).transpose(1, 0, 2).copy()
 
 
 @register_style("stripes", tinted_background,
@@ -276,9 +274,10 @@ def stripes_pattern(n: int, rng: np.random.Generator, params: StyleParams) -> np
 
 def apply_byte_table(values: np.ndarray, table: np.ndarray) -> np.ndarray:
     """``table[values]`` for uint8 arrays through ``bytes.translate``: a plain byte loop,
-    several times faster than ``np.take``, which first widens every index to 64 bits."""
+    several times faster than ``np.take``, which first widens every index to 64 bits.
+    The result is read-only."""
     translated = np.ascontiguousarray(values).tobytes().translate(table.tobytes())
-    return np.frombuffer(translated, dtype=np.uint8).reshape(values.shape).copy()
+    return np.frombuffer(translated, dtype=np.uint8).reshape(values.shape)
 
 
 def _unit_vectors(n: int, rng: np.random.Generator) -> np.ndarray:
