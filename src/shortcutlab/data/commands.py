@@ -41,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_fetch(commands)
     _add_build(commands)
     _add_show(commands)
+    _add_styles(commands)
 
 
 def _add_fetch(commands: argparse._SubParsersAction) -> None:
@@ -127,6 +128,24 @@ def _add_show(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_show)
 
 
+def _add_styles(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "styles", help="draw every style side by side (PNG), to choose one",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="One row per style: a digit of each class in its class's color.",
+        epilog=STYLE_HELP
+        + "\nexample:\n  shortcutlab data styles --out styles.png --noise-mix 0.8")
+    parser.add_argument("--out", required=True, metavar="PNG", help="image to write")
+    parser.add_argument("--source", choices=("mnist", "fashion-mnist", "synthetic"),
+                        default="mnist", help="where the digits come from (default: mnist)")
+    parser.add_argument("--noise-mix", type=float, default=0.6,
+                        help="as for 'data build' (default: 0.6)")
+    parser.add_argument("--alpha", type=float, default=1.0,
+                        help="as for 'data build' (default: 1.0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.set_defaults(func=_styles)
+
+
 def _fetch(args: argparse.Namespace) -> int:
     from shortcutlab.data.fetch import cached_source_path, fetch_source, load_cached
 
@@ -168,5 +187,16 @@ def _show(args: argparse.Namespace) -> int:
     from shortcutlab.data.show import save_grid
 
     save_grid(args.data_dir, args.out, per_cell=args.per_cell)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _styles(args: argparse.Namespace) -> int:
+    from shortcutlab.data.build import BuildConfig
+    from shortcutlab.data.show import save_style_sheet
+    from shortcutlab.data.styles import StyleParams
+
+    BuildConfig(noise_mix=args.noise_mix, alpha=args.alpha).validate()
+    save_style_sheet(args.out, args.source, StyleParams(args.noise_mix, args.alpha), args.seed)
     print(f"wrote {args.out}")
     return 0

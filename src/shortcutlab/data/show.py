@@ -11,6 +11,7 @@ import numpy as np
 from shortcutlab.artifacts import write_bytes
 from shortcutlab.data.dataset import SPLITS, load_meta, load_split
 from shortcutlab.data.palette import COLOR_NAMES, NUM_COLORS, palette_array
+from shortcutlab.data.styles import StyleParams
 
 _GAP = 4        # pixels between examples
 _SPLIT_GAP = 14  # pixels between splits
@@ -111,3 +112,61 @@ def _swatch(x: float, y: float, rgb: np.ndarray):
 
     return Rectangle((x, y), 14, 14, facecolor=tuple(rgb), edgecolor="black", linewidth=0.5,
                      clip_on=False)
+
+
+def style_sheet(gray: np.ndarray, params: StyleParams | None = None, seed: int = 0
+                ) -> tuple[np.ndarray, list[str]]:
+    """Ten digits (one per class, each in its class color) rendered in every style:
+    an RGB canvas with one row per style, and the style names in row order."""
+    from shortcutlab.data.build import render
+    from shortcutlab.data.styles import STYLES
+
+    params = params or StyleParams()
+    names = list(STYLES)
+    step = _SIZE + _GAP
+    canvas = np.full((len(names) * step, NUM_COLORS * step, 3), 255, dtype=np.uint8)
+    colors = np.arange(NUM_COLORS)
+    for row, name in enumerate(names):
+        images = render(gray[:NUM_COLORS], colors, name, params, np.random.default_rng(seed))
+        for col, image in enumerate(images):
+            canvas[row * step:row * step + _SIZE, col * step:col * step + _SIZE] = image
+    return canvas, names
+
+
+def save_style_sheet(out: str | os.PathLike, source: str = "mnist",
+                     params: StyleParams | None = None, seed: int = 0) -> None:
+    """Write a PNG comparing the styles on one digit of each class (from ``source``'s
+    test set), each digit in its class's color."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from shortcutlab.data.sources import load_source
+    from shortcutlab.data.styles import STYLES
+
+    data = load_source(source, limit=200 if source == "synthetic" else None)
+    labels, images = data["test_labels"], data["test_images"]
+    first = [int(np.flatnonzero(labels == digit)[0]) for digit in range(NUM_COLORS)]
+    canvas, names = style_sheet(images[first], params, seed)
+    scale, margin_left, margin_top = 3.0, 3.6, 0.6
+    width_in = canvas.shape[1] * scale / 100 + margin_left + 0.2
+    height_in = canvas.shape[0] * scale / 100 + margin_top + 0.2
+    figure = Figure(figsize=(width_in, height_in), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_axes((margin_left / width_in, 0.2 / height_in,
+                            1 - (margin_left + 0.2) / width_in,
+                            1 - (margin_top + 0.4) / height_in))
+    axes.imshow(canvas, interpolation="nearest")
+    axes.set_axis_off()
+    step = _SIZE + _GAP
+    for row, name in enumerate(names):
+        y = row * step + _SIZE / 2
+        axes.text(-8, y - 5, name, ha="right", va="center", fontsize=12, weight="bold")
+        axes.text(-8, y + 6, STYLES[name].summary, ha="right", va="center", fontsize=7,
+                  wrap=True)
+    params = params or StyleParams()
+    figure.text(0.5, 1 - 0.15 / height_in,
+                f"Styles: each digit in its class's color (noise_mix {params.noise_mix}, "
+                f"alpha {params.alpha})", ha="center", va="top", fontsize=13)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    write_bytes(out, buffer.getvalue())
