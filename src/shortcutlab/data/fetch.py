@@ -17,6 +17,7 @@ lists every route with the reason it failed:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -108,6 +109,8 @@ def fetch_source(source: str | SourceSpec, idx_dir: str | os.PathLike | None = N
         path = store_source(spec.name, arrays, origin)
         log(f"{spec.name}: verified and cached in {path}")
         shutil.rmtree(downloads_dir(spec.name), ignore_errors=True)
+        with contextlib.suppress(OSError):  # only if no other source is mid-download
+            downloads_dir(spec.name).parent.rmdir()
         return path
     tried = "\n".join(failures) or "  (no route applies)"
     raise ShortcutlabError(
