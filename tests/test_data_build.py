@@ -161,7 +161,7 @@ def test_render_rejects_bad_colors(source):
 
 
 def test_pack_rgb_matches_slicing():
-    items = np.random.default_rng(2).integers(0, 256, (1000, 4), dtype=np.uint8)
+    items = np.random.default_rng(2).integers(0, 256, (1024 * 784, 4), dtype=np.uint8)
     packed = pack_rgb(items.view("V4").reshape(-1))
     assert np.array_equal(packed.reshape(-1, 3), items[:, :3])
 
