@@ -287,3 +287,14 @@ def test_corrupt_cache_entry_is_detected(tmp_path, arrays):
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(ChecksumError):
         load_cached("tiny")
+
+
+def test_damaged_cache_is_fetched_again_on_use(tmp_path, arrays, monkeypatch, capsys):
+    monkeypatch.setitem(fetch_module.__dict__, "source_spec", lambda name: tiny_spec(arrays))
+    monkeypatch.setenv("SHORTCUTLAB_IDX_DIR", str(write_idx_dir(tmp_path / "idx", arrays)))
+    load_cached_or_fetch("tiny")
+    path = cached_source_path("tiny")
+    path.write_bytes(b"damaged")
+    loaded = load_cached_or_fetch("tiny")
+    np.testing.assert_array_equal(loaded["train_images"], arrays["train_images"])
+    assert "fetching tiny again" in capsys.readouterr().err

