@@ -310,9 +310,11 @@ def build_dataset(config: BuildConfig, out_dir: str | os.PathLike,
     meta_path = out_dir / "meta.json"
     if meta_path.exists():
         existing = read_json(meta_path)
-        if existing.get("dataset_id") == dataset_id and _files_intact(out_dir, existing):
-            return existing
-        if not force:
+        if existing.get("dataset_id") == dataset_id:
+            if _files_intact(out_dir, existing):
+                return existing
+            force = True  # this very dataset with a damaged file: rebuild it in place
+        elif not force:
             raise ShortcutlabError(
                 f"{out_dir} already holds a different dataset (id {existing.get('dataset_id')}); "
                 "choose another --out or pass --force to overwrite it"
