@@ -64,7 +64,12 @@ def test_explain_cli_with_comparison(tiny_data, tiny_runs, tmp_path, capsys):
             assert 0.0 <= metrics["pointing_game"] <= 1.0
             assert 0.0 < metrics["background_area"] < 1.0
             assert 0.0 <= metrics["accuracy"] <= 1.0
-        assert splits["test_hard"]["conflicting"]["n"] == 64  # no hard image has its own color
+        hard = splits["test_hard"]["conflicting"]
+        assert hard["n"] == 64  # no hard image has its own color
+        answers = hard["by_answer"]
+        assert sum(part["n"] for part in answers.values()) == 64
+        if "digit" in answers:
+            assert answers["digit"]["accuracy"] == 1.0
         stages = summary["sanity"][role]["randomized_from_top"]
         assert stages[0].startswith("none") and stages[-1] == "features.conv1"
     from shortcutlab.explain import headline

@@ -128,11 +128,26 @@ def _targets(config: ExplainConfig, preds: Tensor, labels: np.ndarray) -> Tensor
     return preds if config.target == "predicted" else torch.from_numpy(labels).long()
 
 
+def _subset_metrics(select: Tensor, preds: Tensor, labels: Tensor, shares: Tensor,
+                    hits: Tensor) -> dict[str, Any]:
+    return {
+        "n": int(select.sum()),
+        "accuracy": float((preds[select] == labels[select]).double().mean()),
+        "background_share": summarize(shares[select])["mean"],
+        "pointing_game": float(hits[select].double().mean()),
+    }
+
+
 def _split_metrics(maps: Tensor, split: Split, preds: Tensor, tolerance: int) -> dict[str, Any]:
+    """Scores of one model on one split, overall and for subsets of images: ``aligned`` and
+    ``conflicting`` (the image's color is / is not its class's), and conflicting images by
+    the model's answer (``by_answer``: ``color`` = the class whose color the image has,
+    ``digit`` = the true class, ``other``)."""
     masks = torch.from_numpy(split.masks)
     shares = background_share(maps, masks)
     hits = pointing_game(maps, masks, tolerance)
     labels = torch.from_numpy(split.labels)
+    colors = torch.from_numpy(split.colors)
     aligned = torch.from_numpy(split.aligned)
     result = {
         "n": len(split),
@@ -143,12 +158,14 @@ def _split_metrics(maps: Tensor, split: Split, preds: Tensor, tolerance: int) ->
     }
     for name, select in (("aligned", aligned), ("conflicting", ~aligned)):
         if bool(select.any()):
-            result[name] = {
-                "n": int(select.sum()),
-                "accuracy": float((preds[select] == labels[select]).double().mean()),
-                "background_share": summarize(shares[select])["mean"],
-                "pointing_game": float(hits[select].double().mean()),
-            }
+            result[name] = _subset_metrics(select, preds, labels, shares, hits)
+    if bool((~aligned).any()):
+        answers = {"color": preds == colors, "digit": preds == labels}
+        answers["other"] = ~(answers["color"] | answers["digit"])
+        result["conflicting"]["by_answer"] = {
+            name: _subset_metrics(~aligned & chosen, preds, labels, shares, hits)
+            for name, chosen in answers.items() if bool((~aligned & chosen).any())
+        }
     return result
 
 
