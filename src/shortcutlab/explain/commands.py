@@ -96,6 +96,7 @@ def _print_summary(summary: dict) -> None:
         for split, metrics in entry["splits"].items():
             share = metrics["background_share"]
             mean = "n/a" if share["mean"] is None else f"{share['mean']:.3f} +- {share['std']:.3f}"
+            empty = f", {share['undefined']} empty maps left out" if share["undefined"] else ""
             print(f"  {entry['label']:>16s} {split:14s} acc {metrics['accuracy']:.3f}  "
-                  f"background share {mean} (uniform {metrics['background_area']:.3f})  "
+                  f"background share {mean} (uniform {metrics['background_area']:.3f}{empty})  "
                   f"pointing {metrics['pointing_game']:.3f}")
