@@ -248,7 +248,8 @@ class Attack:
                     break
                 adv, reached, score = self._run(
                     x[todo], labels[todo], eps_t[todo],
-                    None if mask_t is None else mask_t[todo], restart)
+                    None if mask_t is None else mask_t[todo], restart,
+                    score_all=self.restarts > 1)
                 better = reached | (score > best[todo])
                 adversarial[todo[better]] = adv[better]
                 best[todo[better]] = score[better]
@@ -264,35 +265,37 @@ class Attack:
         return eps * (self.rel_step_size / self.steps)
 
     def _run(self, x: Tensor, labels: Tensor, eps: Tensor, mask: Tensor | None,
-             restart: int) -> tuple[Tensor, Tensor, Tensor]:
-        """One restart: returns (adversarial, reached, score) for every image of ``x``."""
+             restart: int, score_all: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """One restart: returns (adversarial, reached, score) for every image of ``x``.
+
+        The last iterate is only scored when ``score_all`` (restarts compare scores);
+        otherwise its images get ``reached=False`` and ``score=+inf`` (it is kept), and
+        the caller's final forward pass decides success: one pass fewer per call.
+        """
         n = x.shape[0]
         out = x.clone()
         reached_out = torch.zeros(n, dtype=torch.bool, device=x.device)
-        score_out = torch.zeros(n, dtype=x.dtype, device=x.device)
+        score_out = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
         alive = torch.arange(n, device=x.device)  # positions still being optimized
         step_size = self._step_size(eps)
         delta = self.initial_delta(x, eps, restart)
         if mask is not None:
             delta = delta * mask
         delta = self._constrain(delta, x, eps)
-        for iteration in range(self.steps + 1):
+        for _ in range(self.steps):
             current = (x + delta).clamp_(0.0, 1.0).requires_grad_(True)
             logits = self.model(current)
-            reached, score = self.goal_reached(logits.detach(), labels)
-            last = iteration == self.steps
-            stop = torch.ones_like(reached) if last else (reached if self.stop_early else None)
-            if stop is not None and bool(stop.any()):
-                out[alive[stop]] = current.detach()[stop]
-                reached_out[alive[stop]] = reached[stop]
-                score_out[alive[stop]] = score[stop]
-            if last:
-                break
+            if self.stop_early:
+                reached, score = self.goal_reached(logits.detach(), labels)
+                if bool(reached.any()):
+                    out[alive[reached]] = current.detach()[reached]
+                    reached_out[alive[reached]] = True
+                    score_out[alive[reached]] = score[reached]
             grad = torch.autograd.grad(self.loss(logits, labels), current)[0]
-            if stop is not None and bool(stop.any()):
-                keep = ~stop
+            if self.stop_early and bool(reached.any()):
+                keep = ~reached
                 if not bool(keep.any()):
-                    break
+                    return out, reached_out, score_out
                 alive, x, labels, eps, step_size = (alive[keep], x[keep], labels[keep],
                                                     eps[keep], step_size[keep])
                 delta, grad = delta[keep], grad[keep]
@@ -303,6 +306,13 @@ class Attack:
             if mask is not None:
                 delta = delta * mask
             delta = self._constrain(delta, x, eps)
+        final = (x + delta).clamp_(0.0, 1.0)
+        out[alive] = final
+        if score_all:
+            with torch.no_grad():
+                reached, score = self.goal_reached(self.model(final), labels)
+            reached_out[alive] = reached
+            score_out[alive] = score
         return out, reached_out, score_out
 
     def _constrain(self, delta: Tensor, x: Tensor, eps: Tensor) -> Tensor:
