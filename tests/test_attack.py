@@ -126,6 +126,15 @@ def test_success_claims_hold_on_a_fresh_forward_pass(trained, victims):
                                trained(result.adversarial).softmax(dim=1)[:, TARGET].detach())
 
 
+def test_restarts_only_add_successes(trained, victims):
+    x = victims[0]
+    settings = {"eps": 0.12, "steps": 6, "confidence": CONFIDENCE, "seed": 5}
+    once = create_attack("pgd", trained, **settings)(x, targets(len(x)))
+    thrice = create_attack("pgd", trained, restarts=3, **settings)(x, targets(len(x)))
+    assert not bool((once.success & ~thrice.success).any())
+    assert int(thrice.success.sum()) > int(once.success.sum())
+
+
 def test_random_starts_depend_on_the_image_not_the_batch(victims):
     x = victims[0][:8]
     together = uniform_noise(x, seed=3)

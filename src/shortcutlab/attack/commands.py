@@ -103,7 +103,8 @@ def format_summary(summary: dict) -> str:
              f"{settings['confidence']:g}, eps {settings['eps']:g}, {summary['split']}"]
 
     def fmt(value: float | None) -> str:
-        return "   n/a" if value is None else f"{value:.3f}"
+        # null statistics are infinite: images not fooled up to max_eps
+        return f">{settings['max_eps']:g}" if value is None else f"{value:.3f}"
 
     for model in summary["models"]:
         rows = {model["region"]: model, **model["masked"]}
@@ -117,6 +118,7 @@ def format_summary(summary: dict) -> str:
         for region in settings["regions"]:
             row = comparison[region]
             p_value = "n/a" if row["p_value"] is None else f"{row['p_value']:.2g}"
+            ratio = "n/a" if row["median_ratio"] is None else f"{row['median_ratio']:.2f}"
             lines.append(f"  {comparison['compare']} / {comparison['run']} ({region}): median "
-                         f"ratio {fmt(row['median_ratio'])}, Wilcoxon p={p_value}")
+                         f"ratio {ratio}, Wilcoxon p={p_value}")
     return "\n".join(lines)

@@ -98,10 +98,9 @@ def plot_min_eps(path: Path, per_model: dict[str, dict[str, np.ndarray]], budget
             if missing:
                 label += f", {missing} not fooled <= {max_eps:g}"
             hist.hist(found, bins=bins, histtype="step", linewidth=1.6, label=label)
-            ordered = np.sort(eps)
-            fraction = np.arange(1, len(ordered) + 1) / len(ordered)
-            ecdf.step(np.where(np.isfinite(ordered), ordered, np.nan), fraction, where="post",
-                      label=name)
+            ordered = np.concatenate([[0.0], np.sort(found), [bins[-1]]])
+            fraction = np.concatenate([[0.0], np.arange(1, len(found) + 1), [len(found)]])
+            ecdf.step(ordered, fraction / len(eps), where="post", label=name)
         for ax in (hist, ecdf):
             ax.axvline(budget, color="black", linestyle="--", linewidth=1)
             ax.set_xlim(bins[0], bins[-1])
@@ -111,7 +110,8 @@ def plot_min_eps(path: Path, per_model: dict[str, dict[str, np.ndarray]], budget
         hist.legend(fontsize=7)
         ecdf.set_xlabel("minimal L-inf epsilon")
         ecdf.set_ylabel(f"fraction fooled ({source} -> {target})")
-        ecdf.set_ylim(0, 1)
+        ecdf.set_ylim(0, 1.02)
+        ecdf.legend(fontsize=7, loc="lower right")
         ecdf.text(budget, 0.02, f" eps={budget:g}", fontsize=8)
     fig.suptitle("Minimal epsilon per image (dashed: the budget)", fontsize=11)
     fig.tight_layout()
