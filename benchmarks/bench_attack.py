@@ -37,12 +37,12 @@ from shortcutlab.data import BuildConfig, build_dataset, load_source, load_split
 SOURCE, TARGET, CONFIDENCE = 7, 3, 0.9
 
 
-def train_quick(data_dir: Path, steps: int) -> torch.nn.Module:
-    """A default cnn3 trained briefly on synthetic data (enough to be fooled for real)."""
+def train_quick(data_dir: Path, steps: int, width: int) -> torch.nn.Module:
+    """A cnn3 trained briefly on synthetic data (enough to be fooled for real)."""
     split = load_split(data_dir, "train")
     x, y = split.image_tensor(), torch.from_numpy(split.labels)
     torch.manual_seed(0)
-    model = models.create("cnn3")
+    model = models.create("cnn3", width=width, hidden=4 * width)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     for _ in range(steps):
@@ -141,6 +141,9 @@ def main() -> None:
     parser.add_argument("--search-steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-steps", type=int, default=150)
+    parser.add_argument("--width", type=int, default=32,
+                        help="width of the cnn3 trained when no --model is given (default 32, "
+                             "the cnn3 default)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -151,14 +154,17 @@ def main() -> None:
         if not args.data:
             build_dataset(BuildConfig(source="synthetic", limit=3000), data,
                           load_source("synthetic", limit=3000))
-        model = models.load(args.model) if args.model else train_quick(data, args.train_steps)
+        if args.model:
+            model = models.load(args.model)
+        else:
+            model = train_quick(data, args.train_steps, args.width)
         split = load_split(data, args.split)
         index = np.flatnonzero(split.labels == SOURCE)
         x = split.subset(index[:args.images]).image_tensor()
         print(f"# bench_attack: {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} CPUs, torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, model "
-              f"{args.model or 'cnn3 trained ' + str(args.train_steps) + ' steps (synthetic)'}, "
+              f"{args.model or f'cnn3 width {args.width} trained {args.train_steps} steps'}, "
               f"data {args.data or 'synthetic'}:{args.split}")
         bench_pgd(model, x, args.eps, args.steps, args.repeats)
         bench_minimal(model, x[:args.search_images], args.search_steps, args.repeats)

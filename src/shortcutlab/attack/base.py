@@ -215,7 +215,7 @@ class Attack:
         direction = uniform_noise(x, self.seed, stream=restart).mul_(2).sub_(1)
         if self.norm == "linf":
             return direction * eps
-        radius = uniform_noise(x[:, :1, :1, :1], self.seed, stream=10_000 + restart)
+        radius = uniform_noise(x, self.seed, stream=10_000 + restart)[:, :1, :1, :1]
         return direction / (_norms(direction) + _TINY) * eps * radius
 
     def __call__(self, x: Tensor, labels: Tensor, *, eps: float | Tensor | None = None,

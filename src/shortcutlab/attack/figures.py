@@ -46,19 +46,20 @@ def plot_triplets(path: Path, original: np.ndarray, rows: dict[str, dict[str, np
                              squeeze=False)
     eps = np.broadcast_to(np.asarray(eps, dtype=np.float64), (len(names), count))
     for i in range(count):
-        first = rows[names[0]]["clean_probs"][i]
         axes[i, 0].imshow(_hwc(original[i]))
-        axes[i, 0].set_title(f"original\npred {first.argmax()} ({first.max():.2f})", fontsize=8)
+        axes[i, 0].set_title("original", fontsize=8)
         for m, name in enumerate(names):
             adversarial = rows[name]["adversarial"][i]
             probs = rows[name]["probs"][i]
+            clean = rows[name]["clean_probs"][i]
             e = float(eps[m, i])
+            head = f"{name}: clean {clean.argmax()} ({clean.max():.2f})"
             if np.isfinite(e) and e > 0:
                 shown = 0.5 + (adversarial - original[i]) / (2 * e)
-                label = f"{name}\nperturbation, eps={e:.3f}"
+                label = f"{head}\nperturbation, eps={e:.3f}"
             else:
                 shown = np.full_like(adversarial, 0.5)
-                label = f"{name}\nno perturbation" if e == 0 else f"{name}\nnot found"
+                label = f"{head}\n" + ("no perturbation" if e == 0 else "not found")
             axes[i, 1 + 2 * m].imshow(_hwc(shown))
             axes[i, 1 + 2 * m].set_title(label, fontsize=8)
             fooled = probs.argmax() == target and probs[target] >= confidence
