@@ -93,6 +93,14 @@ def pixel_mask(mask: Tensor | None, x: Tensor) -> Tensor | None:
     return mask.to(x.dtype)
 
 
+def _fast_layout(x: Tensor) -> Tensor:
+    """Channels-last images on CPU: convolutions and max-pooling run about 1.5x faster there
+    (oneDNN's native layout) for batches; the model and its weights are not touched."""
+    if x.device.type == "cpu" and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def _norms(delta: Tensor) -> Tensor:
     return delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
 
@@ -283,7 +291,7 @@ class Attack:
             delta = delta * mask
         delta = self._constrain(delta, x, eps)
         for _ in range(self.steps):
-            current = (x + delta).clamp_(0.0, 1.0).requires_grad_(True)
+            current = _fast_layout((x + delta).clamp_(0.0, 1.0)).requires_grad_(True)
             logits = self.model(current)
             if self.stop_early:
                 reached, score = self.goal_reached(logits.detach(), labels)
@@ -291,7 +299,7 @@ class Attack:
                     out[alive[reached]] = current.detach()[reached]
                     reached_out[alive[reached]] = True
                     score_out[alive[reached]] = score[reached]
-            grad = torch.autograd.grad(self.loss(logits, labels), current)[0]
+            grad = torch.autograd.grad(self.loss(logits, labels), current)[0].contiguous()
             if self.stop_early and bool(reached.any()):
                 keep = ~reached
                 if not bool(keep.any()):
