@@ -103,6 +103,24 @@ def bench_pgd(model, x, eps, steps, repeats) -> None:
               f"fooled {fooled(model, outputs[name]):.3f}")
 
 
+def kernel_ceiling(model, x, repeats) -> float:
+    """Per-image cost of one forward + input-gradient pass at batch 1 over batch len(x)."""
+    from shortcutlab.attack.base import _fast_layout
+
+    def gradient(images):
+        images = _fast_layout(images.clone()).requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model(images),
+                                                 torch.full((len(images),), TARGET),
+                                                 reduction="sum")
+        return torch.autograd.grad(loss, images)[0]
+
+    times = best_of(repeats, {
+        "one": lambda: [gradient(image[None]) for image in x],
+        "batch": lambda: [gradient(x) for _ in range(1)],
+    })
+    return times["one"] / times["batch"]
+
+
 def bench_minimal(model, x, steps, repeats) -> None:
     kwargs = {"steps": steps, "seed": 0}
     results = {}
@@ -115,11 +133,14 @@ def bench_minimal(model, x, steps, repeats) -> None:
                                                     **kwargs).eps[0] for image in x])
 
     times = best_of(repeats, {"per-image loop": loop, "batched": batched})
+    ceiling = kernel_ceiling(model, x, repeats)
     a, b = results["batched"], results["loop"]
     both = np.isfinite(a) & np.isfinite(b)
     print(f"\n## minimal epsilon (precision 1e-3, max 1.0): {len(x)} images, {steps} steps")
     print(f"  per-image loop {times['per-image loop']:7.2f} s   batched {times['batched']:7.2f} s"
           f"   speedup {times['per-image loop'] / times['batched']:.2f}x")
+    print(f"  ceiling: one gradient step costs {ceiling:.2f}x more per image at batch 1 than at "
+          f"batch {len(x)} (no search can batch better than this on this machine)")
     print(f"  agreement: {np.mean(a == b):.0%} identical, median |diff| "
           f"{np.median(np.abs(a[both] - b[both])):.4f}, medians {np.median(a):.3f} (batched) vs "
           f"{np.median(b):.3f} (loop)")

@@ -14,7 +14,16 @@ Success of a gradient attack is not guaranteed to be monotone in epsilon, so the
 found is a boundary point of the attack's success, not a certificate that no smaller
 perturbation exists (an upper bound on the true minimal epsilon). Making the attack at
 eps the same attack scaled (fixed seed, step size proportional to eps, early stopping
-that keeps the first success) keeps violations rare.
+that keeps the first success) keeps violations rare: on a cnn3 trained on real Colored
+MNIST, 12 of 12 images had monotone success over a 0.01 grid from 0.01 to 0.5 with 20
+steps; a width-4 cnn3 trained on synthetic digits with 8 steps had 2 of 12 non-monotone.
+Where success is not monotone, the boundary found depends on the points tested, so
+giving ``eps_budget`` (which becomes the first point tested) can move it.
+
+Reproducibility: the same inputs, settings and batch give bit-identical results. Very
+small batches may round differently in some CPU kernels, and sign-gradient steps
+amplify such last-bit differences, so an image searched alone can occasionally end on
+another boundary point than in a batch.
 
 Search. An integer bisection on the grid, vectorized: each image carries its own
 bracket ``[lo, hi]`` (fails at ``lo``, succeeds at ``hi``) and every round attacks all
