@@ -21,7 +21,8 @@ example:
       --source 7 --target 3 --confidence 0.9 --eps 0.05 --out results/attack
 
 cost: about (1 + log2(max_eps / precision)) batched attacks of --steps steps per region
-and model; --limit N attacks only the first N images of the class (for a quick look).
+and model (all 1028 test 7s, two cnn3 models, three regions: about 14 CPU-minutes);
+--limit N attacks only the first N images of the class (for a quick look).
 """
 
 
