@@ -1,0 +1,195 @@
+"""Attack speed, each figure a ratio against a reference measured in the same run.
+
+1. Targeted L-inf PGD, images per second: ours vs ``torchattacks.PGD`` on the same
+   model, images, epsilon, steps and step size (target: ours >= 1.0x). Ours is timed
+   twice: doing the same work (no early stopping) and as used (stopping each image once
+   it reaches the target confidence).
+2. Minimal epsilon: the batched bisection vs a loop calling it on one image at a time
+   (target: >= 5x), with how well the two agree.
+
+Timings are the best of ``--repeats`` interleaved runs (the machine is shared and noisy).
+
+    python benchmarks/bench_attack.py [--model RUN] [--images 64] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests" / "stubs"))  # torchattacks imports torchvision names
+os.environ.setdefault("SHORTCUTLAB_PROGRESS", "0")
+
+from shortcutlab import models  # noqa: E402
+from shortcutlab.attack import create_attack, minimal_epsilon  # noqa: E402
+from shortcutlab.data import BuildConfig, build_dataset, load_source, load_split  # noqa: E402
+
+SOURCE, TARGET, CONFIDENCE = 7, 3, 0.9
+
+
+def train_quick(data_dir: Path, steps: int, width: int) -> torch.nn.Module:
+    """A cnn3 trained briefly on synthetic data (enough to be fooled for real)."""
+    split = load_split(data_dir, "train")
+    x, y = split.image_tensor(), torch.from_numpy(split.labels)
+    torch.manual_seed(0)
+    model = models.create("cnn3", width=width, hidden=4 * width)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        index = torch.randint(0, len(y), (64,), generator=generator)
+        loss = torch.nn.functional.cross_entropy(model(x[index]), y[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def best_of(repeats: int, runs: dict) -> dict[str, float]:
+    """Interleave the candidates ``repeats`` times; keep each one's fastest time."""
+    times = {name: float("inf") for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name] = min(times[name], time.perf_counter() - start)
+    return times
+
+
+def fooled(model: torch.nn.Module, images: torch.Tensor) -> float:
+    with torch.no_grad():
+        probs = model(images).softmax(dim=1)
+    return float(((probs.argmax(1) == TARGET) & (probs[:, TARGET] >= CONFIDENCE)).float().mean())
+
+
+def bench_pgd(model, x, eps, steps, repeats) -> None:
+    import torchattacks
+
+    alpha = 2.5 * eps / steps
+    target = torch.full((len(x),), TARGET)
+    reference = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+    reference.set_mode_targeted_by_label(quiet=True)
+    same_work = create_attack("pgd", model, eps=eps, steps=steps, step_size=alpha,
+                              confidence=CONFIDENCE, stop_early=False)
+    as_used = create_attack("pgd", model, eps=eps, steps=steps, step_size=alpha,
+                            confidence=CONFIDENCE)
+    outputs = {}
+
+    def run(name, fn):
+        def call():
+            outputs[name] = fn()
+        return call
+
+    times = best_of(repeats, {
+        "torchattacks": run("torchattacks", lambda: reference(x, target)),
+        "ours, same work": run("ours, same work", lambda: same_work(x, target).adversarial),
+        "ours, early stopping": run("ours, early stopping", lambda: as_used(x, target).adversarial),
+    })
+    print(f"\n## targeted L-inf PGD: {len(x)} images, eps {eps}, {steps} steps, "
+          f"step {alpha:.4g}, random start")
+    base = len(x) / times["torchattacks"]
+    for name, seconds in times.items():
+        rate = len(x) / seconds
+        print(f"  {name:<22} {rate:8.1f} images/s  {rate / base:5.2f}x  "
+              f"fooled {fooled(model, outputs[name]):.3f}")
+
+
+def kernel_ceiling(model, x, repeats) -> float:
+    """Per-image cost of one forward + input-gradient pass at batch 1 over batch len(x)."""
+    from shortcutlab.attack.base import _fast_layout
+
+    def gradient(images):
+        images = _fast_layout(images.clone()).requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model(images),
+                                                 torch.full((len(images),), TARGET),
+                                                 reduction="sum")
+        return torch.autograd.grad(loss, images)[0]
+
+    times = best_of(repeats, {
+        "one": lambda: [gradient(image[None]) for image in x],
+        "batch": lambda: [gradient(x) for _ in range(1)],
+    })
+    return times["one"] / times["batch"]
+
+
+def bench_minimal(model, x, steps, repeats) -> None:
+    kwargs = {"steps": steps, "seed": 0}
+    results = {}
+
+    def batched():
+        results["batched"] = minimal_epsilon(model, x, TARGET, CONFIDENCE, **kwargs).eps
+
+    def loop():
+        results["loop"] = np.array([minimal_epsilon(model, image[None], TARGET, CONFIDENCE,
+                                                    **kwargs).eps[0] for image in x])
+
+    times = best_of(repeats, {"per-image loop": loop, "batched": batched})
+    ceiling = kernel_ceiling(model, x, repeats)
+    a, b = results["batched"], results["loop"]
+    both = np.isfinite(a) & np.isfinite(b)
+    print(f"\n## minimal epsilon (precision 1e-3, max 1.0): {len(x)} images, {steps} steps")
+    print(f"  per-image loop {times['per-image loop']:7.2f} s   batched {times['batched']:7.2f} s"
+          f"   speedup {times['per-image loop'] / times['batched']:.2f}x")
+    print(f"  ceiling: one gradient step costs {ceiling:.2f}x more per image at batch 1 than at "
+          f"batch {len(x)} (no search can batch better than this on this machine)")
+    print(f"  agreement: {np.mean(a == b):.0%} identical, median |diff| "
+          f"{np.median(np.abs(a[both] - b[both])):.4f}, medians {np.median(a):.3f} (batched) vs "
+          f"{np.median(b):.3f} (loop)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a saved model to attack (default: train a cnn3 "
+                                        "briefly on synthetic data)")
+    parser.add_argument("--data", help="dataset whose --split 7s are attacked "
+                                       "(default: a synthetic one)")
+    parser.add_argument("--split", default="test_hard")
+    parser.add_argument("--images", type=int, default=64, help="images for the PGD benchmark")
+    parser.add_argument("--search-images", type=int, default=32,
+                        help="images for the minimal-epsilon benchmark")
+    parser.add_argument("--eps", type=float, default=0.1)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--search-steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-steps", type=int, default=150)
+    parser.add_argument("--width", type=int, default=32,
+                        help="width of the cnn3 trained when no --model is given (default 32, "
+                             "the cnn3 default)")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(args.data) if args.data else Path(tmp) / "data"
+        if not args.data:
+            build_dataset(BuildConfig(source="synthetic", limit=3000), data,
+                          load_source("synthetic", limit=3000))
+        if args.model:
+            model = models.load(args.model)
+        else:
+            model = train_quick(data, args.train_steps, args.width)
+        split = load_split(data, args.split)
+        index = np.flatnonzero(split.labels == SOURCE)
+        x = split.subset(index[:args.images]).image_tensor()
+        print(f"# bench_attack: {platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} CPUs, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads, model "
+              f"{args.model or f'cnn3 width {args.width} trained {args.train_steps} steps'}, "
+              f"data {args.data or 'synthetic'}:{args.split}")
+        bench_pgd(model, x, args.eps, args.steps, args.repeats)
+        bench_minimal(model, x[:args.search_images], args.search_steps, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

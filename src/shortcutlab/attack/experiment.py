@@ -1,0 +1,376 @@
+"""``shortcutlab attack``: every image of one class, one or two models, whole distributions.
+
+For each model and each perturbation region (the whole image, only the background, only
+the digit), :func:`~shortcutlab.attack.minimal_epsilon` finds every source image's
+minimal L-inf epsilon and, on the way, the attack's outcome at the budget ``eps``. The
+two models are attacked on the same images, so they are compared pairwise.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from shortcutlab.attack.attacks import attack_class
+from shortcutlab.attack.base import eval_mode
+from shortcutlab.attack.minimal import MinimalEpsilon, minimal_epsilon
+from shortcutlab.errors import ShortcutlabError
+
+REGIONS = ("all", "background", "digit")
+DEFINITION = (
+    "min_eps of an image is the grid value eps (a multiple of `precision`) at which the "
+    "attack with the settings below reaches the target with probability >= confidence "
+    "and at which the same attack fails at eps - precision (0: the clean image already "
+    "does). Both were evaluated; images where the attack fails even at max_eps count as "
+    "+inf (statistics that are infinite are written as null). success_rate_at_eps is "
+    "the fraction of images the same attack fools at exactly `eps`."
+)
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """Everything that decides the numbers in ``attack.json``."""
+
+    source: int = 7
+    target: int = 3
+    confidence: float = 0.9
+    eps: float = 0.05
+    attack: str = "pgd"
+    steps: int = 20
+    rel_step_size: float = 2.5
+    restarts: int = 1
+    seed: int = 0
+    max_eps: float = 1.0
+    precision: float = 1e-3
+    regions: tuple[str, ...] = REGIONS
+    limit: int | None = None
+    batch_size: int = 256
+
+    def validate(self, num_classes: int = 10) -> None:
+        for name in ("source", "target"):
+            value = getattr(self, name)
+            if not 0 <= value < num_classes:
+                raise ShortcutlabError(f"--{name} must be a class in 0..{num_classes - 1}, "
+                                       f"got {value}")
+        if self.source == self.target:
+            raise ShortcutlabError("--source and --target must differ")
+        if not 0.0 < self.confidence < 1.0:
+            raise ShortcutlabError(f"--confidence must be in (0, 1) (a probability to reach), "
+                                   f"got {self.confidence}")
+        if not 0.0 < self.precision < self.max_eps:
+            raise ShortcutlabError(f"--precision must be in (0, --max-eps), got {self.precision}")
+        if not 0.0 < self.eps <= self.max_eps:
+            raise ShortcutlabError(f"--eps must be in (0, --max-eps={self.max_eps}], "
+                                   f"got {self.eps}")
+        steps = self.eps / self.precision
+        if abs(steps - round(steps)) > 1e-6:
+            raise ShortcutlabError(f"--eps {self.eps} must be a multiple of --precision "
+                                   f"{self.precision} (the search grid)")
+        unknown = [r for r in self.regions if r not in REGIONS]
+        if unknown or not self.regions:
+            raise ShortcutlabError(f"--regions must be a comma-separated subset of "
+                                   f"{','.join(REGIONS)}, got {','.join(self.regions)}")
+        if self.limit is not None and self.limit < 1:
+            raise ShortcutlabError(f"--limit must be positive, got {self.limit}")
+        if self.batch_size < 1:
+            raise ShortcutlabError(f"--batch-size must be positive, got {self.batch_size}")
+
+    def attack_kwargs(self) -> dict[str, Any]:
+        return {"steps": self.steps, "rel_step_size": self.rel_step_size,
+                "restarts": self.restarts, "seed": self.seed}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["regions"] = list(self.regions)
+        return data
+
+
+@dataclass
+class SourceImages:
+    """The images of the source class in a split, with what the dataset ships."""
+
+    images: Tensor  # (N, 3, 28, 28) float in [0, 1]
+    masks: Tensor  # bool (N, 28, 28): the digit's pixels
+    index: np.ndarray  # positions in the split
+    colors: np.ndarray  # palette index of each image
+
+
+def source_images(split: Any, source: int, limit: int | None = None) -> SourceImages:
+    """The split's images of class ``source`` (the first ``limit`` of them, in split order)."""
+    index = np.flatnonzero(split.labels == source)
+    if index.size == 0:
+        present = ", ".join(str(c) for c in np.unique(split.labels))
+        raise ShortcutlabError(f"split {split.name!r} has no image of class {source} "
+                               f"(classes present: {present}); choose another --source or --split")
+    if limit is not None:
+        index = index[:limit]
+    chosen = split.subset(index)
+    return SourceImages(chosen.image_tensor(), torch.from_numpy(chosen.masks), index,
+                        chosen.colors.copy())
+
+
+def region_mask(masks: Tensor, region: str) -> Tensor | None:
+    """Where a perturbation may go: everywhere (None), off the digit, or on the digit."""
+    if region == "all":
+        return None
+    if region == "background":
+        return ~masks
+    if region == "digit":
+        return masks.clone()
+    raise ShortcutlabError(f"unknown region {region!r}; choose one of {', '.join(REGIONS)}")
+
+
+def attack_model(model: nn.Module, images: SourceImages, settings: AttackSettings,
+                 label: str = "model") -> dict[str, MinimalEpsilon]:
+    """Minimal epsilon (and the outcome at ``settings.eps``) for every region."""
+    results = {}
+    for region in settings.regions:
+        results[region] = minimal_epsilon(
+            model, images.images, settings.target, settings.confidence,
+            attack=settings.attack, mask=region_mask(images.masks, region),
+            max_eps=settings.max_eps, precision=settings.precision, eps_budget=settings.eps,
+            batch_size=settings.batch_size, desc=f"{label}: {region}",
+            **settings.attack_kwargs())
+    return results
+
+
+# -- statistics --------------------------------------------------------------------------
+def quantile(values: np.ndarray, q: float) -> float:
+    """Linear-interpolation quantile that lets +inf through instead of producing NaN."""
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    position = (len(ordered) - 1) * q
+    below, above = math.floor(position), math.ceil(position)
+    low, high = ordered[below], ordered[above]
+    if above == below or low == high:
+        return float(low)
+    if math.isinf(high):
+        return math.inf
+    return float(low + (high - low) * (position - below))
+
+
+def finite_or_none(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def distribution(eps: np.ndarray) -> dict[str, Any]:
+    """median, quartiles, max, mean of per-image minimal epsilons (inf -> null)."""
+    return {
+        "median": finite_or_none(quantile(eps, 0.5)),
+        "q1": finite_or_none(quantile(eps, 0.25)),
+        "q3": finite_or_none(quantile(eps, 0.75)),
+        "min": finite_or_none(float(np.min(eps))),
+        "max": finite_or_none(float(np.max(eps))),
+        "mean": finite_or_none(float(np.mean(eps))),
+        "n_found": int(np.isfinite(eps).sum()),
+    }
+
+
+def region_summary(result: MinimalEpsilon) -> dict[str, Any]:
+    assert result.at_budget is not None
+    return {
+        "n": len(result.eps),
+        "success_rate_at_eps": float(result.at_budget.success.float().mean()),
+        "min_eps": distribution(result.eps),
+        "attack_rounds": result.rounds,
+    }
+
+
+def clean_probs(model: nn.Module, images: Tensor, batch_size: int) -> Tensor:
+    """Softmax outputs on the unperturbed images, in eval mode."""
+    with eval_mode(model), torch.no_grad():
+        return torch.cat([model(images[s:s + batch_size]).softmax(dim=1)
+                          for s in range(0, len(images), batch_size)])
+
+
+@dataclass
+class ModelAttack:
+    """One model's results: per-region minimal epsilons and its clean predictions."""
+
+    role: str  # "run" or "compare"
+    name: str
+    path: str
+    clean_probs: Tensor
+    results: dict[str, MinimalEpsilon]
+
+
+def model_summary(attacked: ModelAttack, images: SourceImages, settings: AttackSettings,
+                  color_names: list[str]) -> dict[str, Any]:
+    """One model's entry of ``attack.json``."""
+    predicted = attacked.clean_probs.argmax(dim=1)
+    p_target = attacked.clean_probs[:, settings.target]
+    results = attacked.results
+    main_region = "all" if "all" in results else next(iter(results))
+    entry: dict[str, Any] = {
+        "role": attacked.role,
+        "name": attacked.name,
+        "path": attacked.path,
+        "n": len(images.index),
+        "clean_accuracy": float((predicted == settings.source).float().mean()),
+        "clean_target_rate": float(((predicted == settings.target)
+                                    & (p_target >= settings.confidence)).float().mean()),
+        "region": main_region,
+        **{k: v for k, v in region_summary(results[main_region]).items() if k != "n"},
+        "masked": {region: region_summary(result) for region, result in results.items()
+                   if region != main_region},
+    }
+    eps = results[main_region].eps
+    entry["min_eps_by_color"] = {
+        color_names[int(color)]: {
+            "n": int((images.colors == color).sum()),
+            "median": finite_or_none(quantile(eps[images.colors == color], 0.5)),
+        }
+        for color in np.unique(images.colors)
+    }
+    return entry
+
+
+def paired_comparison(run_eps: np.ndarray, compare_eps: np.ndarray) -> dict[str, Any]:
+    """Ratio of medians (compare / run) and a Wilcoxon signed-rank test on the same images.
+
+    Pairs where either model resists the attack up to max_eps are left out of the test
+    (their difference is unknown); ties (equal grid values) are dropped by the test, as
+    Wilcoxon's original procedure does, and counted.
+    """
+    from scipy import stats
+
+    run_median, compare_median = quantile(run_eps, 0.5), quantile(compare_eps, 0.5)
+    ratio = None
+    if math.isfinite(run_median) and math.isfinite(compare_median) and run_median > 0:
+        ratio = compare_median / run_median
+    both = np.isfinite(run_eps) & np.isfinite(compare_eps)
+    diff = compare_eps[both] - run_eps[both]
+    result: dict[str, Any] = {
+        "median_ratio": ratio,
+        "n_pairs": int(both.sum()),
+        "median_difference": float(np.median(diff)) if diff.size else None,
+        "compare_needs_more": float(np.mean(diff > 0)) if diff.size else None,
+        "run_needs_more": float(np.mean(diff < 0)) if diff.size else None,
+        "ties": int(np.sum(diff == 0)),
+        "test": "wilcoxon signed-rank, two-sided, zero differences dropped",
+        "wilcoxon_statistic": None,
+        "p_value": None,
+    }
+    if np.count_nonzero(diff) > 0:
+        test = stats.wilcoxon(compare_eps[both], run_eps[both], zero_method="wilcox",
+                              alternative="two-sided")
+        result["wilcoxon_statistic"] = float(test.statistic)
+        result["p_value"] = float(test.pvalue)
+    return result
+
+
+# -- the command -------------------------------------------------------------------------
+def _model_name(run: Path, taken: set[str]) -> str:
+    name = run.resolve().name or "model"
+    candidate, number = name, 2
+    while candidate in taken:
+        candidate, number = f"{name}-{number}", number + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _num_classes(model: nn.Module, device: torch.device) -> int:
+    with eval_mode(model), torch.no_grad():
+        return int(model(torch.zeros(1, 3, 28, 28, device=device)).shape[1])
+
+
+def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
+               settings: AttackSettings, *, compare: str | os.PathLike | None = None,
+               split: str = "test_hard", save_examples: bool = False,
+               device: str = "auto") -> dict[str, Any]:
+    """Attack one or two models on every source image of a split; write ``attack.json``."""
+    from shortcutlab import models
+    from shortcutlab.artifacts import save_npz, write_json
+    from shortcutlab.attack import figures
+    from shortcutlab.data import load_meta, load_split
+    from shortcutlab.runtime import resolve_device
+
+    torch_device = resolve_device(device)
+    runs = [Path(run)] + ([Path(compare)] if compare is not None else [])
+    loaded = [models.load(path, device=torch_device) for path in runs]
+    num_classes = _num_classes(loaded[0], torch_device)
+    settings.validate(num_classes)
+    for path, model in zip(runs[1:], loaded[1:], strict=True):
+        if _num_classes(model, torch_device) != num_classes:
+            raise ShortcutlabError(f"{path} predicts a different number of classes than {run}")
+    meta = load_meta(data)
+    images = source_images(load_split(data, split), settings.source, settings.limit)
+    images.images = images.images.to(torch_device)
+    images.masks = images.masks.to(torch_device)
+    color_names = list(meta.get("color_names", [str(i) for i in range(10)]))
+
+    taken: set[str] = set()
+    attacked = []
+    for role, path, model in zip(("run", "compare"), runs, loaded, strict=False):
+        name = _model_name(path, taken)
+        attacked.append(ModelAttack(role, name, str(path),
+                                    clean_probs(model, images.images, settings.batch_size),
+                                    attack_model(model, images, settings, label=name)))
+
+    summary: dict[str, Any] = {
+        "split": split,
+        "data": str(data),
+        "dataset_id": meta.get("dataset_id"),
+        "settings": settings.to_dict(),
+        "attack": {"name": settings.attack, "norm": attack_class(settings.attack).norm,
+                   **settings.attack_kwargs()},
+        "definition": DEFINITION,
+        "models": [model_summary(m, images, settings, color_names) for m in attacked],
+    }
+    if compare is not None:
+        first, second = attacked
+        summary["comparison"] = {
+            "ratio": "compare / run",
+            "run": first.name,
+            "compare": second.name,
+            **{region: paired_comparison(first.results[region].eps, second.results[region].eps)
+               for region in settings.regions},
+        }
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {"index": images.index, "colors": images.colors}
+    for model in attacked:
+        for region, result in model.results.items():
+            arrays[f"{model.role}_{region}"] = result.eps
+    summary["files"] = {"min_eps.npz": save_npz(out / "min_eps.npz", **arrays)}
+    if save_examples:
+        summary["files"]["examples.npz"] = save_npz(out / "examples.npz",
+                                                    **_examples(images, attacked, settings))
+    figures.write_figures(out, images.images.cpu().numpy(), attacked, settings)
+    summary["figures"] = list(figures.FIGURES)
+    write_json(out / "attack.json", summary)
+    return summary
+
+
+def _examples(images: SourceImages, attacked: list[ModelAttack],
+              settings: AttackSettings) -> dict[str, np.ndarray]:
+    """``original``, ``adversarial`` (at --eps) and ``target_prob`` for the run model.
+
+    With a comparison model its arrays carry a ``compare_`` prefix; ``min_eps_adversarial``
+    holds the (always successful, when found) adversarial at each image's minimal epsilon.
+    """
+    arrays: dict[str, np.ndarray] = {
+        "original": images.images.cpu().numpy(),
+        "index": images.index,
+        "colors": images.colors,
+    }
+    region = "all" if "all" in settings.regions else settings.regions[0]
+    for model in attacked:
+        prefix = "" if model.role == "run" else "compare_"
+        result = model.results[region]
+        budget = result.at_budget
+        assert budget is not None
+        arrays[f"{prefix}adversarial"] = budget.adversarial.cpu().numpy()
+        arrays[f"{prefix}target_prob"] = budget.probs[:, settings.target].cpu().numpy()
+        arrays[f"{prefix}success"] = budget.success.cpu().numpy()
+        arrays[f"{prefix}min_eps"] = result.eps
+        arrays[f"{prefix}min_eps_adversarial"] = result.adversarial.cpu().numpy()
+        arrays[f"{prefix}min_eps_target_prob"] = result.probs[:, settings.target].cpu().numpy()
+    return arrays
