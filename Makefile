@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TORCH_VERSION := 2.13.0
 SETUP_STAMP := $(VENV)/.stamp-setup
 
-.PHONY: setup study study-quick test test-fast lint bench services clean help
+.PHONY: setup study study-quick test test-fast lint bench services browser clean help
 
 help:
 	@echo "make study   set up, fetch MNIST, run the whole study, write $(STUDY_DIR)/report.html"
@@ -41,7 +41,13 @@ study-quick: setup
 services:
 	./scripts/services.sh start
 
-test: setup services
+# The report is tested in a real headless Chromium: Debian's package, never a download.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "chromium is missing: sudo apt-get install chromium (browser tests will fail)"; fi; }
+
+test: setup services browser
 	SHORTCUTLAB_PROGRESS=0 $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup

@@ -1,4 +1,4 @@
-"""CLI subcommands of this stage (registered by ``shortcutlab.cli``)."""
+"""``shortcutlab study``: the whole study in one command."""
 
 from __future__ import annotations
 
@@ -6,4 +6,38 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this stage's subcommands; heavy imports happen inside the handlers."""
+    parser = subparsers.add_parser(
+        "study", help="run the whole study (data to report), resumably",
+        description="Run every stage in order: data, lazy and standard models, probe, explain, "
+                    "interventions, attack, decomposition, report. Each stage is keyed by its "
+                    "config and inputs: re-running skips what is done, a changed config re-runs "
+                    "exactly the affected stages, and an interrupted study resumes.",
+    )
+    parser.add_argument("--out", default="study", help="study directory (default: study)")
+    parser.add_argument("--config", help="a TOML file overriding the defaults "
+                                         "(see --print-config)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small, fast study for demos and tests (about 3 minutes)")
+    parser.add_argument("--force", action="append", default=[], metavar="STAGE",
+                        help="re-run STAGE and everything downstream (repeatable)")
+    parser.add_argument("--only", action="append", metavar="STAGE",
+                        help="run only STAGE and what it needs (repeatable)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the default configuration, documented, and exit")
+    parser.set_defaults(func=_study)
+
+
+def _study(args: argparse.Namespace) -> int:
+    if args.print_config:
+        from shortcutlab.config import default_config_text
+
+        print(default_config_text(), end="")
+        return 0
+    from shortcutlab.study import run_study
+
+    report = run_study(args.out, args.config, quick=args.quick, force=tuple(args.force),
+                       only=tuple(args.only) if args.only else None)
+    print(f"ran: {', '.join(report.ran) or 'nothing'}; "
+          f"up to date: {', '.join(report.skipped) or 'nothing'}")
+    print(f"summary: {args.out}/summary.json")
+    return 0

@@ -1,4 +1,4 @@
-"""CLI subcommands of this stage (registered by ``shortcutlab.cli``)."""
+"""``shortcutlab report``: rebuild the HTML report from a study's artifacts."""
 
 from __future__ import annotations
 
@@ -6,4 +6,27 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this stage's subcommands; heavy imports happen inside the handlers."""
+    parser = subparsers.add_parser(
+        "report", help="rebuild DIR/report.html from a study's artifacts (no retraining)",
+        description="Rebuild the self-contained HTML report of a study directory from the "
+                    "artifacts its stages wrote. Nothing is retrained.")
+    parser.add_argument("study_dir", metavar="DIR", help="a directory made by `shortcutlab study`")
+    parser.add_argument("--screenshot", metavar="PNG",
+                        help="also open the report in headless Chromium, check that it loads "
+                             "cleanly and save a full-page screenshot")
+    parser.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from shortcutlab.report import build_report
+
+    path = build_report(args.study_dir)
+    print(path)
+    if args.screenshot:
+        from shortcutlab.report.browser import inspect_page
+
+        check = inspect_page(path, screenshot=args.screenshot)
+        print(f"{check.images} images, {check.broken_images} broken, "
+              f"{len(check.console_errors)} console errors; screenshot: {check.screenshot}")
+        return 1 if check.broken_images or check.console_errors else 0
+    return 0

@@ -1,0 +1,101 @@
+"""The study report: one section per task, built only from what the stages wrote.
+
+Each section states what the task asked, what the study did, the figures and tables, and
+one verdict line per numeric target. A stage that did not run yields "not measured"
+verdicts rather than a missing section, so a miss is never hidden.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from shortcutlab.artifacts import read_json, write_bytes
+from shortcutlab.data.dataset import SPLITS
+from shortcutlab.errors import ShortcutlabError
+from shortcutlab.report.document import Figure, Section, Table, Verdict, render_html
+
+REPORT_FILE = "report.html"
+
+
+class StudyArtifacts:
+    """Read access to a study directory: stage summaries and files."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        summary_path = root / "summary.json"
+        if not summary_path.is_file():
+            raise ShortcutlabError(f"{root} has no summary.json; run `shortcutlab study --out "
+                                   f"{root}` first")
+        self.summary = read_json(summary_path)
+        self.stages: dict[str, dict[str, Any]] = self.summary.get("stages", {})
+
+    def stage(self, name: str) -> dict[str, Any] | None:
+        return self.stages.get(name)
+
+    def figures(self, name: str) -> list[Figure]:
+        stage = self.stage(name) or {}
+        return [Figure(self.root / name / item["path"], item["caption"])
+                for item in stage.get("figures", [])]
+
+
+def pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def mean_std(values: dict[str, float] | None, key: str = "") -> str:
+    if not values:
+        return "n/a"
+    return f"{100 * values['mean']:.1f} ± {100 * values['std']:.1f}%"
+
+
+def check(target: str, value: float | None, passes: Callable[[float], bool],
+          fmt: Callable[[float | None], str] = pct) -> Verdict:
+    return Verdict(target, fmt(value), None if value is None else bool(passes(value)))
+
+
+def section_data(study: StudyArtifacts) -> Section:
+    stage = study.stage("data") or {}
+    section = Section(
+        "task0", "Task 0 — a dataset that lies",
+        asked="Colored MNIST where each digit class has one dominant color in 95% of the easy "
+              "training set, a hard test set where no digit carries its own color, and no flat "
+              "solid background.",
+        did="Built every split from the real digits with exact per-class counts; the color "
+            "lives in a textured background (or the stroke), never a flat fill.",
+    )
+    config = stage.get("config", {})
+    aligned = stage.get("aligned_share", {})
+    section.verdicts = [
+        check("95% of each class carries its color in the easy training set",
+              aligned.get("train"), lambda v: abs(v - config.get("bias", 0.95)) < 0.005),
+        check("no hard-set digit carries its own color", aligned.get("test_hard"),
+              lambda v: v == 0.0),
+        Verdict("no flat solid background", f"style {config.get('style', 'n/a')}",
+                None if not config else config.get("style") != "solid"),
+    ]
+    if stage.get("sizes"):
+        section.tables.append(Table("Splits", ["split", "images", "share in own color"], [
+            [name, stage["sizes"][name], pct(aligned.get(name))]
+            for name in SPLITS if name in stage["sizes"]]))
+    section.figures = study.figures("data")
+    return section
+
+
+SECTIONS: list[Callable[[StudyArtifacts], Section]] = [section_data]
+
+
+def build_report(study_dir: str | Path) -> Path:
+    """Write ``study_dir/report.html`` from the study's artifacts; return its path."""
+    root = Path(study_dir)
+    study = StudyArtifacts(root)
+    sections = [make(study) for make in SECTIONS]
+    mode = "quick study" if study.summary.get("quick") else "full study"
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    html = render_html("shortcutlab — the Lazy Artist study",
+                       f"{mode}, report written {stamp} from {root.resolve()}", sections)
+    path = root / REPORT_FILE
+    write_bytes(path, html.encode())
+    return path

@@ -1,0 +1,64 @@
+"""The whole study, wired: which stage reads which, and how each stage's config maps to
+the stage APIs. The machinery (keys, resume, skipping) lives in ``shortcutlab.pipeline``;
+the stages' work lives in their packages.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from shortcutlab.artifacts import write_json
+from shortcutlab.config import load_config
+from shortcutlab.pipeline import PipelineReport, Stage, StageContext, run_pipeline
+from shortcutlab.runtime import set_threads
+
+
+def stage_data(ctx: StageContext) -> dict[str, Any]:
+    from shortcutlab.data import BuildConfig, build_dataset, load_source
+
+    options = dict(ctx.config)
+    options["limit"] = options.get("limit") or None
+    config = BuildConfig(**options)
+    meta = build_dataset(config, ctx.out / "dataset", load_source(config.source, config.limit),
+                         force=True)
+    aligned = {split: sum(table[c][c] for c in range(len(table))) / meta["sizes"][split]
+               for split, table in meta["counts"].items()}
+    return {"dataset_id": meta["dataset_id"], "sizes": meta["sizes"], "config": meta["config"],
+            "aligned_share": aligned, "dataset": "dataset"}
+
+
+STAGES: list[Stage] = [
+    Stage("data", stage_data, description="Task 0: build the biased Colored-MNIST dataset"),
+]
+
+
+def run_study(out: str | Path, config_path: str | Path | None = None, quick: bool = False,
+              force: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> PipelineReport:
+    """Run (or resume) the study into ``out`` and write ``summary.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = load_config(config_path, quick=quick)
+    write_json(out / "config.json", config)
+    _log_to(out / "study.log")
+    study = config.get("study", {})
+    set_threads(study.get("threads") or None)
+    settings = {"quick": quick}
+    report = run_pipeline(out, STAGES, config, settings=settings, force=force, only=only)
+    summary = {name: result.summary for name, result in report.results.items()}
+    write_json(out / "summary.json", {"quick": quick, "stages": summary,
+                                      "ran": report.ran, "skipped": report.skipped})
+    from shortcutlab.report import build_report
+
+    build_report(out)
+    return report
+
+
+def _log_to(path: Path) -> None:
+    logger = logging.getLogger("shortcutlab")
+    logger.setLevel(logging.INFO)
+    if not any(getattr(h, "baseFilename", None) == str(path.resolve()) for h in logger.handlers):
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
