@@ -223,8 +223,7 @@ def phase_diagram(rows: Sequence[Mapping[str, Any]], x: str, y: str, metric: str
     width = max(4.5, 1.0 + 0.9 * len(xs))
     height = max(3.2, 1.2 + 0.6 * len(ys))
     figure, axis = plt.subplots(figsize=(width, height))
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")  # grey: no trial there
     image = axis.imshow(means, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower", aspect="auto")
     axis.set_xticks(range(len(xs)), [format_value(v) for v in xs])
     axis.set_yticks(range(len(ys)), [format_value(v) for v in ys])

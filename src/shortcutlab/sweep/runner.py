@@ -58,7 +58,8 @@ ERROR_CHARS = 2000
 def train_trial(data_dir: Path, run_dir: Path, train: dict[str, Any]) -> Mapping[str, Any]:
     """The default trial: ``shortcutlab.train.train_run`` with the trial's settings.
 
-    A run directory left by a worker that died is resumed rather than restarted.
+    Always asked to resume: a run directory left by a worker that died continues where it
+    stopped, a finished one returns its metrics, an empty one starts fresh.
     """
     try:
         from shortcutlab.train import train_run
@@ -70,8 +71,9 @@ def train_trial(data_dir: Path, run_dir: Path, train: dict[str, Any]) -> Mapping
     config = dict(train)
     preset = config.pop("preset", "lazy")
     seed = config.pop("seed", 0)
-    resume = (run_dir / "checkpoints").is_dir()
-    return train_run(data_dir, run_dir, preset=preset, seed=seed, resume=resume, **config)
+    algorithm = config.pop("algorithm", None)
+    return train_run(data_dir, run_dir, preset=preset, seed=seed, resume=True,
+                     algorithm=algorithm, **config)
 
 
 def resolve_runner(spec: SweepSpec, run_trial: RunTrial | None = None) -> RunTrial:
@@ -340,10 +342,11 @@ def run_claimed_trial(study: Any, trial: Any, spec: SweepSpec, paths: SweepPaths
 
 def work(spec: SweepSpec, paths: SweepPaths, run_trial: RunTrial | None = None,
          max_trials: int | None = None,
-         on_trial: Callable[[Any, str], None] | None = None) -> int:
+         on_trial: Callable[[Any, str], None] | None = None, study: Any = None) -> int:
     """One worker: claim and run trials until none is left; return how many it ran."""
     runner = resolve_runner(spec, run_trial)
-    study = open_study(spec, paths.storage)
+    if study is None:
+        study = open_study(spec, paths.storage)
     lock = ClaimLock(paths.storage, spec.study)
     done = 0
     try:
@@ -422,7 +425,8 @@ def run_sweep(spec: SweepSpec, *, output: str | os.PathLike | None = None,
                 bar.update(points_done(study, spec) - bar.n)
                 bar.set_postfix_str(f"last: #{trial.number} {state.lower()}")
 
-            work(spec, paths, run_trial=run_trial, max_trials=max_trials, on_trial=advance)
+            work(spec, paths, run_trial=run_trial, max_trials=max_trials, on_trial=advance,
+                 study=study)
         else:
             _run_processes(spec, paths, run_trial, workers, max_trials, threads,
                            lambda: bar.update(points_done(study, spec) - bar.n))

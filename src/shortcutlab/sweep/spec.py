@@ -33,12 +33,13 @@ _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 Scalar = str | int | float | bool | None
 
-# The trainer's knobs a sweep may set, with the type each must have. ``model_kwargs.<name>``
-# entries (width, kernel_size, hidden, ...) are passed to the model factory as they are.
+# What a sweep passes to ``train_run`` beside the trainer's settings.
+RUN_KEYS: dict[str, type | tuple[type, ...]] = {"preset": str, "seed": int, "algorithm": str}
+# The trainer's settings, with the type each must have, for when the trainer does not say
+# (its TrainConfig is read when it is there). ``model_kwargs.<name>`` entries (width,
+# kernel_size, hidden, ...) go to the model factory as they are.
 TRAIN_KEYS: dict[str, type | tuple[type, ...]] = {
-    "preset": str,
     "model": str,
-    "seed": int,
     "lr": float,
     "batch_size": int,
     "epochs": (int, float),
@@ -55,6 +56,29 @@ TRAIN_KEYS: dict[str, type | tuple[type, ...]] = {
     "threads": int,
     "num_workers": int,
 }
+
+
+_ANNOTATIONS = {"str": str, "int": int, "float": float, "bool": bool, "None": type(None)}
+
+
+def _annotation_type(annotation: str) -> type | tuple[type, ...]:
+    """``"float | None"`` -> ``(float, NoneType)``; anything unusual -> ``object``."""
+    parts = [part.strip() for part in str(annotation).split("|")]
+    if not all(part in _ANNOTATIONS for part in parts):
+        return object
+    types = tuple(_ANNOTATIONS[part] for part in parts)
+    return types[0] if len(types) == 1 else types
+
+
+def train_keys() -> dict[str, type | tuple[type, ...]]:
+    """The training parameters a spec may set: the trainer's own list when it has one."""
+    try:
+        from shortcutlab.train.config import TrainConfig
+    except ImportError:
+        return {**RUN_KEYS, **TRAIN_KEYS}
+    keys = {f.name: _annotation_type(f.type) for f in fields(TrainConfig)
+            if f.name != MODEL_KWARGS}
+    return {**RUN_KEYS, **keys}
 
 
 def _data_keys() -> dict[str, type | tuple[type, ...]]:
@@ -218,12 +242,13 @@ def _check_key(section: str, key: str, where: str) -> type | tuple[type, ...]:
         if not sub.isidentifier():
             raise ShortcutlabError(f"{where}.train.{key}: {sub!r} is not a keyword name")
         return (str, int, float, bool, type(None))
-    if key not in TRAIN_KEYS:
+    known = train_keys()
+    if key not in known:
         raise ShortcutlabError(
             f"unknown training parameter {where}.train.{key}; training parameters are: "
-            f"{', '.join(TRAIN_KEYS)} and model_kwargs.<name> (width, kernel_size, ...)"
+            f"{', '.join(known)} and model_kwargs.<name> (width, kernel_size, ...)"
         )
-    return TRAIN_KEYS[key]
+    return known[key]
 
 
 def _parse_axis(section: str, key: str, raw: Any, mode: str) -> Axis:
@@ -315,18 +340,32 @@ def _strip_flag(exc: Exception) -> str:
     return re.sub(r"--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_"), str(exc))
 
 
+def _values_of(key: str, fixed: Mapping[str, Any], axes: Sequence[Axis]) -> list[Any]:
+    values = [fixed[key]] if key in fixed else []
+    for axis in axes:
+        if axis.name == f"train.{key}":
+            values.extend(axis.values or ())
+    return values
+
+
 def _check_models(fixed: Mapping[str, Any], axes: Sequence[Axis]) -> None:
     from shortcutlab import models
 
-    names = [fixed["model"]] if "model" in fixed else []
-    for axis in axes:
-        if axis.name == "train.model":
-            names.extend(axis.values or ())
-    for name in names:
+    for name in _values_of("model", fixed, axes):
         if name not in models.list_models():
             raise ShortcutlabError(
                 f"unknown model {name!r} in the spec; "
                 f"choose one of {', '.join(models.list_models())}"
+            )
+    try:
+        from shortcutlab.train.presets import list_presets
+    except ImportError:
+        return
+    for name in _values_of("preset", fixed, axes):
+        if name not in (*list_presets(), "none"):
+            raise ShortcutlabError(
+                f"unknown preset {name!r} in the spec; choose one of "
+                f"{', '.join(list_presets())} (or none: the trainer's defaults)"
             )
 
 
