@@ -421,6 +421,11 @@ def run_sweep(spec: SweepSpec, *, output: str | os.PathLike | None = None,
                    unit="trial")
     try:
         if workers == 1:
+            if threads is not None:
+                from shortcutlab.runtime import set_threads
+
+                set_threads(threads)
+
             def advance(trial: Any, state: str) -> None:
                 bar.update(points_done(study, spec) - bar.n)
                 bar.set_postfix_str(f"last: #{trial.number} {state.lower()}")
