@@ -54,7 +54,7 @@ install_postgres() {
 server_user=""
 as_owner() {
   if [ -n "$server_user" ]; then
-    runuser -u "$server_user" -- "$@"
+    (cd / && runuser -u "$server_user" -- "$@")
   else
     "$@"
   fi
