@@ -340,3 +340,29 @@ def test_cli_runs_and_exports_a_spec(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "missing.yaml")]) == 2
     with pytest.raises(SystemExit):
         main(["sweep", str(spec_path), "--study", "x"])
+
+
+# ---------------------------------------------------------------------------- real trainer
+
+
+def test_sweep_trains_real_models(tmp_path):
+    spec = parse_spec({
+        "study": "real",
+        "fixed": {"data": {"source": "synthetic", "limit": 120},
+                  "train": {"preset": "lazy", "steps": 3, "batch_size": 16, "eval_every": 3,
+                            "select": "last", "model_kwargs": {"width": 2, "hidden": 8}}},
+        "axes": {"train": {"lr": [0.01, 0.05]}},
+    })
+    run_sweep(spec, output=tmp_path, threads=1)
+    trials = load(str(tmp_path / "sweep.db"), "real").trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for trial in trials:
+        run_dir = Path(trial.user_attrs["run_dir"])
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        for key in ("easy_train", "easy_val", "test_easy", "hard", "unbiased",
+                    "color_following_rate"):
+            assert trial.user_attrs[key] == metrics[key]
+        assert trial.value == metrics["hard"]
+        config = json.loads((run_dir / "config.json").read_text())
+        assert json.dumps(config).count(str(trial.params["train.lr"])) >= 1
+        assert (run_dir / "model.json").is_file()

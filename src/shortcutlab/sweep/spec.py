@@ -33,29 +33,8 @@ _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 Scalar = str | int | float | bool | None
 
-# What a sweep passes to ``train_run`` beside the trainer's settings.
+# What a sweep passes to ``train_run`` beside the trainer's settings (TrainConfig's fields).
 RUN_KEYS: dict[str, type | tuple[type, ...]] = {"preset": str, "seed": int, "algorithm": str}
-# The trainer's settings, with the type each must have, for when the trainer does not say
-# (its TrainConfig is read when it is there). ``model_kwargs.<name>`` entries (width,
-# kernel_size, hidden, ...) go to the model factory as they are.
-TRAIN_KEYS: dict[str, type | tuple[type, ...]] = {
-    "model": str,
-    "lr": float,
-    "batch_size": int,
-    "epochs": (int, float),
-    "steps": int,
-    "optimizer": str,
-    "momentum": float,
-    "weight_decay": float,
-    "schedule": str,
-    "warmup_steps": int,
-    "grad_clip": float,
-    "eval_every": int,
-    "select": str,
-    "device": str,
-    "threads": int,
-    "num_workers": int,
-}
 
 
 _ANNOTATIONS = {"str": str, "int": int, "float": float, "bool": bool, "None": type(None)}
@@ -71,11 +50,9 @@ def _annotation_type(annotation: str) -> type | tuple[type, ...]:
 
 
 def train_keys() -> dict[str, type | tuple[type, ...]]:
-    """The training parameters a spec may set: the trainer's own list when it has one."""
-    try:
-        from shortcutlab.train.config import TrainConfig
-    except ImportError:
-        return {**RUN_KEYS, **TRAIN_KEYS}
+    """The training parameters a spec may set, with their types, read off the trainer."""
+    from shortcutlab.train.config import TrainConfig
+
     keys = {f.name: _annotation_type(f.type) for f in fields(TrainConfig)
             if f.name != MODEL_KWARGS}
     return {**RUN_KEYS, **keys}
@@ -348,7 +325,7 @@ def _values_of(key: str, fixed: Mapping[str, Any], axes: Sequence[Axis]) -> list
     return values
 
 
-def _check_models(fixed: Mapping[str, Any], axes: Sequence[Axis]) -> None:
+def _check_training_names(fixed: Mapping[str, Any], axes: Sequence[Axis]) -> None:
     from shortcutlab import models
 
     for name in _values_of("model", fixed, axes):
@@ -357,15 +334,19 @@ def _check_models(fixed: Mapping[str, Any], axes: Sequence[Axis]) -> None:
                 f"unknown model {name!r} in the spec; "
                 f"choose one of {', '.join(models.list_models())}"
             )
-    try:
-        from shortcutlab.train.presets import list_presets
-    except ImportError:
-        return
+    from shortcutlab.train import list_algorithms, list_presets
+
     for name in _values_of("preset", fixed, axes):
         if name not in (*list_presets(), "none"):
             raise ShortcutlabError(
                 f"unknown preset {name!r} in the spec; choose one of "
                 f"{', '.join(list_presets())} (or none: the trainer's defaults)"
+            )
+    for name in _values_of("algorithm", fixed, axes):
+        if name not in list_algorithms():
+            raise ShortcutlabError(
+                f"unknown algorithm {name!r} in the spec; choose one of "
+                f"{', '.join(list_algorithms())}"
             )
 
 
@@ -445,7 +426,7 @@ def parse_spec(raw: Any, path: Path | None = None) -> SweepSpec:
         raise ShortcutlabError("the spec sweeps nothing; list at least one axis under axes:")
 
     _check_data_values(fixed["data"], axes)
-    _check_models(fixed["train"], axes)
+    _check_training_names(fixed["train"], axes)
 
     strings = {}
     for key in ("output", "storage", "datasets", "runner", "description"):
