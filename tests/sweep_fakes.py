@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,14 @@ def barrier_trial(data_dir: Path, run_dir: Path, train: dict[str, Any]) -> dict[
 
 
 def interrupting_trial(data_dir: Path, run_dir: Path, train: dict[str, Any]) -> dict[str, Any]:
-    """Raises KeyboardInterrupt (Ctrl-C mid-trial) once, when SWEEP_INTERRUPT names a file."""
+    """Interrupted once, when SWEEP_INTERRUPT names a file: by Ctrl-C (KeyboardInterrupt),
+    or by a SIGTERM to this process when the file says ``sigterm``."""
     flag = os.environ.get("SWEEP_INTERRUPT")
     if flag and Path(flag).exists():
+        how = Path(flag).read_text()
         Path(flag).unlink()
+        if how == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the signal handler raises long before this ends
         raise KeyboardInterrupt
     return fake_trial(data_dir, run_dir, train)

@@ -210,10 +210,11 @@ def test_concurrent_requests_build_a_dataset_once(tmp_path, monkeypatch):
         results[0][0].name]  # no staging directory left behind
 
 
-def test_interrupted_trial_releases_its_point(tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupted_trial_releases_its_point(tmp_path, monkeypatch, how):
     spec = parse_spec(grid_raw(axes={"data": {"bias": [0.9, 0.99]}}))
     flag = tmp_path / "interrupt"
-    flag.touch()
+    flag.write_text(how)
     monkeypatch.setenv("SWEEP_INTERRUPT", str(flag))
     with pytest.raises(KeyboardInterrupt):
         run_sweep(spec, output=tmp_path, run_trial=sweep_fakes.interrupting_trial)

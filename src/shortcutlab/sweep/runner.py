@@ -16,16 +16,18 @@ spread out) and stop after ``n_trials`` trials in total, across all workers.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import multiprocessing
 import os
+import signal
 import socket
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -363,12 +365,31 @@ def work(spec: SweepSpec, paths: SweepPaths, run_trial: RunTrial | None = None,
     return done
 
 
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C, so a killed worker records its trial as interrupted
+    (releasing its grid point at once) instead of leaving it to the heartbeat timeout."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _worker_process(spec: SweepSpec, paths: SweepPaths, run_trial: RunTrial | None,
                     max_trials: int | None, threads: int) -> None:
     os.environ["SHORTCUTLAB_PROGRESS"] = "0"  # one bar, the parent's
     from shortcutlab.runtime import set_threads
 
     set_threads(threads)
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         work(spec, paths, run_trial=run_trial, max_trials=max_trials)
     except ShortcutlabError as exc:
@@ -419,24 +440,25 @@ def run_sweep(spec: SweepSpec, *, output: str | os.PathLike | None = None,
     started = time.monotonic()
     bar = progress(total=total, initial=points_done(study, spec), desc=f"sweep {spec.study}",
                    unit="trial")
-    try:
-        if workers == 1:
-            if threads is not None:
-                from shortcutlab.runtime import set_threads
+    with interrupt_on_sigterm():
+        try:
+            if workers == 1:
+                if threads is not None:
+                    from shortcutlab.runtime import set_threads
 
-                set_threads(threads)
+                    set_threads(threads)
 
-            def advance(trial: Any, state: str) -> None:
-                bar.update(points_done(study, spec) - bar.n)
-                bar.set_postfix_str(f"last: #{trial.number} {state.lower()}")
+                def advance(trial: Any, state: str) -> None:
+                    bar.update(points_done(study, spec) - bar.n)
+                    bar.set_postfix_str(f"last: #{trial.number} {state.lower()}")
 
-            work(spec, paths, run_trial=run_trial, max_trials=max_trials, on_trial=advance,
-                 study=study)
-        else:
-            _run_processes(spec, paths, run_trial, workers, max_trials, threads,
-                           lambda: bar.update(points_done(study, spec) - bar.n))
-    finally:
-        bar.close()
+                work(spec, paths, run_trial=run_trial, max_trials=max_trials, on_trial=advance,
+                     study=study)
+            else:
+                _run_processes(spec, paths, run_trial, workers, max_trials, threads,
+                               lambda: bar.update(points_done(study, spec) - bar.n))
+        finally:
+            bar.close()
     return summarize(study, spec, paths, time.monotonic() - started)
 
 
@@ -461,8 +483,13 @@ def _run_processes(spec: SweepSpec, paths: SweepPaths, run_trial: RunTrial | Non
                 process.join(timeout=1.0 / workers)
             tick()
     except KeyboardInterrupt:
+        # Ctrl-C reaches the workers too, but a kill of this process alone does not
         for process in processes:
-            process.join()  # they got the same SIGINT, record their trial and exit
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.join()  # each records its trial as interrupted, then exits
         raise
     tick()
     failed = [f"{p.name} (exit code {p.exitcode})" for p in processes if p.exitcode != 0]
