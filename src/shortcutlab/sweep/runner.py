@@ -243,7 +243,10 @@ class _Heartbeat:
 
     def _beat(self, storage: Any, trial_id: int) -> None:
         while True:
-            storage.record_heartbeat(trial_id)
+            # a missed beat (a database restart, a locked SQLite file) is retried at the
+            # next one; only GRACE_PERIOD_S without any makes the trial stale
+            with contextlib.suppress(Exception):
+                storage.record_heartbeat(trial_id)
             if self._stop.wait(HEARTBEAT_INTERVAL_S):
                 return
 
