@@ -20,6 +20,7 @@ import itertools
 import json
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -239,10 +240,12 @@ def phase_diagram(rows: Sequence[Mapping[str, Any]], x: str, y: str, metric: str
                       color="black" if shade > 0.6 else "white")
     n_cell = sorted({c for row in counts for c in row if c})
     others = [p for p in params if p not in (x, y)]
-    subtitle = (f"mean over {n_cell[0] if len(n_cell) == 1 else 'n'} trial(s) per cell"
-                + (f" (averaging over {', '.join(label(p, params) for p in others)})"
+    count = str(n_cell[0]) if len(n_cell) == 1 else f"{n_cell[0]}-{n_cell[-1]}"
+    subtitle = (f"mean over {count} trial{'s' if n_cell[-1] > 1 else ''} per cell"
+                + (f", averaging over {', '.join(label(p, params) for p in others)}"
                    if others else ""))
-    axis.set_title(f"{study_name}: {label(metric)}\n{subtitle}", fontsize=9)
+    wrapped = textwrap.fill(subtitle, width=max(50, int(width * 11)))
+    axis.set_title(f"{study_name}: {label(metric)}\n{wrapped}", fontsize=9)
     figure.colorbar(image, ax=axis, label=label(metric))
     _save_figure(figure, path)
     return {"x": x, "y": y, "metric": metric, "x_values": xs, "y_values": ys,
@@ -288,21 +291,29 @@ def main_effects_figure(effects: Mapping[str, list[dict[str, Any]]], params: Seq
         axis = axes[index // columns][index % columns]
         entries = effects[name]
         positions = range(len(entries))
-        for metric, style in zip(metrics, ("o-", "s--", "^:", "d-."), strict=False):
+        styles = ("o-", "s--", "^:", "d-.")
+        for rank, (metric, style) in enumerate(zip(metrics, styles, strict=False)):
             means = [e.get(metric, {}).get("mean", math.nan) for e in entries]
-            stds = [e.get(metric, {}).get("std", math.nan) for e in entries]
-            axis.errorbar(positions, means, yerr=stds, fmt=style, capsize=3, label=label(metric))
+            # a std of a 0/1 outcome says nothing the rate does not: no bars for it
+            stds = None if metric == "cheats" else [
+                e.get(metric, {}).get("std", math.nan) for e in entries]
+            shift = 0.06 * (rank - (len(metrics) - 1) / 2)  # keep the bars apart
+            axis.errorbar([p + shift for p in positions], means, yerr=stds, fmt=style,
+                          capsize=3, elinewidth=1, alpha=0.85, label=label(metric))
         axis.set_xticks(list(positions), [format_value(e["value"]) for e in entries],
                         rotation=30 if len(entries) > 4 else 0)
+        axis.set_xlim(-0.4, len(entries) - 0.6)
         axis.set_xlabel(label(name, params))
         axis.set_ylim(-0.05, 1.05)
         axis.grid(alpha=0.3)
     for index in range(len(names), rows_n * columns):
         axes[index // columns][index % columns].axis("off")
-    axes[0][0].legend(fontsize=7, loc="best")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8,
+                  frameon=False)
     figure.suptitle(f"{study_name}: each axis alone (mean ± std over the other axes)",
                     fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
     _save_figure(figure, path)
 
 
