@@ -441,8 +441,18 @@ def run_sweep(spec: SweepSpec, *, output: str | os.PathLike | None = None,
     resolve_runner(spec, run_trial)  # fail now on a bad runner, not in every worker
     total = spec.planned_trials()
     started = time.monotonic()
-    bar = progress(total=total, initial=points_done(study, spec), desc=f"sweep {spec.study}",
-                   unit="trial")
+    shown = points_done(study, spec)
+    bar = progress(total=total, initial=shown, desc=f"sweep {spec.study}", unit="trial")
+
+    def refresh(note: str = "") -> None:
+        nonlocal shown
+        done = points_done(study, spec)
+        if done != shown:
+            bar.update(done - shown)  # a disabled bar counts nothing, hence ``shown``
+            if bar.disable:  # no bar (logs, SHORTCUTLAB_PROGRESS=0): one line instead
+                print(f"{done}/{total} done{note}", flush=True)
+            shown = done
+
     with interrupt_on_sigterm():
         try:
             if workers == 1:
@@ -452,14 +462,13 @@ def run_sweep(spec: SweepSpec, *, output: str | os.PathLike | None = None,
                     set_threads(threads)
 
                 def advance(trial: Any, state: str) -> None:
-                    bar.update(points_done(study, spec) - bar.n)
                     bar.set_postfix_str(f"last: #{trial.number} {state.lower()}")
+                    refresh(f" (trial {trial.number} {state.lower()})")
 
                 work(spec, paths, run_trial=run_trial, max_trials=max_trials, on_trial=advance,
                      study=study)
             else:
-                _run_processes(spec, paths, run_trial, workers, max_trials, threads,
-                               lambda: bar.update(points_done(study, spec) - bar.n))
+                _run_processes(spec, paths, run_trial, workers, max_trials, threads, refresh)
         finally:
             bar.close()
     return summarize(study, spec, paths, time.monotonic() - started)
