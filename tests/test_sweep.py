@@ -308,6 +308,17 @@ def test_export_writes_table_figures_and_summary(grid_run, tmp_path):
     assert cells["mean"][0][0] == pytest.approx(expected)
     summary = (tmp_path / "export" / "summary.md").read_text()
     assert "4 failed" in summary and "training diverged" in summary
+
+    # --where: the figures only average over the trials that meet every condition
+    export_study(url, "grid", tmp_path / "narrow", x="bias", y="lr",
+                 where=["width=4", "easy_val>=0.9"])
+    narrow = json.loads((tmp_path / "narrow" / "phase_diagrams.json").read_text())["diagrams"][0]
+    assert narrow["mean"][0][0] == pytest.approx(hard[(0.9, 0.01, "4")])
+    assert narrow["count"] == [[1, 1], [1, 1]]
+    with pytest.raises(ShortcutlabError, match="cannot read the condition"):
+        export_study(url, "grid", tmp_path / "narrow", where=["width~4"])
+    with pytest.raises(ShortcutlabError, match="no trial meets"):
+        export_study(url, "grid", tmp_path / "narrow", where=["hard>5"])
     with pytest.raises(ShortcutlabError, match="no axis 'depth'"):
         export_study(url, "grid", tmp_path / "export", x="depth", y="lr")
     with pytest.raises(ShortcutlabError, match="no study 'nope'"):

@@ -64,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--metric", action="append", metavar="NAME",
                         help="metric to plot (repeatable; default: hard, and cheats when the "
                              "trials have easy_train, easy_val and hard)")
+    export.add_argument("--where", action="append", default=[], metavar="COND",
+                        help="plot only trials meeting COND, e.g. bias=0.95 or "
+                             "easy_val>=0.9 (repeatable; the CSV keeps every trial)")
     parser.set_defaults(func=_dispatch, parser=parser)
 
 
@@ -73,8 +76,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             if getattr(args, flag) not in (None, False, 1):
                 args.parser.error(f"--{flag.replace('_', '-')} is for running a sweep, not export")
         return _export(args)
-    for flag in ("study", "x", "y", "metric"):
-        if getattr(args, flag) is not None:
+    for flag in ("study", "x", "y", "metric", "where"):
+        if getattr(args, flag) not in (None, []):
             args.parser.error(f"--{flag} is for `shortcutlab sweep export`")
     if args.export_spec is not None:
         args.parser.error(f"unexpected argument {args.export_spec!r}")
@@ -158,7 +161,8 @@ def _export(args: argparse.Namespace) -> int:
             "sweep export needs the study: give SPEC.yaml, or --storage URL and --study NAME, "
             "and --out DIR"
         )
-    result = export_study(storage, study, out, x=args.x, y=args.y, metrics=args.metric)
+    result = export_study(storage, study, out, x=args.x, y=args.y, metrics=args.metric,
+                          where=args.where)
     print(f"{result['trials']} trials -> {result['csv']}")
     print(f"{len(result['figures'])} figure(s) and {result['summary']}")
     return 0

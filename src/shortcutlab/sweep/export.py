@@ -19,7 +19,9 @@ import io
 import itertools
 import json
 import math
+import operator
 import os
+import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -330,7 +332,8 @@ def _fmt(value: Any) -> str:
 
 def summary_markdown(study: Any, rows: Sequence[Mapping[str, Any]], params: Sequence[str],
                      metrics: Sequence[str], effects: Mapping[str, Any],
-                     diagrams: Sequence[Mapping[str, Any]], url: str) -> str:
+                     diagrams: Sequence[Mapping[str, Any]], url: str,
+                     where: Sequence[str] = ()) -> str:
     direction = study.direction.name.lower()
     objective = study.user_attrs.get("metric", "value")
     states: dict[str, int] = {}
@@ -344,6 +347,7 @@ def summary_markdown(study: Any, rows: Sequence[Mapping[str, Any]], params: Sequ
         f"- trials: {len(rows)} ("
         f"{', '.join(f'{n} {_STATE_WORDS.get(s, s.lower())}' for s, n in sorted(states.items()))})",
         f"- objective: {direction} `{objective}`",
+        *([f"- only the trials with {' and '.join(f'`{w}`' for w in where)}"] if where else []),
         f"- compute: {compute / 60:.1f} min of trial time in total",
         "",
     ]
@@ -385,10 +389,49 @@ def summary_markdown(study: Any, rows: Sequence[Mapping[str, Any]], params: Sequ
     return "\n".join(lines)
 
 
+_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|!=|=|>|<)\s*(\S.*?)\s*$")
+_OPERATORS = {"=": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le,
+              ">": operator.gt, "<": operator.lt}
+
+
+def parse_condition(text: str, params: Sequence[str], metrics: Sequence[str]
+                    ) -> tuple[str, str, Any]:
+    """``"bias=0.95"``, ``"easy_val>=0.9"`` -> (column, operator, value)."""
+    match = _CONDITION.match(text)
+    if not match:
+        raise ShortcutlabError(
+            f"cannot read the condition {text!r}; write NAME=VALUE or NAME>=VALUE "
+            "(also <=, >, <, !=), e.g. bias=0.95 or easy_val>=0.9"
+        )
+    name, op, raw = match.groups()
+    column = name if name in metrics else resolve_axis(name, params)
+    try:
+        value: Any = float(raw)
+    except ValueError:
+        value = raw
+    return column, op, value
+
+
+def matches(row: Mapping[str, Any], condition: tuple[str, str, Any]) -> bool:
+    column, op, value = condition
+    have = row.get(column)
+    if have is None:
+        return False
+    if isinstance(value, float):
+        number = _numeric(have)
+        return number is not None and _OPERATORS[op](number, value)
+    return _OPERATORS[op](str(have), value) if op in ("=", "!=") else False
+
+
 def export_study(storage: str, study_name: str, out_dir: str | os.PathLike,
                  x: str | None = None, y: str | None = None,
-                 metrics: Sequence[str] | None = None) -> dict[str, Any]:
-    """Write ``trials.csv``, phase diagrams, ``main_effects.png`` and ``summary.md``."""
+                 metrics: Sequence[str] | None = None,
+                 where: Sequence[str] = ()) -> dict[str, Any]:
+    """Write ``trials.csv``, phase diagrams, ``main_effects.png`` and ``summary.md``.
+
+    ``where`` conditions (``"bias=0.95"``, ``"easy_val>=0.9"``) restrict the figures and
+    the summary to the trials that meet them all; the CSV always holds every trial.
+    """
     url = normalize_url(storage)
     study = load_study(url, study_name)
     out = Path(out_dir)
@@ -397,6 +440,11 @@ def export_study(storage: str, study_name: str, out_dir: str | os.PathLike,
     if not rows:
         raise ShortcutlabError(f"study {study_name!r} has no trials yet; run the sweep first")
     write_csv(out / "trials.csv", rows, params, found_metrics)
+    conditions = [parse_condition(text, params, found_metrics) for text in where]
+    if conditions:
+        rows = [row for row in rows if all(matches(row, c) for c in conditions)]
+        if not rows:
+            raise ShortcutlabError(f"no trial meets {' and '.join(where)}")
 
     numeric_metrics = [m for m in found_metrics
                        if any(_numeric(r.get(m)) is not None for r in rows)]
@@ -441,7 +489,8 @@ def export_study(storage: str, study_name: str, out_dir: str | os.PathLike,
         effects = {}
     write_json(out / "phase_diagrams.json", {"study": study.study_name, "diagrams": diagrams,
                                              "main_effects": effects})
-    text = summary_markdown(study, rows, params, found_metrics, effects, diagrams, url)
+    text = summary_markdown(study, rows, params, found_metrics, effects, diagrams, url,
+                            where=where)
     with atomic_open(out / "summary.md", "w") as handle:
         handle.write(text + "\n")
     return {
