@@ -298,7 +298,8 @@ def test_export_writes_table_figures_and_summary(grid_run, tmp_path):
     assert all(row["error"] for row in rows if row["state"] == "FAIL")
     figures = [Path(f) for f in result["figures"]]
     assert {f.name for f in figures} == {"phase_hard_lr_vs_bias.png",
-                                         "phase_cheats_lr_vs_bias.png", "main_effects.png"}
+                                         "phase_cheats_lr_vs_bias.png", "main_effects.png",
+                                         "cheat_window.png"}
     assert all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figures)
     cells = json.loads((tmp_path / "export" / "phase_diagrams.json").read_text())["diagrams"][0]
     assert cells["x_values"] == [0.9, 0.99] and cells["y_values"] == [0.01, 0.1]

@@ -277,6 +277,74 @@ def main_effects(rows: Sequence[Mapping[str, Any]], params: Sequence[str],
     return effects
 
 
+def cheat_window_figure(rows: Sequence[Mapping[str, Any]], params: Sequence[str], path: Path,
+                        study_name: str, min_easy: float = 0.85) -> dict[str, int] | None:
+    """Hard against easy-validation accuracy, one point per trial, with Task 1's window.
+
+    Color is the number of training steps when the trainer recorded it, the marker the
+    bias when the study varies it. Trials below ``min_easy`` (they have not even learned
+    the color) are counted in the title but not drawn, so the window stays readable.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.lines
+    import matplotlib.patches
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    from matplotlib.colors import LogNorm
+
+    done = [r for r in rows if r["state"] == "COMPLETE"
+            and _numeric(r.get("easy_val")) is not None and _numeric(r.get("hard")) is not None]
+    if not done:
+        return None
+    shown = [r for r in done if float(r["easy_val"]) >= min_easy]
+    bias = next((p for p in params if p.rsplit(".", 1)[-1] == "bias"), None)
+    groups = _sorted_values([r.get(bias) for r in shown]) if bias else [None]
+    steps = [_numeric(r.get("steps_trained")) for r in shown]
+    use_steps = bool(shown) and all(v is not None and v > 0 for v in steps)
+    figure, axis = plt.subplots(figsize=(6.4, 4.6))
+    axis.add_patch(matplotlib.patches.Rectangle(
+        (CHEAT_BARS["easy_val"], 0), 1 - CHEAT_BARS["easy_val"], CHEAT_BARS["hard"],
+        color="#2ca02c", alpha=0.15, lw=0))
+    image = None
+    for group, marker in zip(groups, ("o", "^", "s", "D", "v", "P"), strict=False):
+        members = [r for r in shown if not bias or r.get(bias) == group]
+        colors = [float(r["steps_trained"]) for r in members] if use_steps else None
+        image = axis.scatter([float(r["easy_val"]) for r in members],
+                             [float(r["hard"]) for r in members], c=colors, marker=marker,
+                             cmap="viridis", norm=LogNorm(min(steps), max(steps))
+                             if use_steps and min(steps) < max(steps) else None,
+                             edgecolors="black", linewidths=0.4, s=36)
+    if use_steps and image is not None:
+        distinct = sorted({int(v) for v in steps if v is not None})
+        bar = figure.colorbar(image, ax=axis, label="training steps",
+                              ticks=distinct if len(distinct) <= 8 else None)
+        bar.ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        bar.ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    # legend markers stand for a bias, not a step count: grey stand-ins
+    handles = [matplotlib.patches.Patch(color="#2ca02c", alpha=0.15)]
+    names = [f"Task 1 (cheats): easy > {CHEAT_BARS['easy_val']}, hard < {CHEAT_BARS['hard']}"]
+    if bias:
+        for group, marker in zip(groups, ("o", "^", "s", "D", "v", "P"), strict=False):
+            handles.append(matplotlib.lines.Line2D(
+                [], [], marker=marker, linestyle="", markerfacecolor="#bbbbbb",
+                markeredgecolor="black", markeredgewidth=0.4))
+            names.append(f"{label(bias, params)} {format_value(group)}")
+    axis.set_xlim(min_easy, 1.0)
+    axis.set_ylim(0, max(0.3, max((float(r["hard"]) for r in shown), default=0) + 0.05))
+    axis.set_xlabel(label("easy_val"))
+    axis.set_ylabel(label("hard"))
+    hidden = len(done) - len(shown)
+    axis.set_title(f"{study_name}: where the cheaters are\n{len(shown)} trials"
+                   + (f" ({hidden} more below {min_easy} easy accuracy, not drawn)"
+                      if hidden else ""), fontsize=9)
+    axis.legend(handles, names, fontsize=7, loc="upper left")
+    axis.grid(alpha=0.3)
+    _save_figure(figure, path)
+    return {"shown": len(shown), "hidden": hidden}
+
+
 def main_effects_figure(effects: Mapping[str, list[dict[str, Any]]], params: Sequence[str],
                         metrics: Sequence[str], path: Path, study_name: str) -> None:
     import matplotlib
@@ -333,7 +401,7 @@ def _fmt(value: Any) -> str:
 def summary_markdown(study: Any, rows: Sequence[Mapping[str, Any]], params: Sequence[str],
                      metrics: Sequence[str], effects: Mapping[str, Any],
                      diagrams: Sequence[Mapping[str, Any]], url: str,
-                     where: Sequence[str] = ()) -> str:
+                     where: Sequence[str] = (), window: bool = False) -> str:
     direction = study.direction.name.lower()
     objective = study.user_attrs.get("metric", "value")
     states: dict[str, int] = {}
@@ -372,6 +440,10 @@ def summary_markdown(study: Any, rows: Sequence[Mapping[str, Any]], params: Sequ
                     for e in entries]
             lines += [*_table(header, body), ""]
         lines += ["![each axis alone](main_effects.png)", ""]
+    if window:
+        lines += ["## Where the cheaters are", "",
+                  "Hard against easy accuracy, one point per trial; the green box is Task 1's "
+                  "bar.", "", "![where the cheaters are](cheat_window.png)", ""]
     if diagrams:
         lines += ["## Phase diagrams", ""]
         for diagram in diagrams:
@@ -487,16 +559,18 @@ def export_study(storage: str, study_name: str, out_dir: str | os.PathLike,
                             out / "main_effects.png", study.study_name)
     else:
         effects = {}
+    window = cheat_window_figure(rows, params, out / "cheat_window.png", study.study_name)
     write_json(out / "phase_diagrams.json", {"study": study.study_name, "diagrams": diagrams,
                                              "main_effects": effects})
     text = summary_markdown(study, rows, params, found_metrics, effects, diagrams, url,
-                            where=where)
+                            where=where, window=window is not None)
     with atomic_open(out / "summary.md", "w") as handle:
         handle.write(text + "\n")
     return {
         "csv": str(out / "trials.csv"),
         "summary": str(out / "summary.md"),
         "figures": [str(out / d["file"]) for d in diagrams]
-        + ([str(out / "main_effects.png")] if effects else []),
+        + ([str(out / "main_effects.png")] if effects else [])
+        + ([str(out / "cheat_window.png")] if window else []),
         "trials": len(rows),
     }
