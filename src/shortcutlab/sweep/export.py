@@ -310,12 +310,14 @@ def cheat_window_figure(rows: Sequence[Mapping[str, Any]], params: Sequence[str]
     image = None
     for group, marker in zip(groups, ("o", "^", "s", "D", "v", "P"), strict=False):
         members = [r for r in shown if not bias or r.get(bias) == group]
-        colors = [float(r["steps_trained"]) for r in members] if use_steps else None
+        coloring: dict[str, Any] = {"color": "#1f77b4"}
+        if use_steps:
+            coloring = {"c": [float(r["steps_trained"]) for r in members], "cmap": "viridis",
+                        "norm": LogNorm(min(steps), max(steps)) if min(steps) < max(steps)
+                        else None}
         image = axis.scatter([float(r["easy_val"]) for r in members],
-                             [float(r["hard"]) for r in members], c=colors, marker=marker,
-                             cmap="viridis", norm=LogNorm(min(steps), max(steps))
-                             if use_steps and min(steps) < max(steps) else None,
-                             edgecolors="black", linewidths=0.4, s=36)
+                             [float(r["hard"]) for r in members], marker=marker,
+                             edgecolors="black", linewidths=0.4, s=36, **coloring)
     if use_steps and image is not None:
         distinct = sorted({int(v) for v in steps if v is not None})
         bar = figure.colorbar(image, ax=axis, label="training steps",
