@@ -241,7 +241,9 @@ def phase_diagram(rows: Sequence[Mapping[str, Any]], x: str, y: str, metric: str
             axis.text(j, i, text, ha="center", va="center", fontsize=8,
                       color="black" if shade > 0.6 else "white")
     n_cell = sorted({c for row in counts for c in row if c})
-    others = [p for p in params if p not in (x, y)]
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    others = [p for p in params if p not in (x, y)
+              and len({json.dumps(r.get(p)) for r in complete}) > 1]
     count = str(n_cell[0]) if len(n_cell) == 1 else f"{n_cell[0]}-{n_cell[-1]}"
     subtitle = (f"mean over {count} trial{'s' if n_cell[-1] > 1 else ''} per cell"
                 + (f", averaging over {', '.join(label(p, params) for p in others)}"
