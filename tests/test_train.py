@@ -74,6 +74,22 @@ def test_first_rule_stops_at_the_first_checkpoint_that_clears_it(tiny_data, tmp_
     assert full["selected_step"] == 60
 
 
+def test_train_accuracy_is_computed_only_when_the_val_condition_holds(tiny_data, tmp_path):
+    tiny_run(tiny_data, tmp_path / "full", steps=60, select="last")
+    log = read_jsonl(tmp_path / "full" / "log.jsonl")
+    threshold = sorted(r["easy_val"] for r in log)[len(log) // 2]
+    rule = f"first:easy_val>={threshold},easy_train>=0.0"
+    metrics = tiny_run(tiny_data, tmp_path / "run", steps=60, select=rule)
+    log = read_jsonl(tmp_path / "run" / "log.jsonl")
+    assert all(("easy_train" in r) == (r["easy_val"] >= threshold) for r in log)
+    assert metrics["selected_step"] == log[-1]["step"]
+    assert metrics["easy_train"] == pytest.approx(log[-1]["easy_train"])
+    # an unreachable train condition keeps training, checking train only where val holds
+    metrics = tiny_run(tiny_data, tmp_path / "never", steps=60,
+                       select=f"first:easy_val>={threshold},easy_train>=1.5")
+    assert not metrics["selection_met"] and metrics["selected_step"] == 60
+
+
 def test_a_rule_that_never_fires_keeps_the_last_checkpoint(tiny_data, tmp_path, capsys):
     metrics = tiny_run(tiny_data, tmp_path / "run", select="first:easy_val>=1.5")
     assert metrics["selected_step"] == 40 and not metrics["selection_met"]
@@ -188,6 +204,19 @@ def test_lr_schedules():
 
 
 def test_selection_rules_parse():
-    rule = parse_selection("first:val_conflicting<0.2")
-    assert rule.fires({"val_conflicting": 0.1}) and not rule.fires({"val_conflicting": 0.3})
+    rule = parse_selection("first:easy_val_conflicting<0.2")
+    assert rule.fires({"easy_val_conflicting": 0.1})
+    assert not rule.fires({"easy_val_conflicting": 0.3})
+    both = parse_selection("first:easy_val>=0.95, easy_train>=0.96")
+    assert both.metrics == ("easy_val", "easy_train")
+    assert both.distance({"easy_val": 0.94}) == pytest.approx(0.01)
+    assert not both.fires({"easy_val": 0.97, "easy_train": 0.955})
     assert parse_selection("best-val").kind == "best"
+    for bad in ("first:", "first:easy_val>=0.9,", "first:easy_val=0.9", "worst"):
+        with pytest.raises(ShortcutlabError):
+            parse_selection(bad)
+
+
+def test_an_unknown_selection_metric_is_reported(tiny_data, tmp_path):
+    with pytest.raises(ShortcutlabError, match="easy_val"):
+        tiny_run(tiny_data, tmp_path / "run", steps=10, select="first:hard<0.2")

@@ -8,14 +8,17 @@ from typing import Any
 
 TRAIN_EPILOG = """\
 presets:
-  lazy       stop at the first checkpoint whose easy-val accuracy reaches 0.955: a cheater
-             that scores >95% on easy data and <20% on the hard set (the default)
+  lazy       Adam, stopped at the first checkpoint whose accuracy on easy val and on the
+             easy training split reaches 0.952: a cheater that scores >95% on easy data
+             and <20% on the hard set (the default)
   standard   Adam, 3 epochs, cosine decay, best easy-val checkpoint (for comparison)
   none       the plain trainer defaults
 
-selection rules (--select): last | best-val | first:METRIC>=VALUE, where METRIC is a
-logged validation metric (easy_val, val_aligned, val_conflicting, val_loss). The test
-splits are never used for selection.
+selection rules (--select): last | best-val | first:COND[,COND...], where COND is
+METRIC>=VALUE (or <=, >, <) on a logged metric: easy_val, easy_val_aligned,
+easy_val_conflicting, val_loss, train_loss, or easy_train (the whole training split,
+evaluated only once the conditions before it hold). The first evaluated checkpoint where
+every condition holds is kept. The test splits are never used for selection.
 
 examples:
   shortcutlab train --data data/cmnist --out runs/lazy
