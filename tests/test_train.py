@@ -192,6 +192,18 @@ def test_method_hyperparameters_reach_the_algorithm(tiny_data, tmp_path):
         build_config(None, Scaled, loss_scael=0.5)
 
 
+def test_a_method_can_exclude_its_first_stage_from_selection(tiny_data, tmp_path):
+    class TwoStage(ERM):
+        name = "two-stage-test"
+
+        def selectable(self, step):
+            return step > 20
+
+    metrics = tiny_run(tiny_data, tmp_path / "run", steps=40, select="first:easy_val>=0.0",
+                       algorithm=TwoStage)
+    assert metrics["selected_step"] == 30
+
+
 def test_lr_schedules():
     config = TrainConfig(schedule="cosine", warmup_steps=10)
     assert lr_factor(config, 0, 110) == pytest.approx(0.1)

@@ -84,7 +84,44 @@ def section_data(study: StudyArtifacts) -> Section:
     return section
 
 
-SECTIONS: list[Callable[[StudyArtifacts], Section]] = [section_data]
+def section_train(study: StudyArtifacts) -> Section:
+    lazy = study.stage("lazy") or {}
+    standard = study.stage("standard") or {}
+    metrics = lazy.get("metrics", {})
+    section = Section(
+        "task1", "Task 1 — the cheater",
+        asked="Train a standard CNN on the easy set: above 95% on the easy training and "
+              "validation sets, below 20% on the hard set, at exactly 95% bias. Show the "
+              "confusion matrix and prove the model reads color: a red 1 is predicted 0.",
+        did="cnn3 (three convolutions, a small fully connected head) trained with the lazy "
+            "preset: the network learns color within its first few dozen steps and shape "
+            "only later, so training stops at the first checkpoint whose accuracy on easy "
+            "val and on the easy training split clears the bar. The hard set is never used "
+            "for any choice. The standard preset trains the same model normally.",
+    )
+    section.verdicts = [
+        check("easy training accuracy above 95%", metrics.get("easy_train"), lambda v: v > 0.95),
+        check("easy validation accuracy above 95%", metrics.get("easy_val"),
+              lambda v: v > 0.95),
+        check("hard-set accuracy below 20%", metrics.get("hard"), lambda v: v < 0.20),
+        check("a red 1 is predicted 0 (share of 1s rendered red)",
+              lazy.get("red_one_predicted_zero"), lambda v: v > 0.5),
+    ]
+    names = ("easy_train", "easy_val", "test_easy", "hard", "unbiased", "color_following_rate")
+    rows = []
+    for label, stage in (("lazy", lazy), ("standard", standard)):
+        values = stage.get("metrics", {})
+        if values:
+            rows.append([label, *(pct(values.get(n)) for n in names),
+                         values.get("selected_step", "n/a")])
+    if rows:
+        section.tables.append(Table("Lazy vs standard training (seed 0)",
+                                    ["preset", *names, "selected step"], rows))
+    section.figures = study.figures("lazy")
+    return section
+
+
+SECTIONS: list[Callable[[StudyArtifacts], Section]] = [section_data, section_train]
 
 
 def build_report(study_dir: str | Path) -> Path:

@@ -19,6 +19,7 @@ Everything goes to ``evaluate.json`` and PNG figures in the output directory.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from shortcutlab import models
-from shortcutlab.artifacts import write_bytes, write_json
+from shortcutlab.artifacts import read_json, read_jsonl, write_bytes, write_json
 from shortcutlab.data import COLOR_NAMES, SPLITS, images_to_tensor, load_meta, load_split
 from shortcutlab.data.build import hard_colors
 from shortcutlab.errors import ShortcutlabError
@@ -88,6 +89,16 @@ class _Predictor:
         return torch.cat(outputs).numpy() if outputs else np.zeros(0, dtype=np.int64)
 
 
+@functools.lru_cache(maxsize=2)
+def _split_digits(data_dir: str, dataset_id: str, split: str) -> np.ndarray:
+    """The grayscale digits of a split (cached: rebuilding them means reloading the source)."""
+    from shortcutlab.data.recolor import split_digits
+
+    digits = split_digits(data_dir, split)
+    digits.flags.writeable = False
+    return digits
+
+
 def hard_mode_colors(labels: np.ndarray, mode: str, seed: int) -> np.ndarray:
     return hard_colors(labels, mode, np.random.default_rng(np.random.SeedSequence([seed, 77])))
 
@@ -96,7 +107,7 @@ def evaluate_model(model: torch.nn.Module, data_dir: str | os.PathLike, *,
                    swap_images: int = 1000, device: torch.device | str = "cpu",
                    splits: tuple[str, ...] = SPLITS) -> dict[str, Any]:
     """Every number of ``evaluate.json`` for ``model`` on the dataset in ``data_dir``."""
-    from shortcutlab.data.recolor import recolor, split_digits
+    from shortcutlab.data.recolor import recolor
 
     data_dir = Path(data_dir)
     meta = load_meta(data_dir)
@@ -114,7 +125,7 @@ def evaluate_model(model: torch.nn.Module, data_dir: str | os.PathLike, *,
 
     digits = None
     if hard_labels is not None:
-        digits = split_digits(data_dir, "test_hard")
+        digits = _split_digits(str(data_dir.resolve()), str(meta.get("dataset_id")), "test_hard")
         for mode in HARD_MODES:
             if mode in report["hard_modes"]:
                 continue
@@ -126,7 +137,8 @@ def evaluate_model(model: torch.nn.Module, data_dir: str | os.PathLike, *,
     if swap_images > 0:
         test = load_split(data_dir, "test_easy")
         if digits is None:
-            digits = split_digits(data_dir, "test_easy")
+            digits = _split_digits(str(data_dir.resolve()), str(meta.get("dataset_id")),
+                                   "test_easy")
         report["color_swap"] = color_swap(predict, data_dir, digits[:swap_images],
                                           test.labels[:swap_images], recolor)
     report["metrics"] = _flat_metrics(report)
@@ -283,6 +295,43 @@ def plot_per_class(report: dict[str, Any], title: str) -> bytes:
     return _figure_bytes(fig)
 
 
+def plot_training(log: list[dict[str, Any]], selected_step: int | None, title: str) -> bytes:
+    """Easy-val accuracy on color-aligned and color-conflicting images over training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in log]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True,
+                                      gridspec_kw={"height_ratios": [1, 1]})
+    top.plot(steps, [r["easy_val"] for r in log], marker=".", label="easy val (all)")
+    top.plot(steps, [r["easy_val_aligned"] for r in log], marker=".",
+             label="easy val, color-aligned images")
+    top.axhline(0.95, color="gray", ls=":", lw=1, label="95% (what color alone scores)")
+    top.set_ylim(0.9, 1.0)
+    top.set_ylabel("accuracy")
+    top.legend(fontsize=8, loc="lower right")
+    bottom.plot(steps, [r["easy_val_conflicting"] for r in log], marker=".", color="C3",
+                label="easy val, color-conflicting images (needs shape)")
+    if any("easy_train" in r for r in log):
+        checked = [r for r in log if "easy_train" in r]
+        top.plot([r["step"] for r in checked], [r["easy_train"] for r in checked], "s",
+                 color="C2", ms=5, label="easy train (checked)")
+        top.legend(fontsize=8, loc="lower right")
+    bottom.set_ylim(0, 1)
+    bottom.set_xlabel("training step")
+    bottom.set_ylabel("accuracy")
+    bottom.legend(fontsize=8, loc="upper left")
+    for ax in (top, bottom):
+        if selected_step is not None:
+            ax.axvline(selected_step, color="k", lw=1, ls="--")
+    if selected_step is not None:
+        bottom.text(selected_step, 0.95, f" selected step {selected_step}", va="top", fontsize=8)
+    fig.suptitle(title)
+    return _figure_bytes(fig)
+
+
 def write_figures(report: dict[str, Any], out_dir: Path, name: str) -> list[str]:
     written = []
     for mode, entry in report.get("hard_modes", {}).items():
@@ -303,6 +352,11 @@ def write_figures(report: dict[str, Any], out_dir: Path, name: str) -> list[str]
     write_bytes(out_dir / "per_class.png",
                 plot_per_class(report, f"{name}: accuracy per class and split"))
     written.append("per_class.png")
+    log = report.get("training_log")
+    if log:
+        write_bytes(out_dir / "training.png", plot_training(
+            log, report.get("selected_step"), f"{name}: learning color first, shape later"))
+        written.append("training.png")
     return written
 
 
@@ -325,6 +379,11 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike,
     report["data_dir"] = str(Path(data_dir).resolve())
     report["model"] = getattr(model, "spec", None)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / "log.jsonl").is_file():
+        report["training_log"] = [r for r in read_jsonl(run_dir / "log.jsonl")
+                                  if "easy_val_aligned" in r]
+    if (run_dir / "metrics.json").is_file():
+        report["selected_step"] = read_json(run_dir / "metrics.json").get("selected_step")
     report["figures"] = write_figures(report, out_dir, run_dir.resolve().name)
     write_json(out_dir / "evaluate.json", report)
     return report

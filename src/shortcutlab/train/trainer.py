@@ -332,8 +332,9 @@ class Trainer:
                                                     elapsed + time.perf_counter() - loop_start)
                     sums, count = {}, 0
                     append_jsonl(self.out_dir / LOG_FILE, record)
-                    selector.observe(record, algorithm.model, scores)
-                    dense = selector.near(record, config.eval_dense_margin)
+                    if algorithm.selectable(step):
+                        selector.observe(record, algorithm.model, scores)
+                        dense = selector.near(record, config.eval_dense_margin)
                     stopped = selector.fired and config.early_stop
                     bar.set_postfix(val=f"{record['easy_val']:.4f}", refresh=False)
                     checkpoint_due = checkpoint_due or not config.checkpoint_every
