@@ -232,3 +232,37 @@ def test_selection_rules_parse():
 def test_an_unknown_selection_metric_is_reported(tiny_data, tmp_path):
     with pytest.raises(ShortcutlabError, match="easy_val"):
         tiny_run(tiny_data, tmp_path / "run", steps=10, select="first:hard<0.2")
+
+
+def test_a_killed_training_process_resumes_to_the_same_model(tiny_data, tmp_path):
+    """SIGKILL the CLI once it has written a checkpoint, then resume: same final weights."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    settings = {**TINY, "model_kwargs": {"width": 2, "hidden": 8}, "batch_size": 16,
+                "steps": 300, "eval_every": 50, "select": "best-val"}
+    run = tmp_path / "killed"
+    command = [sys.executable, "-m", "shortcutlab", "train", "--data", str(tiny_data),
+               "--out", str(run), "--preset", "none", "--model", "cnn3",
+               "--model-arg", "width=2", "--model-arg", "hidden=8", "--batch-size", "16",
+               "--steps", "300", "--eval-every", "50", "--lr", "0.05", "--select", "best-val",
+               "--threads", "1", "--device", "cpu"]
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src, "SHORTCUTLAB_PROGRESS": "0"}
+    process = subprocess.Popen(command, env=env)
+    checkpoint = run / "checkpoints" / "state.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    if (run / "metrics.json").exists():
+        pytest.skip("the run finished before it could be killed")
+    assert checkpoint.exists()
+    train_run(tiny_data, run, preset=None, resume=True, **settings)
+    train_run(tiny_data, tmp_path / "straight", preset=None, **settings)
+    assert (run / "model.pt").read_bytes() == (tmp_path / "straight" / "model.pt").read_bytes()

@@ -46,7 +46,8 @@ def stage_train(ctx: StageContext) -> dict[str, Any]:
                         **overrides)
     report = evaluate_run(ctx.out / "run", dataset, ctx.out / "evaluate",
                           swap_images=swap_images)
-    swap = report.get("color_swap", {}).get("follows_color")
+    swap = report.get("color_swap", {})
+    red_ones = swap["prediction_counts"][1][0] if swap else None  # digit 1 rendered red
     captions = {
         "confusion_random.png": "Hard set (each digit in a random other color): confusion "
                                 "matrix, rows normalized.",
@@ -64,7 +65,8 @@ def stage_train(ctx: StageContext) -> dict[str, Any]:
         "seed": seed,
         "metrics": {key: metrics[key] for key in keep if key in metrics},
         "evaluate": report["metrics"],
-        "red_one_predicted_zero": swap[1][0] if swap else None,
+        "color_swap_follows_color": swap.get("off_diagonal_follows_color"),
+        "red_one_predictions": red_ones,
         "figures": [{"path": f"evaluate/{name}", "caption": caption}
                     for name, caption in captions.items() if name in report["figures"]],
     }

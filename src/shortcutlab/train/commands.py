@@ -143,8 +143,9 @@ def run_train(args: argparse.Namespace) -> int:
 def format_metrics(metrics: dict[str, Any]) -> str:
     names = ("easy_train", "easy_val", "test_easy", "hard", "unbiased", "color_following_rate")
     lines = [f"  {name:<22}{metrics[name]:.4f}" for name in names if name in metrics]
-    lines.append(f"  {'selected_step':<22}{metrics.get('selected_step')}"
-                 + ("" if metrics.get("selection_met", True) else "  (rule never fired)"))
+    if metrics.get("selected_step") is not None:
+        lines.append(f"  {'selected_step':<22}{metrics['selected_step']}"
+                     + ("" if metrics.get("selection_met", True) else "  (rule never fired)"))
     if "train_seconds" in metrics:
         lines.append(f"  {'train_seconds':<22}{metrics['train_seconds']:.1f}")
     return "\n".join(lines)
@@ -159,5 +160,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     report = evaluate_run(args.run, args.data, out, swap_images=args.swap_images,
                           device=args.device, threads=args.threads)
     print(format_metrics(report["metrics"]))
+    if "color_swap_follows_color" in report["metrics"]:
+        print(f"  {'color_swap (off-diag.)':<22}{report['metrics']['color_swap_follows_color']:.4f}"
+              "  share of digits predicted as the class owning the color they are rendered in")
     print(f"evaluation written to {out}")
     return 0

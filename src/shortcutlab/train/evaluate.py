@@ -156,12 +156,14 @@ def color_swap(predict: _Predictor, data_dir: Path, digits: np.ndarray, labels: 
     n = len(digits)
     follows = np.zeros((NUM_CLASSES, NUM_CLASSES))
     correct = np.zeros((NUM_CLASSES, NUM_CLASSES))
+    counts3 = np.zeros((NUM_CLASSES, NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     counts = np.bincount(labels, minlength=NUM_CLASSES).astype(np.float64)
     for color in range(NUM_CLASSES):
         images = recolor(data_dir, digits, np.full(n, color, dtype=np.int64), seed=100 + color)
         predictions = predict(images)
         follows[:, color] = np.bincount(labels, weights=(predictions == color), minlength=10)
         correct[:, color] = np.bincount(labels, weights=(predictions == labels), minlength=10)
+        np.add.at(counts3, (labels, color, predictions), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         follows /= counts[:, None]
         correct /= counts[:, None]
@@ -172,6 +174,7 @@ def color_swap(predict: _Predictor, data_dir: Path, digits: np.ndarray, labels: 
         "per_class_images": counts.astype(int).tolist(),
         "follows_color": _nan_to_none(follows),
         "correct": _nan_to_none(correct),
+        "prediction_counts": counts3.tolist(),  # [digit][color][predicted class]
         "off_diagonal_follows_color": float(np.nanmean(follows[present][off[present]])),
         "off_diagonal_accuracy": float(np.nanmean(correct[present][off[present]])),
     }
