@@ -33,10 +33,10 @@ def run_one(job: tuple[str, str, str, int, int]) -> dict:
     return {"preset": preset, "seed": seed, "load_after": os.getloadavg()[0], **metrics}
 
 
-def mean_std(values: list[float]) -> str:
+def mean_std(values: list[float], digits: int = 4) -> str:
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.4f} ± {std:.4f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def meets(metrics: dict) -> bool:
@@ -65,9 +65,9 @@ def main() -> None:
     for preset in args.presets:
         rows = [r for r in results if r["preset"] == preset]
         cells = [mean_std([r[m] for r in rows]) for m in METRICS]
-        cells.append(mean_std([r["selected_step"] for r in rows]).replace(".0000", ""))
-        cells.append(mean_std([r["total_seconds"] for r in rows]))
-        cells.append(mean_std([r["cpu_seconds"] for r in rows]))
+        cells.append(mean_std([r["selected_step"] for r in rows], 0))
+        cells.append(mean_std([r["total_seconds"] for r in rows], 0))
+        cells.append(mean_std([r["cpu_seconds"] for r in rows], 0))
         print(f"| {preset} | " + " | ".join(cells) + " |")
     print()
     print("| preset | seed | " + " | ".join(METRICS) + " | selected step | wall s | CPU s "

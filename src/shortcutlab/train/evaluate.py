@@ -325,7 +325,7 @@ def plot_training(log: list[dict[str, Any]], selected_step: int | None, title: s
     bottom.set_ylim(0, 1)
     bottom.set_xlabel("training step")
     bottom.set_ylabel("accuracy")
-    bottom.legend(fontsize=8, loc="upper left")
+    bottom.legend(fontsize=8, loc="upper right")
     for ax in (top, bottom):
         if selected_step is not None:
             ax.axvline(selected_step, color="k", lw=1, ls="--")
