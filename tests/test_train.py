@@ -74,6 +74,22 @@ def test_first_rule_stops_at_the_first_checkpoint_that_clears_it(tiny_data, tmp_
     assert full["selected_step"] == 60
 
 
+def test_train_accuracy_is_computed_only_when_the_val_condition_holds(tiny_data, tmp_path):
+    tiny_run(tiny_data, tmp_path / "full", steps=60, select="last")
+    log = read_jsonl(tmp_path / "full" / "log.jsonl")
+    threshold = sorted(r["easy_val"] for r in log)[len(log) // 2]
+    rule = f"first:easy_val>={threshold},easy_train>=0.0"
+    metrics = tiny_run(tiny_data, tmp_path / "run", steps=60, select=rule)
+    log = read_jsonl(tmp_path / "run" / "log.jsonl")
+    assert all(("easy_train" in r) == (r["easy_val"] >= threshold) for r in log)
+    assert metrics["selected_step"] == log[-1]["step"]
+    assert metrics["easy_train"] == pytest.approx(log[-1]["easy_train"])
+    # an unreachable train condition keeps training, checking train only where val holds
+    metrics = tiny_run(tiny_data, tmp_path / "never", steps=60,
+                       select=f"first:easy_val>={threshold},easy_train>=1.5")
+    assert not metrics["selection_met"] and metrics["selected_step"] == 60
+
+
 def test_a_rule_that_never_fires_keeps_the_last_checkpoint(tiny_data, tmp_path, capsys):
     metrics = tiny_run(tiny_data, tmp_path / "run", select="first:easy_val>=1.5")
     assert metrics["selected_step"] == 40 and not metrics["selection_met"]
@@ -176,6 +192,18 @@ def test_method_hyperparameters_reach_the_algorithm(tiny_data, tmp_path):
         build_config(None, Scaled, loss_scael=0.5)
 
 
+def test_a_method_can_exclude_its_first_stage_from_selection(tiny_data, tmp_path):
+    class TwoStage(ERM):
+        name = "two-stage-test"
+
+        def selectable(self, step):
+            return step > 20
+
+    metrics = tiny_run(tiny_data, tmp_path / "run", steps=40, select="first:easy_val>=0.0",
+                       algorithm=TwoStage)
+    assert metrics["selected_step"] == 30
+
+
 def test_lr_schedules():
     config = TrainConfig(schedule="cosine", warmup_steps=10)
     assert lr_factor(config, 0, 110) == pytest.approx(0.1)
@@ -188,6 +216,53 @@ def test_lr_schedules():
 
 
 def test_selection_rules_parse():
-    rule = parse_selection("first:val_conflicting<0.2")
-    assert rule.fires({"val_conflicting": 0.1}) and not rule.fires({"val_conflicting": 0.3})
+    rule = parse_selection("first:easy_val_conflicting<0.2")
+    assert rule.fires({"easy_val_conflicting": 0.1})
+    assert not rule.fires({"easy_val_conflicting": 0.3})
+    both = parse_selection("first:easy_val>=0.95, easy_train>=0.96")
+    assert both.metrics == ("easy_val", "easy_train")
+    assert both.distance({"easy_val": 0.94}) == pytest.approx(0.01)
+    assert not both.fires({"easy_val": 0.97, "easy_train": 0.955})
     assert parse_selection("best-val").kind == "best"
+    for bad in ("first:", "first:easy_val>=0.9,", "first:easy_val=0.9", "worst"):
+        with pytest.raises(ShortcutlabError):
+            parse_selection(bad)
+
+
+def test_an_unknown_selection_metric_is_reported(tiny_data, tmp_path):
+    with pytest.raises(ShortcutlabError, match="easy_val"):
+        tiny_run(tiny_data, tmp_path / "run", steps=10, select="first:hard<0.2")
+
+
+def test_a_killed_training_process_resumes_to_the_same_model(tiny_data, tmp_path):
+    """SIGKILL the CLI once it has written a checkpoint, then resume: same final weights."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    settings = {**TINY, "model_kwargs": {"width": 2, "hidden": 8}, "batch_size": 16,
+                "steps": 300, "eval_every": 50, "select": "best-val"}
+    run = tmp_path / "killed"
+    command = [sys.executable, "-m", "shortcutlab", "train", "--data", str(tiny_data),
+               "--out", str(run), "--preset", "none", "--model", "cnn3",
+               "--model-arg", "width=2", "--model-arg", "hidden=8", "--batch-size", "16",
+               "--steps", "300", "--eval-every", "50", "--lr", "0.05", "--select", "best-val",
+               "--threads", "1", "--device", "cpu"]
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src, "SHORTCUTLAB_PROGRESS": "0"}
+    process = subprocess.Popen(command, env=env)
+    checkpoint = run / "checkpoints" / "state.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    if (run / "metrics.json").exists():
+        pytest.skip("the run finished before it could be killed")
+    assert checkpoint.exists()
+    train_run(tiny_data, run, preset=None, resume=True, **settings)
+    train_run(tiny_data, tmp_path / "straight", preset=None, **settings)
+    assert (run / "model.pt").read_bytes() == (tmp_path / "straight" / "model.pt").read_bytes()

@@ -34,8 +34,55 @@ def stage_data(ctx: StageContext) -> dict[str, Any]:
                                     "(aligned) and in another color (conflicting), per split."}]}
 
 
+def stage_train(ctx: StageContext) -> dict[str, Any]:
+    """Task 1: train a preset on the study's dataset, then evaluate it (figures included)."""
+    from shortcutlab.train import train_run
+    from shortcutlab.train.evaluate import evaluate_run
+
+    data = ctx.input("data")
+    dataset = data.out / data.summary["dataset"]
+    options = dict(ctx.config)
+    preset, seed = options.pop("preset"), int(options.pop("seed"))
+    swap_images = int(options.pop("swap_images"))
+    overrides = {key: value for key, value in options.items() if value}  # 0/"" = preset's
+    if "epochs" in overrides:
+        overrides["steps"] = None
+    metrics = train_run(dataset, ctx.out / "run", preset=preset, seed=seed, resume=ctx.resume,
+                        **overrides)
+    report = evaluate_run(ctx.out / "run", dataset, ctx.out / "evaluate",
+                          swap_images=swap_images)
+    swap = report.get("color_swap", {})
+    red_ones = swap["prediction_counts"][1][0] if swap else None  # digit 1 rendered red
+    captions = {
+        "confusion_random.png": "Hard set (each digit in a random other color): confusion "
+                                "matrix, rows normalized.",
+        "confusion_inverted.png": "Hard set with inverted colors (digit d in the color of "
+                                  "d+1): a color reader predicts d+1.",
+        "color_swap.png": "Color-swap test: every test digit rendered in every color; left, "
+                          "how often the prediction is the class owning the color.",
+        "per_class.png": "Accuracy per class on every split.",
+    }
+    keep = ("easy_train", "easy_val", "test_easy", "hard", "unbiased", "color_following_rate",
+            "selected_step", "selection_met", "total_seconds", "cpu_seconds")
+    return {
+        "run": "run",
+        "preset": preset,
+        "seed": seed,
+        "metrics": {key: metrics[key] for key in keep if key in metrics},
+        "evaluate": report["metrics"],
+        "color_swap_follows_color": swap.get("off_diagonal_follows_color"),
+        "red_one_predictions": red_ones,
+        "figures": [{"path": f"evaluate/{name}", "caption": caption}
+                    for name, caption in captions.items() if name in report["figures"]],
+    }
+
+
 STAGES: list[Stage] = [
     Stage("data", stage_data, description="Task 0: build the biased Colored-MNIST dataset"),
+    Stage("lazy", stage_train, inputs=("data",),
+          description="Task 1: train the cheater (preset lazy) and evaluate it"),
+    Stage("standard", stage_train, inputs=("data",),
+          description="Task 1: train a normal recipe (preset standard) for comparison"),
 ]
 
 

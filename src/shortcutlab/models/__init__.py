@@ -3,7 +3,7 @@
 Each architecture lives in its own file and registers itself on import.
 """
 
-from shortcutlab.models import cnn3, mlp  # noqa: F401  (registration)
+from shortcutlab.models import cnn2fc3, cnn3, mlp, resnet  # noqa: F401  (registration)
 from shortcutlab.models.registry import (
     create,
     get_layer,

@@ -84,7 +84,56 @@ def section_data(study: StudyArtifacts) -> Section:
     return section
 
 
-SECTIONS: list[Callable[[StudyArtifacts], Section]] = [section_data]
+def section_train(study: StudyArtifacts) -> Section:
+    lazy = study.stage("lazy") or {}
+    standard = study.stage("standard") or {}
+    metrics = lazy.get("metrics", {})
+    section = Section(
+        "task1", "Task 1 — the cheater",
+        asked="Train a standard CNN on the easy set: above 95% on the easy training and "
+              "validation sets, below 20% on the hard set, at exactly 95% bias. Show the "
+              "confusion matrix and prove the model reads color: a red 1 is predicted 0.",
+        did="cnn3 (three convolutions, a small fully connected head) trained with the lazy "
+            "preset: the network learns color within its first few dozen steps and shape "
+            "only later, so training stops at the first checkpoint whose accuracy on easy "
+            "val and on the easy training split clears the bar. The hard set is never used "
+            "for any choice. The standard preset trains the same model normally.",
+    )
+    section.verdicts = [
+        check("easy training accuracy above 95%", metrics.get("easy_train"), lambda v: v > 0.95),
+        check("easy validation accuracy above 95%", metrics.get("easy_val"),
+              lambda v: v > 0.95),
+        check("hard-set accuracy below 20%", metrics.get("hard"), lambda v: v < 0.20),
+        check("it reads color: test digits rendered in another class's color are predicted "
+              "as that class (color-swap test, mean over digit/color pairs)",
+              lazy.get("color_swap_follows_color"), lambda v: v > 0.5),
+    ]
+    red_ones = lazy.get("red_one_predictions")
+    if red_ones and sum(red_ones):
+        total = sum(red_ones)
+        top = sorted(range(len(red_ones)), key=lambda k: -red_ones[k])[:3]
+        shares = ", ".join(f"{k}: {pct(red_ones[k] / total)}" for k in top if red_ones[k])
+        section.notes.append(
+            f"A red 1 (red is the color of class 0): predicted 0 in {pct(red_ones[0] / total)} "
+            f"of {total} test 1s rendered red; most common predictions {shares}. Red 1s that "
+            "are not called 0 usually go to the class of a neighboring color (7: pink, "
+            "6: orange) — the lazy model has learned a little shape, typically enough to "
+            "rule out one or two classes, and reads color for the rest.")
+    names = ("easy_train", "easy_val", "test_easy", "hard", "unbiased", "color_following_rate")
+    rows = []
+    for label, stage in (("lazy", lazy), ("standard", standard)):
+        values = stage.get("metrics", {})
+        if values:
+            rows.append([label, *(pct(values.get(n)) for n in names),
+                         values.get("selected_step", "n/a")])
+    if rows:
+        section.tables.append(Table("Lazy vs standard training (seed 0)",
+                                    ["preset", *names, "selected step"], rows))
+    section.figures = study.figures("lazy")
+    return section
+
+
+SECTIONS: list[Callable[[StudyArtifacts], Section]] = [section_data, section_train]
 
 
 def build_report(study_dir: str | Path) -> Path:

@@ -19,7 +19,12 @@ The contract a subclass sees (``shortcutlab.train.trainer`` drives it):
   (weights, optimizers, per-sample state, stage flags);
 - ``optimizers()``: the optimizers whose learning rate the trainer's schedule drives; it
   sets ``lr = initial_lr * factor(step)`` on every param group before each step, so a
-  method that builds a new optimizer mid-run keeps the schedule.
+  method that builds a new optimizer mid-run keeps the schedule;
+- ``selectable(step)``: whether the checkpoint after ``step`` may be selected (default
+  always); a two-stage method (JTT) returns False during its first stage;
+- ``train()`` / ``eval()``: the trainer switches the whole algorithm module to eval mode
+  around every evaluation and back; a method with frozen helpers (a teacher) keeps them
+  in eval mode itself, e.g. by overriding ``train``.
 
 Methods register themselves with :func:`register_algorithm` so a run's ``config.json``
 can name its method and ``train_run(algorithm="name")`` can find it.
@@ -130,6 +135,10 @@ class Algorithm(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
+
+    def selectable(self, step: int) -> bool:
+        """Whether the checkpoint after ``step`` (1-based count of steps) may be selected."""
+        return True
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         """The optimizers the trainer's learning-rate schedule drives."""

@@ -8,14 +8,17 @@ from typing import Any
 
 TRAIN_EPILOG = """\
 presets:
-  lazy       stop at the first checkpoint whose easy-val accuracy reaches 0.955: a cheater
-             that scores >95% on easy data and <20% on the hard set (the default)
+  lazy       Adam, stopped at the first checkpoint whose accuracy on easy val and on the
+             easy training split reaches 0.952: a cheater that scores >95% on easy data
+             and <20% on the hard set (the default)
   standard   Adam, 3 epochs, cosine decay, best easy-val checkpoint (for comparison)
   none       the plain trainer defaults
 
-selection rules (--select): last | best-val | first:METRIC>=VALUE, where METRIC is a
-logged validation metric (easy_val, val_aligned, val_conflicting, val_loss). The test
-splits are never used for selection.
+selection rules (--select): last | best-val | first:COND[,COND...], where COND is
+METRIC>=VALUE (or <=, >, <) on a logged metric: easy_val, easy_val_aligned,
+easy_val_conflicting, val_loss, train_loss, or easy_train (the whole training split,
+evaluated only once the conditions before it hold). The first evaluated checkpoint where
+every condition holds is kept. The test splits are never used for selection.
 
 examples:
   shortcutlab train --data data/cmnist --out runs/lazy
@@ -140,8 +143,9 @@ def run_train(args: argparse.Namespace) -> int:
 def format_metrics(metrics: dict[str, Any]) -> str:
     names = ("easy_train", "easy_val", "test_easy", "hard", "unbiased", "color_following_rate")
     lines = [f"  {name:<22}{metrics[name]:.4f}" for name in names if name in metrics]
-    lines.append(f"  {'selected_step':<22}{metrics.get('selected_step')}"
-                 + ("" if metrics.get("selection_met", True) else "  (rule never fired)"))
+    if metrics.get("selected_step") is not None:
+        lines.append(f"  {'selected_step':<22}{metrics['selected_step']}"
+                     + ("" if metrics.get("selection_met", True) else "  (rule never fired)"))
     if "train_seconds" in metrics:
         lines.append(f"  {'train_seconds':<22}{metrics['train_seconds']:.1f}")
     return "\n".join(lines)
@@ -156,5 +160,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     report = evaluate_run(args.run, args.data, out, swap_images=args.swap_images,
                           device=args.device, threads=args.threads)
     print(format_metrics(report["metrics"]))
+    if "color_swap_follows_color" in report["metrics"]:
+        print(f"  {'color_swap (off-diag.)':<22}{report['metrics']['color_swap_follows_color']:.4f}"
+              "  share of digits predicted as the class owning the color they are rendered in")
     print(f"evaluation written to {out}")
     return 0

@@ -121,27 +121,54 @@ def steps_per_epoch(num_train: int, batch_size: int) -> int:
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt,
 }
-_FIRST_RULE = re.compile(r"^first:([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|>|<)\s*([-+0-9.eE]+)$")
+_CONDITION = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|>|<)\s*([-+0-9.eE]+)$")
+
+# Metrics that are computed only when a selection rule asks for them (they cost a pass
+# over the whole training split): see ``Trainer._evaluate``.
+ON_DEMAND_METRICS = ("easy_train", "easy_train_aligned", "easy_train_conflicting")
+
+
+@dataclass(frozen=True)
+class Condition:
+    metric: str
+    op: str
+    threshold: float
+
+    def holds(self, record: Mapping[str, Any]) -> bool:
+        return _COMPARE[self.op](float(record[self.metric]), self.threshold)
+
+    def gap(self, record: Mapping[str, Any]) -> float:
+        """How far the metric is from satisfying the condition (0 when it does)."""
+        value = float(record[self.metric])
+        gap = self.threshold - value if self.op in (">=", ">") else value - self.threshold
+        return max(0.0, gap)
 
 
 @dataclass(frozen=True)
 class Selection:
-    """A parsed ``--select`` rule: ``last``, ``best-val`` or ``first:METRIC OP VALUE``."""
+    """A parsed ``--select`` rule: ``last``, ``best-val`` or ``first:COND[,COND...]``.
+
+    ``first:`` picks the first evaluated checkpoint where every condition holds, e.g.
+    ``first:easy_val>=0.952,easy_train>=0.952``. Conditions are checked in order and a
+    condition on an on-demand metric (``easy_train``) is only evaluated once the
+    conditions before it hold.
+    """
 
     kind: str                      # "last" | "best" | "first"
-    metric: str = "easy_val"
-    op: str = ">="
-    threshold: float = 0.0
+    conditions: tuple[Condition, ...] = ()
+    metric: str = "easy_val"       # what ``best`` maximizes
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(c.metric for c in self.conditions)
 
     def fires(self, record: Mapping[str, Any]) -> bool:
-        return self.kind == "first" and _COMPARE[self.op](float(record[self.metric]),
-                                                           self.threshold)
+        return self.kind == "first" and all(c.holds(record) for c in self.conditions)
 
     def distance(self, record: Mapping[str, Any]) -> float:
-        """How far a ``first:`` rule's metric is from firing (0 once it fires)."""
-        value = float(record[self.metric])
-        gap = self.threshold - value if self.op in (">=", ">") else value - self.threshold
-        return max(0.0, gap)
+        """How far the logged metrics are from firing a ``first:`` rule (unlogged skipped)."""
+        gaps = [c.gap(record) for c in self.conditions if c.metric in record]
+        return max(gaps, default=0.0)
 
 
 def parse_selection(rule: str) -> Selection:
@@ -150,18 +177,23 @@ def parse_selection(rule: str) -> Selection:
         return Selection("last")
     if rule in ("best-val", "best"):
         return Selection("best")
-    match = _FIRST_RULE.match(rule)
-    if match:
-        metric, op, value = match.groups()
-        try:
-            threshold = float(value)
-        except ValueError:
-            match = None
+    if rule.startswith("first:"):
+        conditions = []
+        for part in rule[len("first:"):].split(","):
+            match = _CONDITION.match(part.strip())
+            if not match:
+                break
+            metric, op, value = match.groups()
+            try:
+                conditions.append(Condition(metric, op, float(value)))
+            except ValueError:
+                break
         else:
-            return Selection("first", metric, op, threshold)
+            if conditions:
+                return Selection("first", tuple(conditions))
     raise ShortcutlabError(
-        f"bad selection rule {rule!r}; use 'last', 'best-val' or 'first:METRIC>=VALUE' "
-        "(e.g. first:easy_val>=0.955)"
+        f"bad selection rule {rule!r}; use 'last', 'best-val' or 'first:METRIC>=VALUE[,...]' "
+        "(e.g. first:easy_val>=0.952,easy_train>=0.952)"
     )
 
 

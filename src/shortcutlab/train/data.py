@@ -48,11 +48,17 @@ class TensorSplit:
 def load_tensor_split(data_dir: str | os.PathLike, split: str,
                       device: torch.device | str = "cpu",
                       channels_last: bool = False) -> TensorSplit:
-    """Load a split (checksum verified) straight into tensors on ``device``."""
+    """Load a split (checksum verified) straight into tensors on ``device``.
+
+    The stored NHWC bytes already are the channels-last layout, so with ``channels_last``
+    the float images are made without an intermediate copy (half the peak memory).
+    """
     arrays = load_split(data_dir, split)
-    images = arrays.image_tensor(device)
     if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
+        nchw_view = torch.from_numpy(arrays.images).to(device).permute(0, 3, 1, 2)
+        images = nchw_view.to(torch.float32, memory_format=torch.channels_last).div_(255.0)
+    else:
+        images = arrays.image_tensor(device)
     return TensorSplit(
         split, images,
         torch.from_numpy(arrays.labels).to(device),

@@ -12,23 +12,25 @@ from typing import Any
 from shortcutlab.errors import ShortcutlabError
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Color is learned in the first ~100 steps, shape only afterwards. Train with a small,
-    # steady step and stop at the first checkpoint whose easy-val accuracy clears the bar;
-    # evaluate every 10 steps once val is within a point of it, so the stop is not late.
+    # The network learns color in the first ~50 steps and shape only afterwards (see
+    # docs/results.md, section train). Stop at the first checkpoint that meets the easy
+    # bars on both easy splits: it has just enough shape to pass 95% on easy data, and far
+    # too little for the hard set. Val is checked every 25 steps, and every 5 steps once
+    # it exceeds 0.9505 (more than color alone scores: shape is arriving); the whole
+    # training split is checked only when val clears the bar.
     "lazy": {
         "model": "cnn3",
-        "optimizer": "sgd",
-        "lr": 0.01,
-        "momentum": 0.9,
+        "optimizer": "adam",
+        "lr": 0.001,
         "weight_decay": 0.0,
         "batch_size": 64,
         "epochs": None,
         "steps": 1500,
         "schedule": "constant",
-        "eval_every": 50,
-        "eval_dense_every": 10,
-        "eval_dense_margin": 0.01,
-        "select": "first:easy_val>=0.955",
+        "eval_every": 25,
+        "eval_dense_every": 5,
+        "eval_dense_margin": 0.0015,
+        "select": "first:easy_val>=0.952,easy_train>=0.952",
         "early_stop": True,
     },
     # A normal recipe: Adam, a few epochs, cosine decay, keep the best validation checkpoint.
@@ -43,11 +45,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "schedule": "cosine",
         "eval_every": 200,
         "select": "best-val",
+        "early_stop": True,
     },
 }
 
 DESCRIPTIONS = {
-    "lazy": "stop at the first checkpoint whose easy-val accuracy reaches 0.955 (a cheater)",
+    "lazy": "Adam, stop at the first checkpoint with easy val and easy train >= 0.952 "
+            "(a cheater)",
     "standard": "Adam, 3 epochs, cosine decay, best easy-val checkpoint (for comparison)",
 }
 

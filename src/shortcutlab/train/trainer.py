@@ -41,7 +41,13 @@ from shortcutlab.errors import ShortcutlabError
 from shortcutlab.progress import progress
 from shortcutlab.runtime import resolve_device, seed_everything, set_threads
 from shortcutlab.train.algorithm import ERM, Algorithm, TrainContext, get_algorithm
-from shortcutlab.train.config import TrainConfig, lr_factor, parse_selection, steps_per_epoch
+from shortcutlab.train.config import (
+    ON_DEMAND_METRICS,
+    TrainConfig,
+    lr_factor,
+    parse_selection,
+    steps_per_epoch,
+)
 from shortcutlab.train.data import BatchOrder, TensorSplit, load_tensor_split, predict_logits
 from shortcutlab.train.metrics import METRIC_NAMES, split_scores
 
@@ -158,19 +164,40 @@ class _Selector:
         self.best: float | None = None
         self.fired = False
         self.weights: dict[str, torch.Tensor] | None = None
+        self.scores: dict[str, dict[str, float | None]] = {}  # split scores at self.step
 
-    def observe(self, record: Mapping[str, Any], model: torch.nn.Module) -> None:
+    def observe(self, record: Mapping[str, Any], model: torch.nn.Module,
+                scores: Mapping[str, dict[str, float | None]]) -> None:
         rule = self.rule
-        if rule.kind != "last" and rule.metric not in record:
-            valid = ", ".join(sorted(k for k, v in record.items() if isinstance(v, float)))
-            raise ShortcutlabError(f"selection metric {rule.metric!r} is not logged; "
-                                   f"choose one of {valid}")
+        needed = rule.metrics if rule.kind == "first" else \
+            ((rule.metric,) if rule.kind == "best" else ())
+        missing = [m for m in needed if m not in record and m not in ON_DEMAND_METRICS]
+        if missing:
+            valid = sorted({*(k for k, v in record.items() if isinstance(v, float)),
+                            *ON_DEMAND_METRICS})
+            raise ShortcutlabError(f"selection metric {missing[0]!r} is not logged; "
+                                   f"choose from {', '.join(valid)}")
         if rule.kind == "best":
             value = float(record[rule.metric])
             if self.best is None or value > self.best:
                 self.best, self.step, self.weights = value, record["step"], _snapshot(model)
-        elif rule.kind == "first" and not self.fired and rule.fires(record):
+                self.scores = dict(scores)
+        elif rule.kind == "first" and not self.fired and \
+                all(m in record for m in rule.metrics) and rule.fires(record):
             self.fired, self.step, self.weights = True, record["step"], _snapshot(model)
+            self.scores = dict(scores)
+
+    def wants(self, record: Mapping[str, Any]) -> set[str]:
+        """On-demand metrics worth computing for ``record``: those of the first condition
+        not yet known, once every condition before it holds."""
+        if self.rule.kind != "first" or self.fired:
+            return set()
+        for condition in self.rule.conditions:
+            if condition.metric not in record:
+                return {condition.metric} if condition.metric in ON_DEMAND_METRICS else set()
+            if not condition.holds(record):
+                return set()
+        return set()
 
     def near(self, record: Mapping[str, Any], margin: float) -> bool:
         return self.rule.kind == "first" and not self.fired and \
@@ -178,11 +205,12 @@ class _Selector:
 
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "best": self.best, "fired": self.fired,
-                "weights": self.weights}
+                "weights": self.weights, "scores": self.scores}
 
     def load(self, state: Mapping[str, Any]) -> None:
         self.step, self.best = state["step"], state["best"]
         self.fired, self.weights = state["fired"], state["weights"]
+        self.scores = dict(state.get("scores") or {})
 
 
 class Trainer:
@@ -227,6 +255,7 @@ class Trainer:
 
     def _run(self) -> dict[str, Any]:
         started = time.perf_counter()
+        cpu_started = time.process_time()
         config = self.config
         body = run_config(self.data_dir, config, self.seed, self.algorithm_cls, self.hparams,
                           self.preset)
@@ -298,13 +327,14 @@ class Trainer:
                 checkpoint_due = bool(config.checkpoint_every) and \
                     step % config.checkpoint_every == 0
                 if step % every == 0 or step == total:
-                    record = self._evaluate(algorithm, val, step, per_epoch, lr, sums, count,
-                                            elapsed + time.perf_counter() - loop_start,
-                                            config.eval_batch_size)
+                    record, scores = self._evaluate(algorithm, train, val, selector, step,
+                                                    per_epoch, lr, sums, count,
+                                                    elapsed + time.perf_counter() - loop_start)
                     sums, count = {}, 0
                     append_jsonl(self.out_dir / LOG_FILE, record)
-                    selector.observe(record, algorithm.model)
-                    dense = selector.near(record, config.eval_dense_margin)
+                    if algorithm.selectable(step):
+                        selector.observe(record, algorithm.model, scores)
+                        dense = selector.near(record, config.eval_dense_margin)
                     stopped = selector.fired and config.early_stop
                     bar.set_postfix(val=f"{record['easy_val']:.4f}", refresh=False)
                     checkpoint_due = checkpoint_due or not config.checkpoint_every
@@ -331,7 +361,8 @@ class Trainer:
         else:
             selected_step = step
         models.save(algorithm.model, self.out_dir)
-        metrics = self._final_metrics(algorithm, train, val, device)
+        known = selector.scores if selector.weights is not None else {}
+        metrics = self._final_metrics(algorithm, train, val, device, known)
         metrics.update({
             "selected_step": int(selected_step),
             "selection": config.select,
@@ -345,31 +376,48 @@ class Trainer:
             "run_id": body["run_id"],
             "train_seconds": round(train_seconds, 3),
             "total_seconds": round(time.perf_counter() - started, 3),
+            # CPU time of this process over all threads: a load-independent cost measure
+            # on a shared machine (wall time ~ cpu_seconds / threads when it is idle)
+            "cpu_seconds": round(time.process_time() - cpu_started, 3),
+            "threads": torch.get_num_threads(),
         })
         write_json(self.out_dir / METRICS_FILE, metrics)
         shutil.rmtree(self.out_dir / CHECKPOINT_DIR, ignore_errors=True)
         return metrics
 
-    def _evaluate(self, algorithm: Algorithm, val: TensorSplit, step: int, per_epoch: int,
-                  lr: float, sums: Mapping[str, float], count: int, elapsed: float,
-                  eval_batch_size: int) -> dict[str, Any]:
+    def _evaluate(self, algorithm: Algorithm, train: TensorSplit, val: TensorSplit,
+                  selector: _Selector, step: int, per_epoch: int, lr: float,
+                  sums: Mapping[str, float], count: int, elapsed: float
+                  ) -> tuple[dict[str, Any], dict[str, dict[str, float | None]]]:
+        """Score the model on easy val (and on the whole training split when the selection
+        rule needs it now); return the log record and the scores per split."""
+        batch_size = self.config.eval_batch_size
         algorithm.eval()
-        logits = predict_logits(algorithm.predict, val.images, eval_batch_size)
-        algorithm.train()
-        scores = split_scores(logits, val.labels, val.colors)
+        scores = split_scores(predict_logits(algorithm.predict, val.images, batch_size),
+                              val.labels, val.colors)
         record: dict[str, Any] = {
             "step": step,
             "epoch": round(step / per_epoch, 4),
             "lr": lr,
             "easy_val": scores["acc"],
-            "val_aligned": scores["aligned"],
-            "val_conflicting": scores["conflicting"],
+            "easy_val_aligned": scores["aligned"],
+            "easy_val_conflicting": scores["conflicting"],
             "val_loss": scores["loss"],
             "elapsed_s": round(elapsed, 3),
         }
         for key, total in sums.items():
             record[f"train_{key}"] = total / max(count, 1)
-        return record
+        computed = {"val": scores}
+        while selector.wants(record):
+            train_scores = split_scores(
+                predict_logits(algorithm.predict, train.images, batch_size),
+                train.labels, train.colors)
+            computed["train"] = train_scores
+            record["easy_train"] = train_scores["acc"]
+            record["easy_train_aligned"] = train_scores["aligned"]
+            record["easy_train_conflicting"] = train_scores["conflicting"]
+        algorithm.train()
+        return record, computed
 
     def _save_checkpoint(self, step: int, algorithm: Algorithm, generator: torch.Generator,
                          selector: _Selector, dense: bool, elapsed: float,
@@ -400,11 +448,17 @@ class Trainer:
         write_bytes(path, text.encode())
 
     def _final_metrics(self, algorithm: Algorithm, train: TensorSplit, val: TensorSplit,
-                       device: torch.device) -> dict[str, Any]:
+                       device: torch.device,
+                       known: Mapping[str, dict[str, float | None]]) -> dict[str, Any]:
+        """Score the selected model on every split (reusing the scores computed for it
+        during training: same weights, same data, same numbers)."""
         algorithm.eval()
         layout = self.config.channels_last
-        details: dict[str, dict[str, float]] = {}
+        details: dict[str, dict[str, float | None]] = {}
         for split in METRIC_NAMES:
+            if split in known:
+                details[split] = dict(known[split])
+                continue
             data = {"train": train, "val": val}.get(split) or \
                 load_tensor_split(self.data_dir, split, device, layout)
             logits = predict_logits(algorithm.predict, data.images, self.config.eval_batch_size)

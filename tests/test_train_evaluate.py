@@ -1,0 +1,112 @@
+"""``shortcutlab evaluate`` and the train/evaluate CLI, end to end on the tiny dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from shortcutlab import models
+from shortcutlab.artifacts import read_json
+from shortcutlab.cli import main
+from shortcutlab.data import load_split
+from shortcutlab.train.evaluate import confusion_matrix, evaluate_model, split_report
+
+
+class ColorReader(nn.Module):
+    """Predicts the class that owns the image's mean background color: a perfect cheater."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from shortcutlab.data import palette_array
+
+        self.register_buffer("palette", torch.from_numpy(palette_array()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # background pixels are the darker ones; their mean color points at the palette
+        brightness = x.mean(1, keepdim=True)
+        background = (brightness < brightness.flatten(1).median(1).values[:, None, None, None])
+        mean = (x * background).sum((2, 3)) / background.sum((2, 3)).clamp(min=1)
+        mean = mean / mean.norm(dim=1, keepdim=True).clamp(min=1e-6)
+        palette = self.palette / self.palette.norm(dim=1, keepdim=True)
+        return 10 * mean @ palette.T
+
+
+def test_split_report_counts():
+    labels = np.array([0, 0, 1, 1])
+    colors = np.array([0, 1, 1, 0])
+    predictions = np.array([0, 1, 1, 1])
+    report = split_report(labels, colors, predictions)
+    assert report["accuracy"] == 0.75
+    assert report["per_class"][:2] == [0.5, 1.0] and report["per_class"][2] is None
+    assert report["aligned"] == 1.0 and report["conflicting"] == 0.5
+    assert report["color_following"] == 0.75
+    assert confusion_matrix(labels, predictions)[0].tolist()[:2] == [1, 1]
+
+
+def test_a_pure_color_reader_follows_color_everywhere(tiny_data):
+    report = evaluate_model(ColorReader(), tiny_data, swap_images=100)
+    hard = load_split(tiny_data, "test_hard")
+    # the color reader is the hypothesis the evaluation must be able to prove
+    assert report["metrics"]["color_following_rate"] > 0.9
+    assert report["metrics"]["hard"] < 0.1
+    assert report["splits"]["test_easy"]["aligned"] > 0.9
+    assert report["splits"]["test_easy"]["conflicting"] < 0.1
+    for mode in ("random", "inverted"):
+        entry = report["hard_modes"][mode]
+        assert entry["color_following"] > 0.9
+        assert sum(map(sum, entry["confusion"])) == len(hard)
+    inverted = np.array(report["hard_modes"]["inverted"]["confusion"])
+    assert (inverted.argmax(1) == (np.arange(10) + 1) % 10).all()  # 1 in blue -> 2, ...
+    swap = np.array(report["color_swap"]["follows_color"], dtype=float)
+    assert np.nanmean(swap) > 0.9
+    assert report["metrics"]["color_swap_follows_color"] > 0.9
+
+
+def test_train_and_evaluate_from_the_command_line(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(["train", "--data", str(tiny_data), "--out", str(run), "--preset", "none",
+                 "--model", "cnn3", "--model-arg", "width=4", "--model-arg", "hidden=16",
+                 "--steps", "30", "--eval-every", "10", "--batch-size", "32", "--lr", "0.05",
+                 "--threads", "1", "--select", "best-val"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "easy_val" in out and "hard" in out
+    metrics = read_json(run / "metrics.json")
+    assert metrics["selection"] == "best-val"
+    assert read_json(run / "config.json")["model"]["kwargs"] == {"width": 4, "hidden": 16}
+
+    # an existing run is protected; a bad setting is a clear error, not a traceback
+    assert main(["train", "--data", str(tiny_data), "--out", str(run), "--preset", "none"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "x"),
+                 "--set", "eval_evry=3"]) == 2
+    assert "eval_every" in capsys.readouterr().err
+
+    code = main(["evaluate", str(run), "--data", str(tiny_data), "--swap-images", "50",
+                 "--threads", "1"])
+    assert code == 0
+    report = read_json(run / "evaluate" / "evaluate.json")
+    for name in ("confusion_random.png", "confusion_inverted.png", "color_swap.png",
+                 "per_class.png"):
+        assert (run / "evaluate" / name).read_bytes().startswith(b"\x89PNG")
+    assert report["metrics"]["easy_val"] == pytest.approx(metrics["easy_val"])
+    assert report["metrics"]["hard"] == pytest.approx(metrics["hard"])
+    assert report["metrics"]["color_following_rate"] == pytest.approx(
+        metrics["color_following_rate"])
+    assert len(report["color_swap"]["follows_color"]) == 10
+    assert report["model"]["name"] == "cnn3"
+
+
+def test_evaluate_without_a_model_says_what_to_do(tiny_data, tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path), "--data", str(tiny_data)]) == 2
+    assert "shortcutlab train" in capsys.readouterr().err
+
+
+def test_models_load_after_training(tiny_data, tmp_path):
+    from shortcutlab.train import train_run
+
+    train_run(tiny_data, tmp_path / "r", preset=None, model="mlp", model_kwargs={"hidden": 8},
+              steps=5, eval_every=5, threads=1)
+    assert isinstance(models.load(tmp_path / "r"), nn.Module)
