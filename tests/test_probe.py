@@ -55,7 +55,7 @@ def test_objective_values_increase_during_optimization(small_cnn, param):
     vis = visualize(small_cnn, objectives, VisConfig(param=param, steps=40, lr=0.05, tv=0.01),
                     show_progress=False)
     assert vis.images.shape == (5, 1, 3, 28, 28)
-    assert 0.0 <= float(vis.images.min()) and float(vis.images.max()) <= 1.0
+    assert float(vis.images.min()) >= 0.0 and float(vis.images.max()) <= 1.0
     start, end = vis.history[:3].mean(0), vis.history[-3:].mean(0)
     assert torch.all(end > start), (start, end)
     # the reported final values are what the objectives read on the final images
