@@ -37,9 +37,9 @@ class GrayRecipe:
     model: str = "cnn3"
     width: int = 8
     hidden: int = 64
-    epochs: int = 2
+    epochs: int = 4
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 3e-3
     shift: int = 2  # random translations of up to this many pixels, for robustness
     seed: int = 0
     version: int = 1

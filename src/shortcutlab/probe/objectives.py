@@ -9,6 +9,7 @@ several images of the same unit together shows its different facets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -52,7 +53,7 @@ def _terms(objective: Objective) -> tuple[tuple[float, Objective], ...]:
     return objective.terms if isinstance(objective, Sum) else ((1.0, objective),)
 
 
-def _layer_output(acts: dict[str, Tensor], layer: str) -> Tensor:
+def layer_output(acts: dict[str, Tensor], layer: str) -> Tensor:
     if layer not in acts:
         raise ShortcutlabError(f"layer {layer!r} produced no activation; is it used in forward?")
     return acts[layer]
@@ -64,30 +65,74 @@ def _check_channel(output: Tensor, layer: str, channel: int) -> None:
             f"layer {layer!r} has {output.shape[1]} channels; channel {channel} does not exist")
 
 
+class Readout(Objective):
+    """An objective that reads one unit of one layer: a channel's mean, or one coordinate.
+
+    Readouts are what most visualizations optimize, so :func:`read_units` evaluates a
+    whole batch of them with one indexing operation per layer instead of one slice per
+    unit (whose backward pass would allocate a full-size gradient for every unit).
+    """
+
+    @property
+    def source(self) -> str:
+        """The layer read (:data:`OUTPUT` for the model's output)."""
+        raise NotImplementedError
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return (self.source,)
+
+    def locate(self, output: Tensor) -> tuple[int, int | None, int | None]:
+        """(channel, y, x) read in ``output``; y and x are None for a channel mean."""
+        raise NotImplementedError
+
+    def __call__(self, acts: dict[str, Tensor]) -> Tensor:
+        output = layer_output(acts, self.source)
+        return read_units([self], output, output.shape[0])[0]
+
+
+def read_units(readouts: Sequence[Readout], output: Tensor, facets: int) -> Tensor:
+    """Values (U, F): readout ``u`` on rows ``u*F .. u*F+F-1`` of one layer's ``output``.
+
+    All readouts must read the same layer and be of one kind (channel means, or points).
+    """
+    spots = [readout.locate(output) for readout in readouts]
+    rows = torch.arange(len(readouts) * facets, device=output.device)
+    channels = torch.tensor([c for c, _, _ in spots], device=output.device)
+    channels = channels.repeat_interleave(facets)
+    if spots[0][1] is None:
+        picked = output[rows, channels]
+        if picked.dim() > 1:
+            picked = picked.flatten(1).mean(1)
+    else:
+        ys = torch.tensor([y for _, y, _ in spots], device=output.device).repeat_interleave(facets)
+        xs = torch.tensor([x for _, _, x in spots], device=output.device).repeat_interleave(facets)
+        picked = output[rows, channels, ys, xs]
+    return picked.reshape(len(readouts), facets)
+
+
 @dataclass(frozen=True)
-class Channel(Objective):
+class Channel(Readout):
     """The mean of one channel over all positions (a conv layer) or one unit (an FC layer)."""
 
     layer: str
     channel: int
 
     @property
-    def layers(self) -> tuple[str, ...]:
-        return (self.layer,)
+    def source(self) -> str:
+        return self.layer
 
     @property
     def name(self) -> str:
         return f"{self.layer}:{self.channel}"
 
-    def __call__(self, acts: dict[str, Tensor]) -> Tensor:
-        output = _layer_output(acts, self.layer)
+    def locate(self, output: Tensor) -> tuple[int, int | None, int | None]:
         _check_channel(output, self.layer, self.channel)
-        unit = output[:, self.channel]
-        return unit.flatten(1).mean(1) if unit.dim() > 1 else unit
+        return self.channel, None, None
 
 
 @dataclass(frozen=True)
-class Neuron(Objective):
+class Neuron(Readout):
     """One channel at one spatial position; the centre when ``y``/``x`` are None."""
 
     layer: str
@@ -96,16 +141,15 @@ class Neuron(Objective):
     x: int | None = None
 
     @property
-    def layers(self) -> tuple[str, ...]:
-        return (self.layer,)
+    def source(self) -> str:
+        return self.layer
 
     @property
     def name(self) -> str:
         where = "centre" if self.y is None and self.x is None else f"{self.y},{self.x}"
         return f"{self.layer}:{self.channel}@{where}"
 
-    def __call__(self, acts: dict[str, Tensor]) -> Tensor:
-        output = _layer_output(acts, self.layer)
+    def locate(self, output: Tensor) -> tuple[int, int | None, int | None]:
         _check_channel(output, self.layer, self.channel)
         if output.dim() != 4:
             raise ShortcutlabError(f"a neuron objective needs a conv layer; {self.layer!r} "
@@ -116,27 +160,26 @@ class Neuron(Objective):
         if not (0 <= y < height and 0 <= x < width):
             raise ShortcutlabError(f"position ({y}, {x}) is outside {self.layer!r}'s "
                                    f"{height}x{width} map")
-        return output[:, self.channel, y, x]
+        return self.channel, y, x
 
 
 @dataclass(frozen=True)
-class ClassLogit(Objective):
+class ClassLogit(Readout):
     """The model's logit for one class."""
 
     cls: int
 
     @property
-    def layers(self) -> tuple[str, ...]:
-        return (OUTPUT,)
+    def source(self) -> str:
+        return OUTPUT
 
     @property
     def name(self) -> str:
         return f"logit:{self.cls}"
 
-    def __call__(self, acts: dict[str, Tensor]) -> Tensor:
-        logits = _layer_output(acts, OUTPUT)
-        _check_channel(logits, "logits", self.cls)
-        return logits[:, self.cls]
+    def locate(self, output: Tensor) -> tuple[int, int | None, int | None]:
+        _check_channel(output, "logits", self.cls)
+        return self.cls, None, None
 
 
 @dataclass(frozen=True)
@@ -159,7 +202,7 @@ class Diversity(Objective):
         return f"diversity({self.layer})"
 
     def __call__(self, acts: dict[str, Tensor]) -> Tensor:
-        output = _layer_output(acts, self.layer)
+        output = layer_output(acts, self.layer)
         count = output.shape[0]
         if count < 2:
             return output.new_zeros(count)

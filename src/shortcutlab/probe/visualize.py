@@ -9,6 +9,7 @@ exactly as if each unit had been optimized alone, only many times faster
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +19,15 @@ from torch import Tensor, nn
 
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.hooks import capture, forward_until
-from shortcutlab.probe.objectives import Diversity, Objective, primary_layer
+from shortcutlab.probe.objectives import (
+    Diversity,
+    Neuron,
+    Objective,
+    Readout,
+    layer_output,
+    primary_layer,
+    read_units,
+)
 from shortcutlab.probe.params import create_image
 from shortcutlab.probe.transforms import (
     DEFAULT_TRANSFORMS,
@@ -70,9 +79,15 @@ def visualize(model: nn.Module, objectives: Sequence[Objective], config: VisConf
     config.validate()
     if not objectives:
         raise ShortcutlabError("nothing to visualize: give at least one objective")
-    model = model.eval()
-    chunks = [list(range(start, min(start + config.batch_units, len(objectives))))
-              for start in range(0, len(objectives), config.batch_units)]
+    model = _fast_copy(model.eval(), torch.device(device))
+    # Units of the same layers share chunks, so a chunk of early-layer units stops its
+    # forward pass early instead of paying for the deepest unit of a mixed chunk.
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for index, objective in enumerate(objectives):
+        groups.setdefault(objective.layers, []).append(index)
+    chunks = [members[start:start + config.batch_units] for members in groups.values()
+              for start in range(0, len(members), config.batch_units)]
+    order = [index for chunk in chunks for index in chunk]
     images, values, history = [], [], []
     quiet = {} if show_progress else {"disable": True}
     bar = progress(total=config.steps * len(chunks), desc="visualize", unit="step", **quiet)
@@ -85,23 +100,53 @@ def visualize(model: nn.Module, objectives: Sequence[Objective], config: VisConf
             history.append(result[2])
     finally:
         bar.close()
+    restore = torch.argsort(torch.tensor(order))
     return Visualization(
         names=[objective.name for objective in objectives],
-        images=torch.cat(images),
-        values=torch.cat(values),
-        history=torch.cat(history, dim=1),
+        images=torch.cat(images)[restore],
+        values=torch.cat(values)[restore],
+        history=torch.cat(history, dim=1)[:, restore],
         config=config,
     )
 
 
+def _fast_copy(model: nn.Module, device: torch.device) -> nn.Module:
+    """On CPU, a channels-last copy of a conv net: about 25% faster batched convolutions
+    with oneDNN. A copy, so the caller's model is left as it was."""
+    if device.type != "cpu" or not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return model
+    clone = copy.deepcopy(model)
+    for module in clone.modules():  # hooks registered on the original stay behind
+        module._forward_hooks.clear()
+        module._forward_pre_hooks.clear()
+    return clone.to(memory_format=torch.channels_last)
+
+
 def evaluate_objectives(objectives: Sequence[Objective], acts: dict[str, Tensor],
                         facets: int) -> Tensor:
-    """Values (U, F): objective ``u`` read on images ``u*F .. u*F+F-1`` of the batch."""
-    rows = []
+    """Values (U, F): objective ``u`` read on images ``u*F .. u*F+F-1`` of the batch.
+
+    Readouts of the same layer and kind are evaluated together (:func:`read_units`);
+    other objectives see only their own rows.
+    """
+    values: list[Tensor | None] = [None] * len(objectives)
+    groups: dict[tuple[str, bool], list[int]] = {}
     for unit, objective in enumerate(objectives):
+        if isinstance(objective, Readout):
+            point = isinstance(objective, Neuron)
+            groups.setdefault((objective.source, point), []).append(unit)
+            continue
         window = slice(unit * facets, (unit + 1) * facets)
-        rows.append(objective({name: output[window] for name, output in acts.items()}))
-    return torch.stack(rows)
+        values[unit] = objective({name: output[window] for name, output in acts.items()})
+    for (layer, _), units in groups.items():
+        output = layer_output(acts, layer)
+        rows = torch.cat([torch.arange(u * facets, (u + 1) * facets) for u in units])
+        if len(units) != len(objectives):
+            output = output[rows.to(output.device)]
+        read = read_units([objectives[u] for u in units], output, facets)
+        for position, unit in enumerate(units):
+            values[unit] = read[position]
+    return torch.stack(values)
 
 
 def _optimize_chunk(model: nn.Module, objectives: list[Objective], config: VisConfig,
