@@ -1,0 +1,551 @@
+"""Layer-wise relevance propagation (LRP) whose heatmaps are differentiable.
+
+Why we write LRP ourselves: the TEA intervention trains a model on its own LRP heatmaps,
+so it needs the gradient of a heatmap with respect to the model's parameters. zennit, the
+reference LRP library, builds its rules from ``param.data`` and merges BatchNorm by
+overwriting ``.data``, so those gradients are missing or wrong. zennit stays our test
+oracle (``tests/test_explain_lrp.py`` checks that both give the same heatmaps).
+
+How: the "gradient trick". Relevance at any tensor ``t`` is kept as ``R_t = t * g_t`` and
+only ``g`` travels backward, through ordinary autograd. For a ReLU network this makes
+
+* ReLU, max-pooling (winner takes all), flattening, dropout and residual additions
+  (relevance split in proportion to the contributions) plain gradients: no hook at all;
+* every affine layer ``z = W a + b`` (BatchNorm that follows it is merged in) a node whose
+  backward scales ``g`` by ``z / stab(z_rule)`` before the layer's own backward, where
+  ``z_rule`` is the rule's modified forward (``z`` itself for the epsilon rule).
+
+That node is a small autograd Function whose backward is made of differentiable torch ops
+on tensors that still carry their graph, so with ``create_graph=True`` the heatmap is
+differentiable with respect to the input and every parameter (weights, biases, BatchNorm
+affine parameters). One forward and one input-gradient backward give the whole heatmap.
+
+Rules are small frozen dataclasses, as in zennit, and a :class:`Composite` maps layer
+types to rules. Hooks live only inside :func:`lrp`'s context manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from shortcutlab.errors import ShortcutlabError
+from shortcutlab.explain._common import (
+    Target,
+    check_input,
+    forward_hooks,
+    resolve_target,
+    target_score,
+)
+
+AFFINE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
+NORM_TYPES: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d)
+SUM_POOL_TYPES: tuple[type[nn.Module], ...] = (nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+# Layers through which relevance flows by the plain gradient (see the module docstring).
+PASS_TYPES: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Unflatten, nn.Dropout,
+    nn.Dropout2d, nn.Identity,
+)
+SUPPORTED_TYPES = AFFINE_TYPES + NORM_TYPES + SUM_POOL_TYPES + PASS_TYPES
+
+Epsilon_ = float | Tensor
+
+
+# --------------------------------------------------------------------------- stabilizer
+
+def stabilize(z: Tensor, epsilon: Epsilon_) -> Tensor:
+    """``z + epsilon * sign(z)`` with sign(0) = +1, as zennit's ``Stabilizer``.
+
+    ``epsilon`` is a float or a per-sample tensor of shape (N,).
+    """
+    epsilon = torch.as_tensor(epsilon, dtype=z.dtype, device=z.device)
+    if epsilon.dim():
+        epsilon = epsilon.reshape(-1, *([1] * (z.dim() - 1)))
+    return z + torch.where(z >= 0, epsilon, -epsilon)
+
+
+class _Phase:
+    """Which backward the relevance nodes of one :func:`lrp` call perform.
+
+    During the relevance pass they apply the rules; afterwards (when a loss on a
+    ``create_graph=True`` heatmap is differentiated, which traverses the forward graph
+    again to reach the parameters) they are the identity they are in the forward pass, so
+    those derivatives are the true ones.
+    """
+
+    def __init__(self) -> None:
+        self.relevance = True
+
+
+class _RelevanceRatio(torch.autograd.Function):
+    """Forward: a copy of ``z``. Relevance backward: ``g * ratio`` sent to ``z_rule`` only
+    (the rule's modified forward, ``z`` itself for the epsilon rule), with
+    ``ratio = z / stab(z_rule)`` computed in the forward. Later backwards: the identity.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, z_rule: Tensor, ratio: Tensor, phase: _Phase) -> Tensor:
+        ctx.save_for_backward(ratio)
+        ctx.phase = phase
+        # A copy, not a view: models may add to a layer's output in place (out += identity).
+        return z.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+        if ctx.phase.relevance:
+            (ratio,) = ctx.saved_tensors
+            return None, grad * ratio, None, None
+        return grad, None, None, None
+
+
+# --------------------------------------------------------------------------- layers
+
+@dataclass(frozen=True)
+class AffineLayer:
+    """A Linear or Conv2d layer, with the BatchNorm that follows it merged in."""
+
+    module: nn.Module
+    norm: nn.Module | None = None
+
+    def forward(self, a: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        module = self.module
+        if isinstance(module, nn.Linear):
+            return F.linear(a, weight, bias)
+        return F.conv2d(a, weight, bias, module.stride, module.padding, module.dilation,
+                         module.groups)
+
+    def params(self) -> tuple[Tensor, Tensor | None]:
+        """Weight and bias of the merged layer, built from the live (differentiable) parameters."""
+        weight, bias = self.module.weight, self.module.bias
+        norm = self.norm
+        if norm is None:
+            return weight, bias
+        scale = torch.rsqrt(norm.running_var + norm.eps)
+        shift = -norm.running_mean * scale
+        if norm.affine:
+            scale = scale * norm.weight
+            shift = shift * norm.weight + norm.bias
+        if bias is not None:
+            shift = shift + bias * scale
+        return weight * scale.reshape(-1, *([1] * (weight.dim() - 1))), shift
+
+
+# --------------------------------------------------------------------------- rules
+
+class Rule:
+    """A rule for affine layers.
+
+    ``modified_output`` is the rule's forward ``z_rule``: relevance flows back through its
+    Jacobian, scaled by ``ratio(z, z_rule)`` (``z / stab(z_rule)``). Rules with
+    ``input_only`` (e.g. :class:`Flat`) do not factor as ``activation * gradient``; they
+    apply to the input layer only, through ``input_relevance``.
+    """
+
+    input_only = False
+
+    def ratio(self, z: Tensor, z_rule: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def modified_output(self, layer: AffineLayer | None, a: Tensor, z: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def input_relevance(self, layer: AffineLayer, a: Tensor, relevance: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class Epsilon(Rule):
+    """LRP-epsilon: ``R_j = a_j w_jk R_k / (z_k + epsilon sign(z_k))`` with ``z = W a + b``.
+
+    ``epsilon`` is a float or a per-sample tensor (N,). With no parameters it is the Norm
+    rule used for sum (average) pooling.
+    """
+
+    epsilon: Epsilon_ = 1e-6
+
+    def ratio(self, z: Tensor, z_rule: Tensor) -> Tensor:
+        # z / (z + eps sign z) == |z| / (|z| + eps), in fewer passes over memory
+        magnitude = z.abs()
+        epsilon = self.epsilon
+        if isinstance(epsilon, Tensor):
+            epsilon = epsilon.to(dtype=z.dtype, device=z.device).reshape(
+                -1, *([1] * (z.dim() - 1)))
+        return magnitude / (magnitude + epsilon)
+
+    def modified_output(self, layer: AffineLayer | None, a: Tensor, z: Tensor) -> Tensor:
+        return z
+
+
+@dataclass(frozen=True)
+class ZPlus(Rule):
+    """LRP-z+ (alpha=1, beta=0): only positive contributions ``a+ w+ (+ b+)`` and
+    ``a- w-`` carry relevance, as zennit's ``ZPlus``."""
+
+    stabilizer: float = 1e-6
+
+    def ratio(self, z: Tensor, z_rule: Tensor) -> Tensor:
+        return z / stabilize(z_rule, self.stabilizer)
+
+    def modified_output(self, layer: AffineLayer | None, a: Tensor, z: Tensor) -> Tensor:
+        weight, bias = layer.params()
+        z_rule = layer.forward(a.clamp(min=0), weight.clamp(min=0),
+                               None if bias is None else bias.clamp(min=0))
+        if bool((a < 0).any()):
+            z_rule = z_rule + layer.forward(a.clamp(max=0), weight.clamp(max=0), None)
+        return z_rule
+
+
+@dataclass(frozen=True)
+class Flat(Rule):
+    """LRP-flat for the input layer: relevance spread evenly over each receptive field
+    (weights and inputs set to one, no bias), as zennit's ``Flat``."""
+
+    stabilizer: float = 1e-6
+    input_only = True
+
+    def input_relevance(self, layer: AffineLayer, a: Tensor, relevance: Tensor) -> Tensor:
+        weight, _ = layer.params()
+        ones = torch.ones_like(a).requires_grad_(True)
+        with torch.enable_grad():
+            z_flat = layer.forward(ones, torch.ones_like(weight), None)
+        share = relevance / stabilize(z_flat, self.stabilizer)
+        (spread,) = torch.autograd.grad(z_flat, ones, share, create_graph=relevance.requires_grad)
+        return spread
+
+
+@dataclass(frozen=True, eq=False)
+class Composite:
+    """Rules per layer type: ``layer_map`` is a tuple of ``(types, rule)`` tried in order;
+    ``first`` (optional) overrides the rule of the input layer (the first affine layer
+    the forward pass calls); sum-pooling layers use ``pool``."""
+
+    layer_map: tuple[tuple[tuple[type[nn.Module], ...], Rule], ...]
+    first: Rule | None = None
+    pool: Rule = field(default_factory=Epsilon)
+
+    def rule_for(self, module: nn.Module, is_first: bool) -> Rule:
+        if is_first and self.first is not None:
+            return self.first
+        for types, rule in self.layer_map:
+            if isinstance(module, types):
+                return rule
+        raise ShortcutlabError(f"the LRP composite has no rule for {type(module).__name__}")
+
+
+CompositeFactory = Callable[[Epsilon_, float], Composite]
+COMPOSITES: dict[str, CompositeFactory] = {}
+
+
+def register_composite(name: str) -> Callable[[CompositeFactory], CompositeFactory]:
+    def decorator(factory: CompositeFactory) -> CompositeFactory:
+        if name in COMPOSITES:
+            raise ValueError(f"LRP composite {name!r} is registered twice")
+        COMPOSITES[name] = factory
+        return factory
+    return decorator
+
+
+@register_composite("epsilon")
+def _epsilon(epsilon: Epsilon_, stabilizer: float) -> Composite:
+    return Composite(((AFFINE_TYPES, Epsilon(epsilon)),), pool=Epsilon(stabilizer))
+
+
+@register_composite("zplus")
+def _zplus(epsilon: Epsilon_, stabilizer: float) -> Composite:
+    return Composite(((AFFINE_TYPES, ZPlus(stabilizer)),), pool=Epsilon(stabilizer))
+
+
+@register_composite("epsilon-plus")
+def _epsilon_plus(epsilon: Epsilon_, stabilizer: float) -> Composite:
+    """z+ for convolutions, epsilon for fully connected layers (zennit's EpsilonPlus)."""
+    return Composite(((nn.Conv2d, ZPlus(stabilizer)), (nn.Linear, Epsilon(epsilon))),
+                     pool=Epsilon(stabilizer))
+
+
+@register_composite("epsilon-plus-flat")
+def _epsilon_plus_flat(epsilon: Epsilon_, stabilizer: float) -> Composite:
+    """Flat for the input layer, z+ for other convolutions, epsilon for fully connected
+    layers (zennit's EpsilonPlusFlat)."""
+    return Composite(((nn.Conv2d, ZPlus(stabilizer)), (nn.Linear, Epsilon(epsilon))),
+                     first=Flat(stabilizer), pool=Epsilon(stabilizer))
+
+
+def list_rules() -> list[str]:
+    return sorted(COMPOSITES)
+
+
+def make_composite(rule: str | Rule | Composite, epsilon: Epsilon_ = 1e-6,
+                   stabilizer: float = 1e-6) -> Composite:
+    """A composite from a registered name, a single rule for every affine layer, or itself."""
+    if isinstance(rule, Composite):
+        return rule
+    if isinstance(rule, Rule):
+        if rule.input_only:
+            return Composite(((AFFINE_TYPES, Epsilon(epsilon)),), first=rule,
+                             pool=Epsilon(stabilizer))
+        return Composite(((AFFINE_TYPES, rule),), pool=Epsilon(stabilizer))
+    if rule not in COMPOSITES:
+        raise ShortcutlabError(
+            f"unknown LRP rule {rule!r}; choose one of {', '.join(list_rules())}"
+        )
+    return COMPOSITES[rule](epsilon, stabilizer)
+
+
+# --------------------------------------------------------------------------- the pass
+
+def check_epsilon(epsilon: Epsilon_, batch: int) -> Epsilon_:
+    if isinstance(epsilon, Tensor):
+        if epsilon.dim() == 0:
+            epsilon = epsilon.reshape(1).expand(batch)
+        if epsilon.shape != (batch,):
+            raise ShortcutlabError(
+                f"a per-sample epsilon must have shape ({batch},), got {tuple(epsilon.shape)}"
+            )
+        if bool((epsilon < 0).any()) or not bool(torch.isfinite(epsilon).all()):
+            raise ShortcutlabError("epsilon must be finite and non-negative")
+        return epsilon.detach()
+    if not isinstance(epsilon, int | float) or epsilon < 0 or not math.isfinite(epsilon):
+        raise ShortcutlabError(f"epsilon must be a non-negative float or a tensor, got {epsilon!r}")
+    return float(epsilon)
+
+
+def _plan(model: nn.Module) -> dict[nn.Module, nn.Module]:
+    """Check every layer is supported; pair each BatchNorm with the affine layer before it.
+
+    Pairs follow module registration order, as zennit's SequentialMergeBatchNorm; the
+    forward pass then checks that the BatchNorm really consumes that layer's output.
+    """
+    norm_after: dict[nn.Module, nn.Module] = {}
+    previous: tuple[str, nn.Module] | None = None
+    for name, module in model.named_modules():
+        children = next(module.children(), None) is not None
+        if children or isinstance(module, nn.Sequential | nn.ModuleList | nn.ModuleDict):
+            own = [p for p, _ in module.named_parameters(recurse=False)]
+            if own:
+                raise ShortcutlabError(
+                    f"lrp cannot propagate relevance through {name or 'the model'} "
+                    f"({type(module).__name__}): it uses its own parameters {own} in code "
+                    "that LRP cannot see; build it from supported layers"
+                )
+            continue
+        if not isinstance(module, SUPPORTED_TYPES):
+            raise ShortcutlabError(
+                f"lrp cannot propagate relevance through layer {name!r} "
+                f"({type(module).__name__}); supported layers: "
+                + ", ".join(t.__name__ for t in SUPPORTED_TYPES)
+            )
+        if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
+            raise ShortcutlabError(f"lrp supports zero padding only; {name!r} pads with "
+                                   f"{module.padding_mode!r}")
+        if isinstance(module, NORM_TYPES):
+            if not module.track_running_stats or module.running_mean is None:
+                raise ShortcutlabError(
+                    f"BatchNorm {name!r} keeps no running statistics, so it cannot be merged "
+                    "into the layer before it for LRP"
+                )
+            if previous is None or not isinstance(previous[1], AFFINE_TYPES):
+                raise ShortcutlabError(
+                    f"BatchNorm {name!r} does not directly follow a Linear or Conv2d layer, so "
+                    "lrp cannot merge it into one"
+                )
+            norm_after[previous[1]] = module
+        previous = (name, module)
+    return norm_after
+
+
+@contextlib.contextmanager
+def _lrp_mode(model: nn.Module) -> Iterator[None]:
+    """BatchNorm and dropout in eval mode (BatchNorm is merged with its running statistics)
+    and no in-place activations, restored on exit."""
+    saved_training = []
+    saved_inplace = []
+    try:
+        for module in model.modules():
+            if isinstance(module, (*NORM_TYPES, nn.Dropout, nn.Dropout2d)) and module.training:
+                saved_training.append(module)
+                module.training = False
+            if getattr(module, "inplace", False) is True:
+                saved_inplace.append(module)
+                module.inplace = False
+        yield
+    finally:
+        for module in saved_training:
+            module.training = True
+        for module in saved_inplace:
+            module.inplace = True
+
+
+class _Tape:
+    """Per-call state the hooks share: the input layer, layers awaiting their BatchNorm,
+    and the phase of the relevance nodes."""
+
+    def __init__(self, composite: Composite, norm_after: dict[nn.Module, nn.Module],
+                 create_graph: bool) -> None:
+        self.composite = composite
+        self.norm_after = norm_after
+        self.norm_before = {norm: affine for affine, norm in norm_after.items()}
+        self.create_graph = create_graph
+        self.phase = _Phase()
+        self.first: nn.Module | None = None
+        self.first_input: Tensor | None = None
+        self.pending: dict[nn.Module, tuple[Tensor, Tensor]] = {}
+        self.input_site: tuple[Rule, AffineLayer, Tensor, Tensor] | None = None
+        self.seen: set[nn.Module] = set()
+
+    def affine_pre_hook(self, module: nn.Module, args: tuple[Tensor, ...]) -> Any:
+        if module in self.seen:
+            raise ShortcutlabError(
+                f"a {type(module).__name__} layer is called twice in one forward pass; lrp needs "
+                "each layer used once (build separate layers instead of reusing one)"
+            )
+        self.seen.add(module)
+        if self.first is not None:
+            return None
+        self.first = module
+        a = args[0]
+        if not a.requires_grad:
+            a = a.detach().requires_grad_(True)
+        self.first_input = a
+        return (a, *args[1:])
+
+    def affine_hook(self, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Any:
+        if module in self.norm_after:
+            self.pending[module] = (args[0], output)
+            return None
+        return self._apply(module, AffineLayer(module), args[0], output)
+
+    def norm_hook(self, norm: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Any:
+        affine = self.norm_before[norm]
+        a, z = self.pending.pop(affine, (None, None))
+        if z is None or args[0] is not z:
+            raise ShortcutlabError(
+                f"BatchNorm layer does not consume the output of the {type(affine).__name__} "
+                "registered just before it, so lrp cannot merge them"
+            )
+        return self._apply(affine, AffineLayer(affine, norm), a, output)
+
+    def pool_hook(self, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Any:
+        return self._attach(module, self.composite.pool, None, args[0], output)
+
+    def _apply(self, key: nn.Module, layer: AffineLayer, a: Tensor, z: Tensor) -> Tensor | None:
+        is_first = layer.module is self.first
+        rule = self.composite.rule_for(layer.module, is_first)
+        if rule.input_only:
+            if not is_first:
+                raise ShortcutlabError(f"{type(rule).__name__} applies to the input layer only")
+            self.input_site = (rule, layer, a, z)
+            return None
+        return self._attach(key, rule, layer, a, z)
+
+    def _attach(self, key: nn.Module, rule: Rule, layer: AffineLayer | None, a: Tensor,
+                z: Tensor) -> Tensor | None:
+        z_rule = rule.modified_output(layer, a, z)
+        with torch.set_grad_enabled(self.create_graph):
+            ratio = rule.ratio(z, z_rule)
+        return _RelevanceRatio.apply(z, z_rule, ratio, self.phase)
+
+    def hooks(self, model: nn.Module) -> tuple[list, list]:
+        pre_hooks, hooks = [], []
+        for module in model.modules():
+            if isinstance(module, AFFINE_TYPES):
+                pre_hooks.append((module, self.affine_pre_hook))
+                hooks.append((module, self.affine_hook))
+            elif isinstance(module, NORM_TYPES):
+                hooks.append((module, self.norm_hook))
+            elif isinstance(module, SUM_POOL_TYPES):
+                hooks.append((module, self.pool_hook))
+        return pre_hooks, hooks
+
+    def check_complete(self) -> None:
+        if self.first_input is None:
+            raise ShortcutlabError("lrp found no Linear or Conv2d layer in the forward pass")
+        if self.pending:
+            raise ShortcutlabError(
+                "a BatchNorm registered after a Linear/Conv2d layer never received its output, "
+                "so lrp cannot merge them; register each BatchNorm right after the layer it "
+                "normalizes"
+            )
+
+
+def _run(model: nn.Module, x: Tensor, tape: _Tape) -> Tensor:
+    pre_hooks, hooks = tape.hooks(model)
+    with forward_hooks(hooks, pre_hooks), torch.enable_grad():
+        logits = model(x)
+    tape.check_complete()
+    return logits
+
+
+def lrp(
+    model: nn.Module,
+    x: Tensor,
+    target: Target = None,
+    rule: str | Rule | Composite = "epsilon",
+    epsilon: float | Tensor = 1e-6,
+    create_graph: bool = False,
+    stabilizer: float = 1e-6,
+    return_output: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """LRP relevance (N, C, H, W) of each input for its target class.
+
+    The output relevance is the target logit (``R = z_c``, other classes 0), so with zero
+    biases and a tiny epsilon the input relevance sums to the logit.
+
+    Args:
+        model: built from Conv2d, Linear, ReLU, MaxPool2d, AvgPool2d and adaptive pools,
+            Flatten, Dropout, and BatchNorm right after a Conv2d/Linear (merged into it,
+            with its running statistics); residual additions written as ``a + b`` split
+            relevance in proportion to the summands. Anything else raises an error naming
+            the layer. Each layer must be called once per forward pass.
+        x: a batch of inputs.
+        target: an int, a tensor of class indices (N,), or None for the predicted class.
+        rule: a registered composite (``epsilon``, ``zplus``, ``epsilon-plus``,
+            ``epsilon-plus-flat``), a :class:`Rule` for every affine layer, or a
+            :class:`Composite`.
+        epsilon: the epsilon rule's stabilizer, a float or a per-sample tensor (N,).
+        create_graph: keep the graph, so that the heatmap is differentiable with respect
+            to ``x`` (when ``x`` requires grad) and to every parameter.
+        stabilizer: the small constant of the other rules (z+, flat, sum pooling).
+        return_output: also return the logits of the forward pass (detached: they were
+            computed with LRP's modified backward and must not be trained on).
+    """
+    check_input(x)
+    epsilon = check_epsilon(epsilon, x.shape[0])
+    composite = make_composite(rule, epsilon, stabilizer)
+    norm_after = _plan(model)
+    tape = _Tape(composite, norm_after, create_graph)
+    with _lrp_mode(model):
+        logits = _run(model, x, tape)
+    if logits.dim() != 2:
+        raise ShortcutlabError(f"lrp explains classifiers with (N, classes) outputs, got "
+                               f"{tuple(logits.shape)}")
+    classes = resolve_target(target, logits)
+    with torch.enable_grad():
+        score = target_score(logits, classes)
+        try:
+            if tape.input_site is not None:
+                input_rule, layer, a, z = tape.input_site
+                (grad,) = torch.autograd.grad(score, z, create_graph=create_graph)
+                relevance = input_rule.input_relevance(layer, a, z * grad)
+            else:
+                a = tape.first_input
+                (grad,) = torch.autograd.grad(score, a, create_graph=create_graph)
+                relevance = a * grad
+        finally:
+            tape.phase.relevance = False
+    if relevance.numel() != x.numel():
+        raise ShortcutlabError(
+            f"the model's first affine layer sees {tuple(relevance.shape)} values per batch, "
+            f"not the input's {tuple(x.shape)}; lrp maps relevance back only through "
+            "flattening and elementwise preprocessing"
+        )
+    relevance = relevance.reshape(x.shape)
+    if not create_graph:
+        relevance = relevance.detach()
+    return (relevance, logits.detach()) if return_output else relevance

@@ -1,0 +1,290 @@
+"""The explain stage end to end: maps, numbers and figures for a trained model (and a second
+one to compare), written to an output directory as ``explain.json`` and PNG figures."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from shortcutlab import models
+from shortcutlab.artifacts import read_json, write_json
+from shortcutlab.data import SPLITS, Split, load_meta, load_split
+from shortcutlab.errors import ShortcutlabError
+from shortcutlab.explain.methods import attribution_maps, get_method, method_options
+from shortcutlab.explain.metrics import (
+    background_area,
+    background_share,
+    pointing_game,
+    summarize,
+)
+from shortcutlab.explain.sanity import cascading_randomization
+from shortcutlab.runtime import resolve_device
+
+TARGETS = ("predicted", "label")
+DEFAULT_SPLITS = ("test_easy", "test_hard", "test_unbiased")
+EXPLAIN_JSON = "explain.json"
+FIGURES = {
+    "aha": "aha.png",
+    "shares": "background_share.png",
+    "examples": "examples.png",
+    "sanity": "sanity.png",
+    "sanity_maps": "sanity_maps.png",
+}
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    method: str = "gradcam"
+    splits: tuple[str, ...] = DEFAULT_SPLITS
+    limit: int | None = 2000
+    target: str = "predicted"
+    batch_size: int = 256
+    layer: str | None = None
+    rule: str = "epsilon"
+    epsilon: float = 1e-6
+    steps: int = 32
+    tolerance: int = 0
+    sanity_images: int = 32
+    examples: int = 8
+    seed: int = 0
+    device: str = "auto"
+    conflict_shift: int = 1
+    figures: bool = True
+
+    def validate(self) -> None:
+        get_method(self.method)
+        if self.target not in TARGETS:
+            raise ShortcutlabError(f"--target must be one of {TARGETS}, got {self.target!r}")
+        unknown = [s for s in self.splits if s not in SPLITS]
+        if unknown or not self.splits:
+            raise ShortcutlabError(f"--splits must name splits among {', '.join(SPLITS)}; "
+                                   f"got {', '.join(self.splits) or 'none'}")
+        if self.limit is not None and self.limit < 1:
+            raise ShortcutlabError(f"--limit must be positive (or 0 for every image), "
+                                   f"got {self.limit}")
+        if self.sanity_images < 0 or self.examples < 0 or self.steps < 2:
+            raise ShortcutlabError("--sanity-images and --examples must be >= 0, --steps >= 2")
+        if not 1 <= self.conflict_shift <= 9:
+            raise ShortcutlabError("conflict_shift must be in 1..9")
+
+    def method_options(self) -> dict[str, Any]:
+        return method_options(get_method(self.method), {
+            "layer": self.layer, "rule": self.rule, "epsilon": self.epsilon, "steps": self.steps,
+        })
+
+
+@dataclass
+class LoadedModel:
+    label: str
+    run_dir: Path
+    model: nn.Module
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _load_model(run_dir: str | os.PathLike, label: str | None,
+                device: torch.device) -> LoadedModel:
+    run_dir = Path(run_dir)
+    model = models.load(run_dir, device)
+    info = {"run": str(run_dir), "name": model.spec["name"], "kwargs": model.spec["kwargs"]}
+    config_path = run_dir / "config.json"
+    if config_path.is_file():
+        config = read_json(config_path)
+        info["trained_on"] = config.get("dataset_id") or config.get("data", {}).get("dataset_id")
+    return LoadedModel(label or run_dir.resolve().name, run_dir, model, info)
+
+
+def _subset(split: Split, limit: int | None, seed: int) -> Split:
+    """A fixed random subset (sorted indices) so that ``--limit`` does not pick by order."""
+    if limit is None or limit >= len(split):
+        return split
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    return split.subset(np.sort(rng.permutation(len(split))[:limit]))
+
+
+def _predict(model: nn.Module, images: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
+    """Predicted classes and their probabilities."""
+    preds, probs = [], []
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            p = torch.softmax(model(images[start:start + batch_size]).float(), dim=1)
+            best = p.max(dim=1)
+            preds.append(best.indices.cpu())
+            probs.append(best.values.cpu())
+    return torch.cat(preds), torch.cat(probs)
+
+
+def _targets(config: ExplainConfig, preds: Tensor, labels: np.ndarray) -> Tensor:
+    return preds if config.target == "predicted" else torch.from_numpy(labels).long()
+
+
+def _split_metrics(maps: Tensor, split: Split, preds: Tensor, tolerance: int) -> dict[str, Any]:
+    masks = torch.from_numpy(split.masks)
+    shares = background_share(maps, masks)
+    hits = pointing_game(maps, masks, tolerance)
+    labels = torch.from_numpy(split.labels)
+    aligned = torch.from_numpy(split.aligned)
+    result = {
+        "n": len(split),
+        "accuracy": float((preds == labels).double().mean()),
+        "background_share": summarize(shares),
+        "pointing_game": float(hits.double().mean()),
+        "background_area": float(background_area(masks).mean()),
+    }
+    for name, select in (("aligned", aligned), ("conflicting", ~aligned)):
+        if bool(select.any()):
+            result[name] = {
+                "n": int(select.sum()),
+                "accuracy": float((preds[select] == labels[select]).double().mean()),
+                "background_share": summarize(shares[select])["mean"],
+                "pointing_game": float(hits[select].double().mean()),
+            }
+    return result
+
+
+def _aha_images(data_dir: Path, config: ExplainConfig) -> dict[str, Any]:
+    """Per digit one test digit in its own color and the same digit in another class's color.
+
+    The three test splits render the same source digits in the same order, so test_easy's
+    image i and test_hard's image i show one digit in two colors (checked on the masks);
+    should a dataset not be laid out that way, the digit is re-rendered from its source.
+    """
+    easy = load_split(data_dir, "test_easy")
+    hard = load_split(data_dir, "test_hard")
+    digits = np.arange(10)
+    first = []
+    for d in digits:
+        candidates = np.flatnonzero((easy.labels == d) & easy.aligned)
+        if candidates.size == 0:
+            raise ShortcutlabError(f"test_easy has no image of digit {d} in its own color "
+                                   "for the comparison panel")
+        first.append(int(candidates[0]))
+    same_digits = (len(hard) == len(easy)
+                   and all(np.array_equal(easy.masks[i], hard.masks[i]) for i in first))
+    if same_digits:
+        return {"digits": digits, "conflict_colors": hard.colors[first], "source": "test splits",
+                "biased": easy.images[first], "conflicting": hard.images[first]}
+    from shortcutlab.data.recolor import recolor, split_digits
+
+    gray = split_digits(data_dir, "test_easy")[first]
+    conflict = (digits + config.conflict_shift) % 10
+    return {"digits": digits, "conflict_colors": conflict, "source": "recolored",
+            "biased": easy.images[first],
+            "conflicting": recolor(data_dir, gray, conflict, seed=config.seed)}
+
+
+def explain_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike,
+                out_dir: str | os.PathLike, config: ExplainConfig = ExplainConfig(),
+                compare_dir: str | os.PathLike | None = None, label: str | None = None,
+                compare_label: str | None = None) -> dict[str, Any]:
+    """Explain a trained model on a dataset; write ``explain.json`` and figures to ``out_dir``."""
+    config.validate()
+    from shortcutlab.explain import figures
+
+    method = get_method(config.method)
+    options = config.method_options()
+    device = resolve_device(config.device)
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    meta = load_meta(data_dir)
+    loaded = [_load_model(run_dir, label, device)]
+    if compare_dir is not None:
+        loaded.append(_load_model(compare_dir, compare_label, device))
+        if loaded[0].label == loaded[1].label:
+            loaded[0].label, loaded[1].label = f"{loaded[0].label} (model)", \
+                f"{loaded[1].label} (compare)"
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    per_model: dict[str, dict[str, Any]] = {m.label: {} for m in loaded}
+    blocks = []
+    for split_name in config.splits:
+        split = _subset(load_split(data_dir, split_name), config.limit, config.seed)
+        images = split.image_tensor(device)
+        block = {"split": split_name, "images": split.images[:config.examples],
+                 "labels": split.labels[:config.examples].tolist(),
+                 "colors": split.colors[:config.examples].tolist(), "maps": {}, "preds": {}}
+        for entry in loaded:
+            preds, _ = _predict(entry.model, images, config.batch_size)
+            targets = _targets(config, preds, split.labels).to(device)
+            maps = attribution_maps(entry.model, images, targets, method, options,
+                                    config.batch_size, desc=f"{entry.label} {split_name}")
+            per_model[entry.label][split_name] = _split_metrics(maps, split, preds,
+                                                               config.tolerance)
+            block["maps"][entry.label] = maps[:config.examples].numpy()
+            block["preds"][entry.label] = preds[:config.examples].tolist()
+        blocks.append(block)
+
+    sanity = {}
+    sanity_split = _subset(load_split(data_dir, config.splits[0]), config.sanity_images,
+                           config.seed) if config.sanity_images else None
+    if sanity_split is not None:
+        images = sanity_split.image_tensor(device)
+        for entry in loaded:
+            preds, _ = _predict(entry.model, images, config.batch_size)
+            targets = _targets(config, preds, sanity_split.labels).to(device)
+
+            def maps_fn(model: nn.Module, images: Tensor = images,
+                        targets: Tensor = targets) -> Tensor:
+                return attribution_maps(model, images, targets, method, options,
+                                        config.batch_size, desc="sanity check")
+
+            sanity[entry.label] = cascading_randomization(entry.model, maps_fn, seed=config.seed)
+
+    written = {}
+    if config.figures:
+        labels = [entry.label for entry in loaded]
+        aha = _aha_images(data_dir, config)
+        panel = []
+        for entry in loaded:
+            sides = {}
+            for side in ("biased", "conflicting"):
+                x = torch.from_numpy(aha[side]).to(device).permute(0, 3, 1, 2).float() / 255
+                preds, probs = _predict(entry.model, x, config.batch_size)
+                targets = preds if config.target == "predicted" else torch.from_numpy(
+                    aha["digits"]).long()
+                maps = attribution_maps(entry.model, x, targets.to(device), method, options,
+                                        config.batch_size, desc="panel")
+                sides[side] = (maps.numpy(), preds.numpy(), probs.numpy())
+            panel.append(figures.PanelModel(entry.label, sides["biased"][0],
+                                            sides["conflicting"][0], sides["biased"][1],
+                                            sides["biased"][2], sides["conflicting"][1],
+                                            sides["conflicting"][2]))
+        figures.aha_panel(out_dir / FIGURES["aha"], aha["digits"], aha["biased"],
+                          aha["conflicting"], aha["conflict_colors"], panel, method.title,
+                          method.signed)
+        figures.share_chart(out_dir / FIGURES["shares"], list(config.splits), labels,
+                            per_model, method.title)
+        if config.examples:
+            figures.examples_figure(out_dir / FIGURES["examples"], blocks, labels,
+                                    method.title, method.signed)
+        written = {key: FIGURES[key] for key in ("aha", "shares")}
+        if config.examples:
+            written["examples"] = FIGURES["examples"]
+        if sanity:
+            figures.sanity_figure(out_dir / FIGURES["sanity"], out_dir / FIGURES["sanity_maps"],
+                                  sanity, sanity_split.images, method.title, method.signed)
+            written["sanity"] = FIGURES["sanity"]
+            written["sanity_maps"] = FIGURES["sanity_maps"]
+        written["aha_images"] = aha["source"]
+
+    roles = ["model", "compare"]
+    summary = {
+        "method": config.method,
+        "method_options": options,
+        "target": config.target,
+        "config": asdict(config),
+        "data": {"dir": str(data_dir), "dataset_id": meta.get("dataset_id")},
+        "models": {
+            role: {**entry.info, "label": entry.label, "splits": per_model[entry.label]}
+            for role, entry in zip(roles, loaded, strict=False)
+        },
+        "sanity": {role: sanity[entry.label].to_json()
+                   for role, entry in zip(roles, loaded, strict=False) if entry.label in sanity},
+        "figures": written,
+    }
+    write_json(out_dir / EXPLAIN_JSON, summary)
+    return summary

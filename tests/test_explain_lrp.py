@@ -1,0 +1,291 @@
+"""LRP: cross-checked against zennit, conservation, exact parameter gradients, clean hooks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from explain_models import hooks_left, one_thread, random_cnn, random_mlp, tiny_resnet  # noqa: F401
+from shortcutlab import models
+from shortcutlab.errors import ShortcutlabError
+from shortcutlab.explain import Composite, Epsilon, ZPlus, lrp
+
+zennit = pytest.importorskip("zennit")
+from zennit.attribution import Gradient  # noqa: E402
+from zennit.canonizers import SequentialMergeBatchNorm  # noqa: E402
+from zennit.composites import EpsilonPlus, EpsilonPlusFlat, LayerMapComposite  # noqa: E402
+from zennit.layer import Sum  # noqa: E402
+from zennit.rules import Epsilon as ZennitEpsilon  # noqa: E402
+from zennit.rules import Norm, Pass  # noqa: E402
+from zennit.rules import ZPlus as ZennitZPlus  # noqa: E402
+from zennit.types import Activation, AvgPool, Convolution, Linear  # noqa: E402
+
+
+def zennit_lrp(model: nn.Module, x: torch.Tensor, target: torch.Tensor, composite) -> torch.Tensor:
+    """zennit's relevance with the output relevance set to the target logit, as ours."""
+    with Gradient(model=model, composite=composite) as attributor:
+        _, relevance = attributor(
+            x.clone(), lambda out: out * nn.functional.one_hot(target, out.shape[1]).to(out))
+    return relevance
+
+
+def zennit_epsilon(epsilon: float, canonize: bool = False, sum_stabilizer: float = 1e-6):
+    """zennit's Epsilon rule on every layer: Pass on activations, plain gradient through
+    max-pooling, Norm on sum pooling (as zennit's built-in composites)."""
+    return LayerMapComposite(
+        [(Activation, Pass()), (Sum, Norm(sum_stabilizer)), (AvgPool, Norm(1e-6)),
+         (Convolution, ZennitEpsilon(epsilon)), (Linear, ZennitEpsilon(epsilon))],
+        canonizers=[SequentialMergeBatchNorm()] if canonize else None,
+    )
+
+
+def batch(n: int = 5, seed: int = 0, size: int = 28) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, dtype=torch.float64,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+CNNS = [
+    dict(seed=0),
+    dict(seed=1, width=3, kernel=5),
+    dict(seed=2, pool="avg", head="gap"),
+    dict(seed=3, batch_norm=True),
+    dict(seed=4, width=5, pool="avg", batch_norm=True, head="gap"),
+]
+
+
+@pytest.mark.parametrize("config", CNNS)
+@pytest.mark.parametrize("epsilon", [1e-6, 0.25])
+def test_epsilon_matches_zennit_on_cnns(config, epsilon):
+    model = random_cnn(**config)
+    x = batch()
+    target = torch.tensor([0, 3, 9, 3, 5])
+    ours = lrp(model, x, target, rule="epsilon", epsilon=epsilon)
+    reference = zennit_lrp(model, x, target, zennit_epsilon(epsilon, config.get("batch_norm")))
+    assert ours.shape == x.shape
+    assert reference.abs().max() > 0
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6 * reference.abs().max())
+    assert (ours - reference).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("seed,depth", [(0, 1), (1, 2), (2, 3)])
+def test_epsilon_matches_zennit_on_mlps(seed, depth):
+    model = random_mlp(seed, depth=depth)
+    x = batch(4, seed)
+    target = torch.tensor([1, 2, 7, 0])
+    for epsilon in (1e-6, 0.1):
+        ours = lrp(model, x, target, epsilon=epsilon)
+        reference = zennit_lrp(model, x, target, zennit_epsilon(epsilon))
+        assert (ours - reference).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("config", [CNNS[0], CNNS[3], CNNS[4]])
+def test_composites_match_zennit(config):
+    model = random_cnn(**config)
+    x = batch()
+    target = torch.tensor([2, 2, 4, 8, 1])
+    canonizers = [SequentialMergeBatchNorm()] if config.get("batch_norm") else None
+    pairs = [
+        ("epsilon-plus-flat", EpsilonPlusFlat(epsilon=0.05, canonizers=canonizers)),
+        ("epsilon-plus", EpsilonPlus(epsilon=0.05, canonizers=canonizers)),
+        ("zplus", LayerMapComposite([(Activation, Pass()), (AvgPool, Norm(1e-6)),
+                                     (Convolution, ZennitZPlus()), (Linear, ZennitZPlus())],
+                                    canonizers=canonizers)),
+    ]
+    for name, composite in pairs:
+        ours = lrp(model, x, target, rule=name, epsilon=0.05)
+        reference = zennit_lrp(model, x, target, composite)
+        scale = reference.abs().max()
+        assert scale > 0
+        assert (ours - reference).abs().max() < 1e-9 * max(1.0, float(scale)), name
+
+
+def test_residual_network_matches_zennit_and_conserves():
+    ours_model = tiny_resnet(0)
+    reference_model = tiny_resnet(0, sum_module=True)
+    reference_model.load_state_dict(ours_model.state_dict())
+    reference_model.relu.inplace = False
+    x = batch(3)
+    target = torch.tensor([4, 0, 6])
+    ours = lrp(ours_model, x, target, epsilon=0.01)
+    # relevance is split over a sum in proportion to the summands; zennit's Norm rule with a
+    # negligible stabilizer is the same rule
+    composite = zennit_epsilon(0.01, canonize=True, sum_stabilizer=1e-14)
+    reference = zennit_lrp(reference_model, x, target, composite)
+    assert (ours - reference).abs().max() < 1e-9 * float(reference.abs().max())
+
+    with torch.no_grad():  # zero every bias (BatchNorm shifts included): relevance is conserved
+        for module in ours_model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.bias.zero_()
+                module.running_mean.zero_()
+            if isinstance(module, nn.Linear):
+                module.bias.zero_()
+    relevance = lrp(ours_model, x, target, epsilon=1e-12, stabilizer=1e-12)
+    logits = ours_model(x).gather(1, target[:, None])[:, 0]
+    torch.testing.assert_close(relevance.sum(dim=(1, 2, 3)), logits, rtol=1e-8, atol=1e-10)
+    assert ours_model.relu.inplace is True  # restored after the call
+
+
+@pytest.mark.parametrize("make", [lambda: random_cnn(5, width=6),
+                                  lambda: random_cnn(6, pool="avg", head="gap"),
+                                  lambda: random_mlp(7, depth=3)])
+def test_relevance_is_conserved_without_biases(make):
+    model = make()
+    with torch.no_grad():
+        for module in model.modules():
+            if getattr(module, "bias", None) is not None:
+                module.bias.zero_()
+    x = batch(4)
+    target = torch.tensor([0, 5, 5, 9])
+    relevance = lrp(model, x, target, epsilon=1e-12, stabilizer=1e-12)
+    logits = model(x).gather(1, target[:, None])[:, 0]
+    assert logits.abs().min() > 1e-6
+    torch.testing.assert_close(relevance.sum(dim=(1, 2, 3)), logits, rtol=1e-8, atol=1e-12)
+
+
+def test_targets_per_sample_epsilon_and_predicted_class():
+    model = random_cnn(8)
+    x = batch(4)
+    epsilon = torch.tensor([0.01, 0.03, 0.05, 0.1], dtype=torch.float64)
+    target = torch.tensor([3, 1, 4, 1])
+    together = lrp(model, x, target, epsilon=epsilon)
+    for i in range(4):
+        alone = lrp(model, x[i:i + 1], int(target[i]), epsilon=float(epsilon[i]))
+        torch.testing.assert_close(together[i:i + 1], alone, rtol=1e-10, atol=1e-14)
+    predicted = model(x).argmax(1)
+    torch.testing.assert_close(lrp(model, x, None), lrp(model, x, predicted))
+    relevance, logits = lrp(model, x, 2, return_output=True)
+    torch.testing.assert_close(logits, model(x))
+    torch.testing.assert_close(relevance, lrp(model, x, torch.full((4,), 2)))
+
+
+def _finite_difference_check(model: nn.Module, loss_fn, samples: int = 2) -> None:
+    """Autograd through ``loss_fn(create_graph=True)`` against central differences of
+    ``loss_fn(create_graph=False)`` on the largest and a few random entries of every
+    parameter."""
+    params = dict(model.named_parameters())
+    grads = torch.autograd.grad(loss_fn(True), list(params.values()))
+    generator = torch.Generator().manual_seed(0)
+    step = 1e-6
+    for (name, param), grad in zip(params.items(), grads, strict=True):
+        scale = float(grad.abs().max())
+        assert scale > 0, f"no gradient reaches {name}"
+        flat = param.data.view(-1)
+        picks = [int(grad.abs().reshape(-1).argmax())]
+        picks += torch.randint(0, flat.numel(), (samples,), generator=generator).tolist()
+        for index in picks:
+            original = float(flat[index])
+            flat[index] = original + step
+            plus = float(loss_fn(False))
+            flat[index] = original - step
+            minus = float(loss_fn(False))
+            flat[index] = original
+            numeric = (plus - minus) / (2 * step)
+            analytic = float(grad.reshape(-1)[index])
+            assert abs(numeric - analytic) <= 1e-5 * scale + 1e-6 * abs(numeric), (
+                f"{name}[{index}]: finite differences {numeric}, autograd {analytic}")
+
+
+@pytest.mark.parametrize("rule,make", [
+    ("epsilon", lambda: random_cnn(9, width=3, batch_norm=True, size=12)),
+    ("zplus", lambda: random_cnn(9, width=3, batch_norm=True, size=12)),
+    ("epsilon-plus-flat", lambda: random_cnn(9, width=3, batch_norm=True, size=12)),
+    ("epsilon", lambda: random_cnn(10, width=3, pool="avg", head="gap", size=12)),
+])
+def test_heatmap_gradients_match_finite_differences(rule, make):
+    model = make()
+    x = batch(3, seed=4, size=12)
+    target = torch.tensor([1, 6, 8])
+    epsilon = torch.tensor([0.01, 0.04, 0.1], dtype=torch.float64)
+    weights = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(1))
+
+    def loss(create_graph: bool) -> torch.Tensor:
+        heatmap = lrp(model, x, target, rule=rule, epsilon=epsilon, create_graph=create_graph)
+        return (heatmap * weights).sum() + heatmap.abs().sum()
+
+    _finite_difference_check(model, loss)
+
+
+def test_heatmap_gradient_with_respect_to_the_input():
+    model = random_cnn(11, width=3)
+    x = batch(2, seed=5).requires_grad_(True)
+    target = torch.tensor([2, 7])
+    heatmap = lrp(model, x, target, epsilon=0.05, create_graph=True)
+    (grad,) = torch.autograd.grad((heatmap ** 2).sum(), x)
+    direction = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(2))
+    step = 1e-6
+    with torch.no_grad():
+        plus = (lrp(model, x + step * direction, target, epsilon=0.05) ** 2).sum()
+        minus = (lrp(model, x - step * direction, target, epsilon=0.05) ** 2).sum()
+    numeric = (plus - minus) / (2 * step)
+    torch.testing.assert_close((grad * direction).sum(), numeric, rtol=1e-5, atol=1e-10)
+
+
+def test_heatmap_without_create_graph_is_detached_and_model_untouched():
+    model = random_cnn(12, batch_norm=True)
+    model.train()
+    x = batch(2)
+    relevance = lrp(model, x, 1)
+    assert not relevance.requires_grad
+    assert model.training and model.bn1.training and model.drop.training
+    model.eval()
+    torch.testing.assert_close(relevance, lrp(model, x, 1))  # BatchNorm merged as in eval
+    assert hooks_left(model) == []
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_no_hooks_left_after_errors():
+    model = models.create("cnn3", width=4, hidden=8)
+    model.train()
+    with pytest.raises(RuntimeError):  # wrong image size: fails inside the forward pass
+        lrp(model, torch.rand(2, 3, 20, 20), 0)
+    assert hooks_left(model) == []
+    assert model.training and torch.is_grad_enabled()
+
+    class Reuses(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.relu(self.fc(x)))
+
+    reuser = Reuses()
+    with pytest.raises(ShortcutlabError, match="called twice"):
+        lrp(reuser, torch.rand(3, 4), 0)
+    assert hooks_left(reuser) == []
+    with pytest.raises(ShortcutlabError, match=r"target classes must lie in \[0, 9\]"):
+        lrp(model, torch.rand(2, 3, 28, 28), 10)
+    assert hooks_left(model) == []
+
+
+def test_unsupported_layers_are_named():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.GELU(), nn.Linear(8, 3))
+    with pytest.raises(ShortcutlabError, match=r"'2' \(GELU\)"):
+        lrp(model, torch.rand(2, 3, 2, 2), 0)
+    lonely_norm = nn.Sequential(nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(12, 3)).eval()
+    with pytest.raises(ShortcutlabError, match="does not directly follow"):
+        lrp(lonely_norm, torch.rand(2, 3, 2, 2), 0)
+    with pytest.raises(ShortcutlabError, match="unknown LRP rule"):
+        lrp(random_mlp(0), batch(1), 0, rule="alpha-beta")
+    with pytest.raises(ShortcutlabError, match="per-sample epsilon"):
+        lrp(random_mlp(0), batch(2), 0, epsilon=torch.ones(3))
+
+
+def test_rules_are_data_and_composites_compose():
+    model = random_cnn(13)
+    x = batch(2)
+    composite = Composite(((nn.Conv2d, ZPlus()), (nn.Linear, Epsilon(0.05))))
+    torch.testing.assert_close(lrp(model, x, 3, rule=composite),
+                               lrp(model, x, 3, rule="epsilon-plus", epsilon=0.05))
+    torch.testing.assert_close(lrp(model, x, 3, rule=Epsilon(0.2)),
+                               lrp(model, x, 3, epsilon=0.2))
+
+
+def test_float32_cnn3_runs_on_a_batch():
+    model = models.create("cnn3", width=4, hidden=16).eval()
+    x = torch.rand(8, 3, 28, 28)
+    relevance = lrp(model, x, torch.arange(8) % 10, epsilon=torch.full((8,), 0.05))
+    assert relevance.shape == x.shape and relevance.dtype == torch.float32
+    assert torch.isfinite(relevance).all()
