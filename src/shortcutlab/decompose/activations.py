@@ -140,7 +140,7 @@ def edited(model: nn.Module, sae: SparseAutoencoder, layer: str, mode: str,
     add = torch.tensor([item.add for item in edits], device=device)
 
     def edit(output: Tensor) -> Tensor:
-        codes = sae.encode(to_vectors(output, mode))[:, index]
+        codes = sae.encode_some(to_vectors(output, mode), index)
         change = codes * (scale - 1.0) + add
         delta = (change @ sae.W_dec[index]) * sae.scale
         return output + from_vectors(delta, output, mode)

@@ -78,6 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            help="also measure a custom edit: F=SCALE (0 ablates, k boosts) "
                            "or F+AMOUNT (repeatable)")
     intervene.add_argument("--split", default="test_hard", help="split for the custom edits")
+    intervene.add_argument("--boost-images", type=int, default=1000,
+                           help="test_easy images of other digits per boosted color")
+    intervene.add_argument("--seed", type=int, default=0)
     _device_options(intervene)
     intervene.set_defaults(func=_intervene)
 
@@ -135,7 +138,8 @@ def _intervene(args: argparse.Namespace) -> int:
         raise ShortcutlabError(f"--strengths must be numbers separated by commas, "
                                f"got {args.strengths!r}") from None
     edits = [parse_edit(text) for text in args.edit]
-    result = intervene(args.sae_dir, args.out, strengths, edits, args.split, device)
+    result = intervene(args.sae_dir, args.out, strengths, edits, args.split,
+                       boost_images=args.boost_images, seed=args.seed, device=device)
     ablation = result["ablate_color_features"]["splits"]
     summary = {split: {"before": v["accuracy_before"], "after": v["accuracy_after"]}
                for split, v in ablation.items()}

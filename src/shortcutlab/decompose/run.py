@@ -239,6 +239,7 @@ def _card_features(rows: list[dict], count: int) -> list[int]:
 def intervene(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
               strengths: Sequence[float] = (1.0, 2.0, 4.0),
               edits: Sequence[FeatureEdit] = (), split: str = "test_hard",
+              boost_images: int = 1000, seed: int = 0,
               device: torch.device | str = "cpu") -> dict[str, Any]:
     """The headline experiments (ablate the color features; boost one color's features on
     other digits), and optionally the effect of user ``edits`` on ``split``."""
@@ -270,12 +271,15 @@ def intervene(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None = No
 
     easy = load_split(data_dir, "test_easy")
     easy_before = predictions(model, easy.images, device=device)
-    boost: dict[str, Any] = {"split": "test_easy", "strengths": list(strengths), "colors": {}}
+    boost: dict[str, Any] = {"split": "test_easy", "strengths": list(strengths),
+                             "images_per_color": boost_images, "colors": {}}
+    rng = np.random.default_rng(seed)
     for color, name in enumerate(COLOR_NAMES):
         features = labels["color_features"][name]
         if not features:
             continue
-        others = easy.labels != color
+        others = np.flatnonzero(easy.labels != color)
+        others = np.sort(rng.choice(others, min(boost_images, len(others)), replace=False))
         images = easy.images[others]
         baseline = float((easy_before[others] == color).mean())
         rates = []
@@ -340,7 +344,7 @@ def _plot_training(history: list[dict], path: Path, meta: dict) -> None:
         axis.tick_params(labelsize=7)
     fig.suptitle(f"SAE on {meta['layer']} ({meta['mode']}): r2 {meta['r2']:.3f}, "
                  f"L0 {meta['l0']:.1f}, dead {meta['dead_fraction']:.1%}", fontsize=9)
-    fig.tight_layout()
+    figures.tight_under_title(fig)
     figures.save_figure(fig, path)
 
 
@@ -366,7 +370,7 @@ def _plot_cards(rows: list[dict], chosen: list[int], exemplars: np.ndarray, path
         figures.profile_bars(fig.add_subplot(grid[row_number, count + 1]),
                              np.array(row["digit_means"]), "digit", fontsize=5)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.3)
+    figures.tight_under_title(fig)
     figures.save_figure(fig, path)
 
 
@@ -397,5 +401,5 @@ def _plot_interventions(result: dict, path: Path) -> None:
         axis.tick_params(labelsize=7)
     fig.suptitle("Dialing SAE color features: ablate all, or boost one color on other digits",
                  fontsize=9)
-    fig.tight_layout()
+    figures.tight_under_title(fig)
     figures.save_figure(fig, path)

@@ -89,6 +89,13 @@ class SparseAutoencoder(nn.Module):
             return torch.zeros_like(pre).scatter_(-1, index, torch.relu(values))
         return torch.relu(pre)
 
+    def encode_some(self, x: Tensor, features: Tensor) -> Tensor:
+        """The codes of ``features`` only; for TopK the whole code is needed to rank them."""
+        if self.activation == "topk":
+            return self.encode(x)[:, features]
+        pre = (x / self.scale - self.b_dec) @ self.W_enc[:, features] + self.b_enc[features]
+        return torch.relu(pre)
+
     def decode(self, codes: Tensor) -> Tensor:
         return (codes @ self.W_dec + self.b_dec) * self.scale
 

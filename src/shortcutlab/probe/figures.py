@@ -34,6 +34,12 @@ def as_hwc(images: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.clip(images, 0.0, 1.0)
 
 
+def tight_under_title(fig, pad: float = 0.3, title_inches: float = 0.45) -> None:
+    """``tight_layout`` that leaves room for the suptitle, whatever the figure's height."""
+    height = fig.get_size_inches()[1]
+    fig.tight_layout(pad=pad, rect=(0, 0, 1, max(0.5, 1 - title_inches / height)))
+
+
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
@@ -78,7 +84,7 @@ def image_grid(images: np.ndarray | torch.Tensor, path: str | os.PathLike,
                                     va="center", labelpad=6)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.3)
+    tight_under_title(fig, title_inches=0.45 if title else 0.0)
     save_figure(fig, path)
 
 
@@ -87,7 +93,8 @@ def selectivity_scatter(layers: dict[str, dict[str, np.ndarray]], path: str | os
     """One panel per layer: digit eta^2 (x) against color eta^2 (y), dots in the preferred color."""
     plt = pyplot()
     palette = palette_array(np.float32)
-    fig, axes = plt.subplots(1, len(layers), squeeze=False, figsize=(3.1 * len(layers), 3.2))
+    fig, axes = plt.subplots(1, len(layers), squeeze=False,
+                             figsize=(max(5.0, 3.1 * len(layers)), 3.2))
     for axis, (layer, table) in zip(axes[0], layers.items(), strict=True):
         colors = palette[np.asarray(table["preferred_color"], dtype=int)]
         axis.scatter(table["digit_eta2"], table["color_eta2"], c=colors, s=18,
@@ -100,7 +107,7 @@ def selectivity_scatter(layers: dict[str, dict[str, np.ndarray]], path: str | os
         axis.tick_params(labelsize=7)
     axes[0, 0].set_ylabel("color selectivity (eta²)", fontsize=8)
     fig.suptitle(title + " (dot color: the unit's preferred color)", fontsize=9)
-    fig.tight_layout()
+    tight_under_title(fig)
     save_figure(fig, path)
 
 

@@ -238,7 +238,7 @@ def _draw(out_dir: Path, layers: list[str], tables: dict, shown: dict, unit_imag
                            columns=8, title=f"{layer}: what each unit wants to see "
                            "(ranked by color index ci, 1 = reads color only)")
         files.append(name)
-        picked = _exemplar_units(tables[layer], shown[layer])
+        picked = _exemplar_units(tables[layer], list(range(len(tables[layer]))))
         name = f"exemplars_{layer}.png"
         figures.image_grid(exemplar_images[exemplar_index[layer][picked]], out_dir / name,
                            row_labels=[_caption(tables[layer][u]).replace("\n", " ")
@@ -247,7 +247,9 @@ def _draw(out_dir: Path, layers: list[str], tables: dict, shown: dict, unit_imag
         files.append(name)
     if facet_vis is not None:
         name = "facets.png"
-        figures.image_grid(facet_vis.images, out_dir / name, row_labels=facet_vis.names,
+        facet_labels = [f"{n}\n{tables[n.rsplit(':', 1)[0]][int(n.rsplit(':', 1)[1])]['label']}"
+                        for n in facet_vis.names]
+        figures.image_grid(facet_vis.images, out_dir / name, row_labels=facet_labels,
                            title="Facets of the most polysemantic units (diversity term)")
         files.append(name)
     figures.selectivity_scatter(
