@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TORCH_VERSION := 2.13.0
 SETUP_STAMP := $(VENV)/.stamp-setup
 
-.PHONY: setup study study-quick test test-fast lint bench services browser clean help
+.PHONY: setup study study-quick test test-fast lint bench services browser fashion-mnist clean help
 
 help:
 	@echo "make study   set up, fetch MNIST, run the whole study, write $(STUDY_DIR)/report.html"
@@ -47,7 +47,18 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	  else echo "chromium is missing: sudo apt-get install chromium (browser tests will fail)"; fi; }
 
-test: setup services browser
+# Real Fashion-MNIST for the IDX and fetch tests: Debian's package, skipped when present,
+# when not root or without apt (those tests are then skipped, not failed).
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+fashion-mnist:
+	@test -d $(FASHION_DIR) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist \
+	    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; } \
+	    || echo "could not install dataset-fashion-mnist: its tests will be skipped"; \
+	  else echo "dataset-fashion-mnist is missing (sudo apt-get install dataset-fashion-mnist): its tests will be skipped"; fi; }
+
+test: setup services browser fashion-mnist
 	SHORTCUTLAB_PROGRESS=0 $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup

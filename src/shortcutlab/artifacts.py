@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -196,3 +197,159 @@ def config_hash(obj: Any, length: int = 16) -> str:
     """A short stable hash of a JSON-able config (key order does not matter)."""
     text = json.dumps(obj, sort_keys=True, default=_json_default, separators=(",", ":"))
     return sha256_bytes(text.encode())[:length]
+
+
+class _HashingWriter:
+    """A forward-only file wrapper that hashes what passes through it.
+
+    It has ``tell`` but no ``seek``, so :mod:`zipfile` writes sizes and CRCs after each
+    member (data descriptors) instead of seeking back, and the sha256 of the finished
+    file is known without reading it again.
+    """
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._position = 0
+        self.digest = hashlib.sha256()
+        self.aborted = False  # after a failure, writes go nowhere (the file is discarded)
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        if self.aborted:
+            return view.nbytes
+        self.digest.update(view)
+        self._handle.write(view)
+        self._position += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+
+class NpzWriter:
+    """Stream arrays into an ``.npz`` atomically, hashing as it writes.
+
+    For arrays too big to serialize in memory first (a dataset split): each member can be
+    written in chunks as it is produced, and with ``background=True`` the CRC, hashing
+    and disk writes run in a worker thread while the caller produces the next chunk
+    (they release the GIL). Members are written in the order they are added; the same
+    arrays in the same order give the same bytes. ``sha256`` is set on close::
+
+        with NpzWriter(path) as npz:
+            npz.add("labels", labels)
+            with npz.stream("images", np.uint8, (n, 28, 28, 3)) as images:
+                for chunk in chunks:
+                    images.write(chunk)
+        npz.sha256
+    """
+
+    def __init__(self, path: str | os.PathLike, background: bool = False,
+                 max_pending: int = 4) -> None:
+        self.path = Path(path)
+        self.sha256: str | None = None
+        self._background = background
+        self._max_pending = max_pending
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> NpzWriter:
+        handle = self._stack.enter_context(atomic_open(self.path, "wb"))
+        self._writer = _HashingWriter(handle)
+        self._zip = zipfile.ZipFile(self._writer, "w", compression=zipfile.ZIP_STORED)
+        self._executor = None
+        if self._background:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = self._stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        self._pending: list[Any] = []
+        self._handles: list[Any] = []
+        return self
+
+    def add(self, name: str, array: np.ndarray) -> None:
+        array = np.ascontiguousarray(array)
+        with self.stream(name, array.dtype, array.shape) as member:
+            member.write(array)
+
+    def stream(self, name: str, dtype: Any, shape: tuple[int, ...]) -> _NpzMember:
+        return _NpzMember(self, name, np.dtype(dtype), tuple(int(s) for s in shape))
+
+    def _submit(self, fn: Any, *args: Any) -> None:
+        if self._executor is None:
+            fn(*args)
+            return
+        self._pending.append(self._executor.submit(fn, *args))
+        while len(self._pending) > self._max_pending:
+            self._pending.pop(0).result()
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._pending.pop(0).result()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            self._drain()
+            if exc_type is None:
+                self._zip.close()
+        except BaseException:
+            self._abort()
+            self._stack.__exit__(*sys.exc_info())
+            raise
+        if exc_type is not None:
+            self._abort()
+            self._stack.__exit__(exc_type, exc, tb)
+            return
+        self.sha256 = self._writer.digest.hexdigest()
+        self._stack.close()
+
+    def _abort(self) -> None:
+        """Close zipfile's handles into the void so nothing writes to the discarded file."""
+        self._writer.aborted = True
+        for pending in self._pending:
+            pending.cancel()
+        self._pending.clear()
+        for handle in self._handles:
+            with contextlib.suppress(Exception):
+                handle.close()
+        with contextlib.suppress(Exception):
+            self._zip.close()
+
+
+class _NpzMember:
+    """One ``.npy`` member of an :class:`NpzWriter`, written chunk by chunk in C order."""
+
+    def __init__(self, npz: NpzWriter, name: str, dtype: np.dtype,
+                 shape: tuple[int, ...]) -> None:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                     "shape": shape})
+        self._npz, self._dtype = npz, dtype
+        self._remaining = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+        info.external_attr = 0o644 << 16
+        info.file_size = len(header.getvalue()) + self._remaining
+        npz._drain()  # zipfile allows one open member at a time
+        self._handle = npz._zip.open(info, "w")
+        npz._handles.append(self._handle)
+        self._handle.write(header.getvalue())
+
+    def __enter__(self) -> _NpzMember:
+        return self
+
+    def write(self, chunk: np.ndarray) -> None:
+        if chunk.dtype != self._dtype:
+            raise ValueError(f"chunk dtype {chunk.dtype} != member dtype {self._dtype}")
+        chunk = np.ascontiguousarray(chunk)
+        self._remaining -= chunk.nbytes
+        if self._remaining < 0:
+            raise ValueError("more data than the member's shape holds")
+        self._npz._submit(self._handle.write, memoryview(chunk).cast("B"))
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            return
+        if self._remaining:
+            raise ValueError(f"member is {self._remaining} bytes short of its shape")
+        self._npz._submit(self._handle.close)

@@ -17,16 +17,21 @@ from shortcutlab.runtime import set_threads
 
 def stage_data(ctx: StageContext) -> dict[str, Any]:
     from shortcutlab.data import BuildConfig, build_dataset, load_source
+    from shortcutlab.data.show import save_grid
 
     options = dict(ctx.config)
     options["limit"] = options.get("limit") or None
     config = BuildConfig(**options)
     meta = build_dataset(config, ctx.out / "dataset", load_source(config.source, config.limit),
                          force=True)
+    save_grid(ctx.out / "dataset", ctx.out / "samples.png")
     aligned = {split: sum(table[c][c] for c in range(len(table))) / meta["sizes"][split]
                for split, table in meta["counts"].items()}
     return {"dataset_id": meta["dataset_id"], "sizes": meta["sizes"], "config": meta["config"],
-            "aligned_share": aligned, "dataset": "dataset"}
+            "aligned_share": aligned, "dataset": "dataset",
+            "figures": [{"path": "samples.png",
+                         "caption": "One row per digit: examples in the class's own color "
+                                    "(aligned) and in another color (conflicting), per split."}]}
 
 
 STAGES: list[Stage] = [

@@ -4,30 +4,41 @@ Bias semantics are exact: in every biased split each class ``c`` has exactly
 ``round(bias * n_c)`` images in color ``c`` and the rest in a color drawn uniformly from
 the other nine; which images are which is shuffled by the seed. The hard split never
 shows a digit in its own color. The same config and seed give byte-identical files.
+
+Rendering is one table lookup per pixel: the style's shade is tabulated for every
+(color, texture level, digit ink) triple (:func:`shortcutlab.data.styles.shade_table`),
+the style draws its textures as uint8 levels, and each output pixel is
+``table[color, level, ink]``. Each split is streamed to its ``.npz`` chunk by chunk, with
+the checksumming and disk writes of one chunk overlapping the rendering of the next.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from shortcutlab.artifacts import config_hash, read_json, save_npz, sha256_bytes, write_json
+from shortcutlab.artifacts import NpzWriter, config_hash, read_json, write_json
 from shortcutlab.data.dataset import SPLITS
-from shortcutlab.data.palette import COLOR_NAMES, NUM_COLORS, PALETTE, palette_array
-from shortcutlab.data.styles import STYLES, StyleParams
+from shortcutlab.data.palette import COLOR_NAMES, NUM_COLORS, PALETTE
+from shortcutlab.data.styles import STYLES, StyleParams, shade_table
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.progress import progress
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: table-lookup rendering, 1024-image chunks
 VALIDATION_SIZE = 10000
 MASK_THRESHOLD = 64  # a pixel is "digit" when the source's gray level is at least this
 HARD_MODES = ("random", "inverted")
-_CHUNK = 5000  # images rendered per step; fixed so the random stream does not depend on memory
+_CHUNK = 1024  # images rendered per step; fixed so the random stream does not depend on memory
+_LEVELS = 256
 
 
 @dataclass(frozen=True)
@@ -92,18 +103,92 @@ def unbiased_colors(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def render(gray: np.ndarray, colors: np.ndarray, style: str, params: StyleParams,
            rng: np.random.Generator, desc: str = "render") -> np.ndarray:
-    """Color uint8 digits (N, 28, 28) -> uint8 images (N, 28, 28, 3), in fixed-size chunks."""
-    rgb_table = palette_array(np.float32)
-    style_fn = STYLES[style]
+    """Color uint8 digits (N, 28, 28) -> uint8 images (N, 28, 28, 3)."""
     out = np.empty((*gray.shape, 3), dtype=np.uint8)
-    chunk_seeds = rng.integers(0, 2**63 - 1, size=(len(gray) + _CHUNK - 1) // _CHUNK)
-    for chunk, start in enumerate(progress(range(0, len(gray), _CHUNK), desc=desc, unit="chunk")):
-        stop = min(start + _CHUNK, len(gray))
-        chunk_rng = np.random.default_rng(int(chunk_seeds[chunk]))
-        digits = gray[start:stop].astype(np.float32) / 255.0
-        image = style_fn(digits, rgb_table[colors[start:stop]], chunk_rng, params)
-        out[start:stop] = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+    bar = progress(total=len(gray), desc=desc, unit="img", delay=1.0)  # only if it lasts
+    for start, stop, images in render_chunks(gray, colors, style, params, rng):
+        out[start:stop] = images
+        bar.update(stop - start)
+    bar.close()
     return out
+
+
+def render_chunks(gray: np.ndarray, colors: np.ndarray, style: str, params: StyleParams,
+                  rng: np.random.Generator) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Render in fixed-size chunks, each with its own generator seeded from ``rng``:
+    yields ``(start, stop, images)``."""
+    if style not in STYLES:
+        raise ShortcutlabError(f"unknown style {style!r}; choose from {sorted(STYLES)}")
+    colors = np.asarray(colors)
+    if len(colors) != len(gray):
+        raise ValueError(f"{len(colors)} colors for {len(gray)} digits")
+    if len(colors) and (colors.min() < 0 or colors.max() >= NUM_COLORS):
+        raise ValueError(f"colors must be palette indices 0-{NUM_COLORS - 1}")
+    pattern = STYLES[style].pattern
+    table = pixel_table(style, params)
+    chunk_seeds = rng.integers(0, 2**63 - 1, size=(len(gray) + _CHUNK - 1) // _CHUNK)
+    # The patterns' matrix products are small: BLAS threads cost more than they save, and
+    # on a busy machine they can spin for far longer than the product takes.
+    with threadpool_limits(1, user_api="blas"):
+        for chunk, start in enumerate(range(0, len(gray), _CHUNK)):
+            stop = min(start + _CHUNK, len(gray))
+            levels = pattern(stop - start, np.random.default_rng(int(chunk_seeds[chunk])), params)
+            yield start, stop, shade_lookup(table, colors[start:stop], levels, gray[start:stop])
+
+
+@functools.lru_cache(maxsize=16)
+def pixel_table(style: str, params: StyleParams) -> np.ndarray:
+    """The style's shade table as 4-byte entries (R, G, B, 0), one per
+    (color, level, ink): numpy gathers 4-byte items several times faster than 3-byte ones."""
+    rgb = shade_table(style, params, PALETTE)
+    rgbx = np.zeros((len(rgb), 4), dtype=np.uint8)
+    rgbx[:, :3] = rgb
+    table = rgbx.view("V4").reshape(-1)
+    table.flags.writeable = False
+    return table
+
+
+def shade_lookup(table: np.ndarray, colors: np.ndarray, levels: np.ndarray,
+                 gray: np.ndarray) -> np.ndarray:
+    """``table[color, level, ink]`` for every pixel: uint8 (n, 28, 28, 3)."""
+    n = len(colors)
+    pixels = gray[0].size if n else 0
+    # (level << 8) | ink, built as little-endian byte pairs: two byte copies, no arithmetic
+    pairs = np.empty((n, pixels, 2), dtype=np.uint8)
+    pairs[..., 0] = gray.reshape(n, -1)
+    pairs[..., 1] = levels.reshape(n, -1)
+    index = np.add(pairs.view("<u2")[..., 0], (colors.astype(np.intp) * _LEVELS**2)[:, None],
+                   dtype=np.intp)
+    rgbx = np.take(table, index)
+    return pack_rgb(rgbx).reshape(*gray.shape, 3)
+
+
+def pack_rgb(rgbx: np.ndarray) -> np.ndarray:
+    """4-byte (R, G, B, x) items -> contiguous RGB bytes.
+
+    Each 4-byte item is stored 3 bytes after the previous one, so its spare byte is
+    overwritten by the next item's R: one strided copy instead of numpy's slow 3-byte
+    inner loops. That relies on the copy running in address order, which
+    :data:`_PACK_BY_OVERLAP` checks once at import; otherwise the plain slice is used.
+    """
+    count = rgbx.size
+    if not _PACK_BY_OVERLAP:
+        return np.ascontiguousarray(rgbx.reshape(-1).view(np.uint8).reshape(-1, 4)[:, :3])
+    buffer = np.empty(count * 3 + 1, dtype=np.uint8)
+    packed = np.ndarray(shape=(count,), dtype="V4", buffer=buffer, strides=(3,))
+    np.copyto(packed, rgbx.reshape(-1))
+    return buffer[: count * 3]
+
+
+def _pack_by_overlap_works() -> bool:
+    items = np.random.default_rng(0).integers(0, 256, (_CHUNK * 784 + 3, 4), dtype=np.uint8)
+    buffer = np.empty(items.shape[0] * 3 + 1, dtype=np.uint8)
+    packed = np.ndarray(shape=(items.shape[0],), dtype="V4", buffer=buffer, strides=(3,))
+    np.copyto(packed, items.view("V4").reshape(-1))
+    return bool(np.array_equal(buffer[:-1].reshape(-1, 3), items[:, :3]))
+
+
+_PACK_BY_OVERLAP = _pack_by_overlap_works()
 
 
 def _split_sources(source: dict[str, np.ndarray], limit: int | None) -> dict[str, tuple]:
@@ -131,22 +216,68 @@ def _colors_for(split: str, labels: np.ndarray, config: BuildConfig,
     return biased_colors(labels, config.bias, rng)
 
 
-def build_arrays(source: dict[str, np.ndarray], config: BuildConfig) -> dict[str, dict]:
-    """Build every split in memory: ``{split: {images, labels, colors, masks}}``."""
+@dataclass(frozen=True)
+class SplitPlan:
+    """Everything a split is made of before it is rendered."""
+
+    name: str
+    gray: np.ndarray      # uint8 (N, 28, 28) source digits
+    labels: np.ndarray    # int64 (N,)
+    colors: np.ndarray    # int64 (N,) palette index
+    render_rng: np.random.Generator
+
+    @property
+    def masks(self) -> np.ndarray:
+        return self.gray >= MASK_THRESHOLD
+
+
+def plan_splits(source: dict[str, np.ndarray], config: BuildConfig) -> list[SplitPlan]:
+    """Labels and colors of every split; each split has its own seeded streams, so one
+    split's draws never depend on another's size."""
     config.validate()
-    params = StyleParams(noise_mix=config.noise_mix, alpha=config.alpha)
-    splits = {}
+    plans = []
     for index, (split, (gray, labels)) in enumerate(_split_sources(source, config.limit).items()):
         labels = labels.astype(np.int64)
         colors = _colors_for(split, labels, config, _rng(config.seed, index, 0)).astype(np.int64)
-        images = render(gray, colors, config.style, params, _rng(config.seed, index, 1), split)
-        splits[split] = {
-            "images": images,
-            "labels": labels,
-            "colors": colors,
-            "masks": gray >= MASK_THRESHOLD,
+        plans.append(SplitPlan(split, gray, labels, colors, _rng(config.seed, index, 1)))
+    return plans
+
+
+def style_params(config: BuildConfig) -> StyleParams:
+    return StyleParams(noise_mix=config.noise_mix, alpha=config.alpha)
+
+
+def build_arrays(source: dict[str, np.ndarray], config: BuildConfig) -> dict[str, dict]:
+    """Build every split in memory: ``{split: {images, labels, colors, masks}}``."""
+    params = style_params(config)
+    return {
+        plan.name: {
+            "images": render(plan.gray, plan.colors, config.style, params, plan.render_rng,
+                             plan.name),
+            "labels": plan.labels,
+            "colors": plan.colors,
+            "masks": plan.masks,
         }
-    return splits
+        for plan in plan_splits(source, config)
+    }
+
+
+def write_split(path: Path, plan: SplitPlan, style: str, params: StyleParams,
+                on_chunk: Any = None) -> str:
+    """Render ``plan`` straight into ``path`` (arrays in name order); return its sha256."""
+    n = len(plan.labels)
+    with NpzWriter(path, background=True) as npz:
+        npz.add("colors", plan.colors)
+        with npz.stream("images", np.uint8, (n, *plan.gray.shape[1:], 3)) as images:
+            for start, stop, block in render_chunks(plan.gray, plan.colors, style, params,
+                                                    plan.render_rng):
+                images.write(block)
+                if on_chunk is not None:
+                    on_chunk(stop - start)
+        npz.add("labels", plan.labels)
+        npz.add("masks", plan.masks)
+    assert npz.sha256 is not None
+    return npz.sha256
 
 
 def counts_table(labels: np.ndarray, colors: np.ndarray) -> list[list[int]]:
@@ -157,8 +288,11 @@ def counts_table(labels: np.ndarray, colors: np.ndarray) -> list[list[int]]:
 
 
 def source_checksum(source: dict[str, np.ndarray]) -> str:
-    parts = b"".join(np.ascontiguousarray(source[key]).tobytes() for key in sorted(source))
-    return sha256_bytes(parts)
+    """sha256 of the source arrays' bytes, in key order (hashed in place, not joined)."""
+    digest = hashlib.sha256()
+    for key in sorted(source):
+        digest.update(memoryview(np.ascontiguousarray(source[key])).cast("B"))
+    return digest.hexdigest()
 
 
 def build_dataset(config: BuildConfig, out_dir: str | os.PathLike,
@@ -176,9 +310,11 @@ def build_dataset(config: BuildConfig, out_dir: str | os.PathLike,
     meta_path = out_dir / "meta.json"
     if meta_path.exists():
         existing = read_json(meta_path)
-        if existing.get("dataset_id") == dataset_id and _files_intact(out_dir, existing):
-            return existing
-        if not force:
+        if existing.get("dataset_id") == dataset_id:
+            if _files_intact(out_dir, existing):
+                return existing
+            force = True  # this very dataset with a damaged file: rebuild it in place
+        elif not force:
             raise ShortcutlabError(
                 f"{out_dir} already holds a different dataset (id {existing.get('dataset_id')}); "
                 "choose another --out or pass --force to overwrite it"
@@ -188,13 +324,18 @@ def build_dataset(config: BuildConfig, out_dir: str | os.PathLike,
     if force and meta_path.exists():
         meta_path.unlink()  # the directory is inconsistent until the new meta lands
 
-    splits = build_arrays(source, config)
+    params = style_params(config)
+    plans = plan_splits(source, config)
     files, counts, sizes = {}, {}, {}
-    for split in SPLITS:
-        arrays = splits[split]
-        files[f"{split}.npz"] = {"sha256": save_npz(out_dir / f"{split}.npz", **arrays)}
-        counts[split] = counts_table(arrays["labels"], arrays["colors"])
-        sizes[split] = len(arrays["labels"])
+    bar = progress(total=sum(len(plan.labels) for plan in plans), desc="build", unit="img")
+    for plan in plans:
+        bar.set_postfix_str(plan.name)
+        digest = write_split(out_dir / f"{plan.name}.npz", plan, config.style, params,
+                             bar.update)
+        files[f"{plan.name}.npz"] = {"sha256": digest}
+        counts[plan.name] = counts_table(plan.labels, plan.colors)
+        sizes[plan.name] = len(plan.labels)
+    bar.close()
     meta = {
         **identity,
         "dataset_id": dataset_id,
