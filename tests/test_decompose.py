@@ -194,3 +194,32 @@ def test_sae_cli_reports_bad_input(tiny_run, tmp_path, capsys):
     assert "needs a conv layer" in capsys.readouterr().err
     assert main(["sae", "train", str(tiny_run), "--out", str(tmp_path), "--activation",
                  "topk", "--k", "0"]) == 2
+
+
+def test_study_stages_probe_and_decompose_each_model_stage(tiny_run, tmp_path):
+    import shutil
+
+    from shortcutlab.config import load_config
+    from shortcutlab.decompose.stage import sae_stage
+    from shortcutlab.pipeline import Stage, run_pipeline
+    from shortcutlab.probe.stage import probe_stage
+
+    def fake_lazy(ctx):
+        shutil.copytree(tiny_run, ctx.out / "run")
+        return {"run": "run"}
+
+    stages = [Stage("lazy", fake_lazy)]
+    stages += [probe_stage(stages), sae_stage(stages)]
+    config = load_config(quick=True)
+    config["probe"].update(steps=4, max_units=2, facet_units=1, logit_samples=1, per_digit=2,
+                           exemplar_images=100, judge=False)
+    config["sae"].update(steps=20, images=100, strengths=[2.0], per_digit=2)
+    report = run_pipeline(tmp_path, stages, config, settings={"quick": True, "device": "cpu"})
+    assert report.ran == ["lazy", "probe", "sae"]
+    probe = report.results["probe"].summary["models"]["lazy"]
+    assert 0.0 <= probe["dominant_color_match"] <= 1.0
+    sae = report.results["sae"].summary["models"]["lazy"]
+    assert {"r2", "l0", "dead_fraction", "hard_accuracy_color_ablated"} <= set(sae)
+    for stage in ("probe", "sae"):
+        for figure in report.results[stage].summary["figures"]:
+            assert (tmp_path / stage / figure["path"]).is_file()

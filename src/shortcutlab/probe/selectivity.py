@@ -20,15 +20,17 @@ confounded as they are in the biased splits. For a unit's activations ``A[d, j, 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from shortcutlab.data import images_to_tensor, load_split
+from shortcutlab.data import images_to_tensor, load_meta, load_split
 from shortcutlab.data.palette import COLOR_NAMES, NUM_COLORS
 from shortcutlab.data.recolor import recolor, split_digits
 from shortcutlab.errors import ShortcutlabError
@@ -37,6 +39,23 @@ from shortcutlab.hooks import capture, forward_until
 NUM_DIGITS = 10
 LABEL_THRESHOLD = 0.5  # a factor that explains over half a unit's variance names the unit
 _EPS = 1e-12
+
+
+def source_digits(data_dir: str | os.PathLike, split: str) -> np.ndarray:
+    """The grayscale digits a split was rendered from (read-only), cached per dataset.
+
+    Rebuilding them means loading, or for the synthetic source regenerating, the whole
+    source; the grid and the exemplar set of one analysis need the same ones.
+    """
+    return _source_digits(str(Path(data_dir).resolve()), split,
+                          load_meta(data_dir).get("dataset_id"))
+
+
+@functools.lru_cache(maxsize=4)
+def _source_digits(data_dir: str, split: str, dataset_id: str | None) -> np.ndarray:
+    digits = split_digits(data_dir, split)
+    digits.setflags(write=False)
+    return digits
 
 
 @dataclass(frozen=True)
@@ -67,7 +86,7 @@ def color_grid(data_dir: str | os.PathLike, split: str = "val", per_digit: int =
     if per_digit < 1:
         raise ShortcutlabError(f"per_digit must be at least 1, got {per_digit}")
     labels = load_split(data_dir, split).labels
-    digits = split_digits(data_dir, split)
+    digits = source_digits(data_dir, split)
     rng = np.random.default_rng(seed)
     chosen = []
     for digit in range(NUM_DIGITS):
@@ -92,7 +111,7 @@ def balanced_images(data_dir: str | os.PathLike, split: str = "val", limit: int 
     could not tell a color unit from a digit unit; this set crosses them.
     """
     labels = load_split(data_dir, split).labels
-    digits = split_digits(data_dir, split)
+    digits = source_digits(data_dir, split)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
     index = np.arange(len(labels))
     if limit is not None and limit < len(index):
