@@ -190,7 +190,8 @@ def label_features(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None
         }
         row["label"] = ("dead" if frequency[feature] == 0 else
                         label_unit(row["color_eta2"], row["digit_eta2"], row["preferred_color"],
-                                   row["preferred_digit"], float(stats["variance"][feature])))
+                                   row["preferred_digit"], float(stats["variance"][feature]),
+                                   row["color_index"]))
         rows.append(row)
     kinds = [row["label"].split(":")[0] for row in rows]
     color_features = {name: [r["feature"] for r in sorted(rows, key=lambda r: -r["color_eta2"])
@@ -200,7 +201,8 @@ def label_features(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None
         "layer": layer,
         "mode": mode,
         "grid": {"split": "val", "per_digit": per_digit},
-        "summary": {kind: kinds.count(kind) for kind in ("color", "digit", "mixed", "dead")},
+        "summary": {kind: kinds.count(kind)
+                    for kind in ("color", "digit", "shape", "mixed", "dead")},
         "color_features": color_features,
         "colors_with_a_feature": sum(bool(v) for v in color_features.values()),
         "features": rows,

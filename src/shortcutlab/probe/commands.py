@@ -86,7 +86,8 @@ def _probe(args: argparse.Namespace) -> int:
                "gray_judge_match": checks.get("gray_judge_match")}
     for layer, table in result["layers"].items():
         summary[layer] = {key: table[key] for key in
-                          ("units", "color_units", "digit_units", "mixed_units", "dead")}
+                          ("units", "color_units", "digit_units", "shape_units",
+                                    "mixed_units", "dead")}
     print(json.dumps(summary, indent=2))
     print(f"wrote {Path(args.out) / 'probe.json'} and {len(result['figures'])} figures")
     return 0

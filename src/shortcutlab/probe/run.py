@@ -87,7 +87,7 @@ def _layer_table(stats: dict[str, np.ndarray], poly: dict[str, np.ndarray]) -> l
             "polysemanticity": float(poly["polysemanticity"][unit]),
         }
         row["label"] = label_unit(row["color_eta2"], row["digit_eta2"], row["preferred_color"],
-                                  row["preferred_digit"], row["variance"])
+                                  row["preferred_digit"], row["variance"], row["color_index"])
         rows.append(row)
     return rows
 
@@ -211,6 +211,7 @@ def _layer_summary(table: list[dict], shown: list[int]) -> dict[str, Any]:
         "dead": len(table) - len(alive),
         "color_units": labels.count("color"),
         "digit_units": labels.count("digit"),
+        "shape_units": labels.count("shape"),
         "mixed_units": labels.count("mixed"),
         "mean_color_index": float(np.mean([r["color_index"] for r in alive])) if alive else None,
         "mean_polysemanticity": (float(np.mean([r["polysemanticity"] for r in alive]))

@@ -203,13 +203,20 @@ def polysemanticity(exemplars: np.ndarray, labels: np.ndarray,
 
 
 def label_unit(color_eta2: float, digit_eta2: float, preferred_color: int,
-               preferred_digit: int, variance: float) -> str:
-    """``color:NAME`` or ``digit:D`` when that factor explains over half the variance,
-    ``mixed`` otherwise, ``dead`` for a unit that does not vary on the grid."""
+               preferred_digit: int, variance: float, color_index: float) -> str:
+    """Name a unit by what explains its activation on the color grid.
+
+    ``color:NAME`` or ``digit:D`` when that factor explains over half the variance;
+    ``shape`` when neither does but the unit changes more with the digit image than with
+    its color (a stroke-part detector, say, that no single digit class owns); ``mixed``
+    otherwise; ``dead`` for a unit that does not vary on the grid.
+    """
     if variance <= 1e-10:
         return "dead"
     if color_eta2 >= LABEL_THRESHOLD and color_eta2 > digit_eta2:
         return f"color:{COLOR_NAMES[preferred_color]}"
     if digit_eta2 >= LABEL_THRESHOLD:
         return f"digit:{preferred_digit}"
+    if color_index < 0.5:
+        return "shape"
     return "mixed"

@@ -46,8 +46,8 @@ def stage_probe(ctx: StageContext) -> dict[str, Any]:
             "dominant_color_match": checks["dominant_color_match"],
             "gray_judge_match": checks.get("gray_judge_match"),
             "layers": {layer: {key: table[key] for key in
-                               ("units", "color_units", "digit_units", "mixed_units", "dead",
-                                "mean_color_index")}
+                               ("units", "color_units", "digit_units", "shape_units",
+                                "mixed_units", "dead", "mean_color_index")}
                        for layer, table in probe["layers"].items()},
         }
         summary["figures"] += [
