@@ -28,6 +28,7 @@ from shortcutlab.probe.params import FourierImage, PixelImage, color_correlation
 from shortcutlab.probe.selectivity import (
     balanced_images,
     color_grid,
+    label_unit,
     normalized_entropy,
     polysemanticity,
     selectivity,
@@ -174,6 +175,14 @@ def test_color_selectivity_separates_hand_built_units(tiny_data):
     poly = polysemanticity(exemplars, labels, colors)
     assert poly["color_entropy"][0] < poly["digit_entropy"][0]
     assert poly["digit_entropy"][1] < poly["color_entropy"][1]
+
+
+def test_unit_labels():
+    assert label_unit(0.9, 0.05, 1, 3, 1.0, 0.95) == "color:green"
+    assert label_unit(0.1, 0.7, 1, 3, 1.0, 0.1) == "digit:3"
+    assert label_unit(0.1, 0.2, 1, 3, 1.0, 0.2) == "shape"
+    assert label_unit(0.3, 0.2, 1, 3, 1.0, 0.8) == "mixed"
+    assert label_unit(0.0, 0.0, 0, 0, 0.0, 0.0) == "dead"
 
 
 def test_exemplars_and_entropy():
