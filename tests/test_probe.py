@@ -269,6 +269,10 @@ def test_probe_cli_end_to_end(tiny_run, tmp_path, capsys):
     assert result["custom_objectives"][0]["objective"] == "features.conv1:0 - features.conv1:1"
     for name in result["figures"]:
         assert (out / name).stat().st_size > 0
+    arrays = np.load(out / "probe.npz")
+    assert arrays["vis/features.conv1"].shape == (3, 28, 28, 3)
+    assert len(arrays["units/features.conv1"]) == 3
+    assert arrays["class_logits"].shape == (10, 28, 28, 3)
     assert "dominant_color_match" in capsys.readouterr().out
 
 

@@ -172,6 +172,8 @@ def run_probe(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
                          checks, stats_by_layer, exemplar_images, exemplar_index, config)
     arrays = {f"vis/{layer}": tensor_to_images(torch.stack(
         [unit_images[Channel(layer, u).name] for u in shown[layer]])) for layer in layers}
+    arrays.update({f"units/{layer}": np.asarray(shown[layer], dtype=np.int64)
+                   for layer in layers})
     arrays["class_logits"] = tensor_to_images(logit_images)
     save_npz(out_dir / "probe.npz", **arrays)
 
