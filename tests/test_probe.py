@@ -255,6 +255,7 @@ def test_probe_cli_end_to_end(tiny_run, tmp_path, capsys):
     code = main(["probe", str(tiny_run), "--out", str(out), "--steps", "6", "--max-units", "3",
                  "--facets", "2", "--facet-units", "1", "--logit-samples", "1",
                  "--per-digit", "2", "--exemplars", "4", "--no-judge", "--threads", "1",
+                 "--exemplar-source", "split", "--exemplar-images", "100",
                  "--layers", "features.conv1,classifier.fc1",
                  "--objective", "features.conv1:0 - features.conv1:1"])
     assert code == 0

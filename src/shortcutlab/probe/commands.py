@@ -51,6 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--per-digit", type=int, default=10,
                         help="color grid: digits per class, each rendered in all 10 colors")
     parser.add_argument("--exemplars", type=int, default=8, help="exemplars per unit")
+    parser.add_argument("--exemplar-source", choices=("balanced", "split"), default="balanced",
+                        help="balanced: the split's digits re-rendered in random colors (tells "
+                        "color units from digit units); split: the split as it is")
+    parser.add_argument("--exemplar-images", type=int, default=3000,
+                        help="images the exemplars are drawn from")
     parser.add_argument("--no-judge", action="store_true",
                         help="skip the grayscale MNIST judge (it trains once, then is cached)")
     parser.add_argument("--batch-units", type=int, default=64, help="units optimized together")
@@ -79,6 +84,8 @@ def _probe(args: argparse.Namespace) -> int:
                          facet_units=args.facet_units, facets=args.facets,
                          diversity=args.diversity, logit_samples=args.logit_samples,
                          split=args.split, per_digit=args.per_digit, exemplars=args.exemplars,
+                         exemplar_source=args.exemplar_source,
+                         exemplar_images=args.exemplar_images,
                          judge=not args.no_judge, seed=args.seed, objectives=tuple(args.objective))
     result = run_probe(args.run, args.out, args.data, config, device)
     checks = result["class_logits"]

@@ -20,7 +20,9 @@ from torch import nn
 
 from shortcutlab import models
 from shortcutlab.artifacts import save_npz, write_json
+from shortcutlab.data import load_split
 from shortcutlab.data.dataset import tensor_to_images
+from shortcutlab.errors import ShortcutlabError
 from shortcutlab.probe import figures
 from shortcutlab.probe.checks import class_logit_checks, dominant_colors
 from shortcutlab.probe.grayscale import gray_classifier
@@ -53,6 +55,7 @@ class ProbeConfig:
     split: str = "val"                     # digits for the color grid and the exemplars
     per_digit: int = 10                    # color grid: digits per class (x 10 colors)
     exemplar_images: int = 3000
+    exemplar_source: str = "balanced"      # balanced: the split's digits in random colors
     exemplars: int = 8
     judge: bool = True                     # run the grayscale MNIST judge
     objectives: tuple[str, ...] = ()       # extra objectives, in parse_objective's syntax
@@ -105,8 +108,8 @@ def run_probe(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
         models.get_layer(model, layer)  # a clear error for a misspelled layer, before any work
 
     grid = color_grid(data_dir, config.split, config.per_digit, seed=config.seed)
-    exemplar_images, exemplar_labels, exemplar_colors = balanced_images(
-        data_dir, config.split, limit=config.exemplar_images, seed=config.seed)
+    exemplar_images, exemplar_labels, exemplar_colors = exemplar_set(
+        data_dir, config.split, config.exemplar_source, config.exemplar_images, config.seed)
     color_sqrt = color_correlation_sqrt(exemplar_images)
 
     tables: dict[str, list[dict]] = {}
@@ -193,6 +196,25 @@ def run_probe(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
     return result
 
 
+def exemplar_set(data_dir: str | os.PathLike, split: str, source: str, limit: int,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images, labels and colors to draw exemplars from.
+
+    ``balanced`` (default) re-renders the split's digits in uniformly random colors, so an
+    exemplar set can tell a color unit from a digit unit; ``split`` takes the split as it
+    is (in a biased split most digits carry their own color).
+    """
+    if source == "balanced":
+        return balanced_images(data_dir, split, limit=limit, seed=seed)
+    if source != "split":
+        raise ShortcutlabError(f"unknown exemplar source {source!r}; choose balanced or split")
+    data = load_split(data_dir, split)
+    if limit < len(data):
+        data = data.subset(np.sort(np.random.default_rng(seed).choice(len(data), limit,
+                                                                      replace=False)))
+    return data.images, data.labels, data.colors
+
+
 def _most_variable(table: list[dict], count: int) -> list[int]:
     order = sorted(table, key=lambda row: -row["variance"])
     return sorted(row["unit"] for row in order[:count])
@@ -246,7 +268,8 @@ def _draw(out_dir: Path, layers: list[str], tables: dict, shown: dict, unit_imag
         figures.image_grid(exemplar_images[exemplar_index[layer][picked]], out_dir / name,
                            row_labels=[_caption(tables[layer][u]).replace("\n", " ")
                                        for u in picked],
-                           title=f"{layer}: top-{config.exemplars} exemplars (balanced colors)")
+                           title=f"{layer}: top-{config.exemplars} exemplars "
+                           f"({config.split}, {config.exemplar_source})")
         files.append(name)
     if facet_vis is not None:
         name = "facets.png"
