@@ -34,6 +34,10 @@ def tiny_runs(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
         torch.set_num_threads(threads)
 
 
+def splits_of(summary: dict, role: str) -> dict:
+    return summary["models"][role]["splits"]
+
+
 def test_explain_cli_with_comparison(tiny_data, tiny_runs, tmp_path, capsys):
     lazy, standard = tiny_runs
     out = tmp_path / "lrp"
@@ -60,9 +64,20 @@ def test_explain_cli_with_comparison(tiny_data, tiny_runs, tmp_path, capsys):
             assert 0.0 <= metrics["pointing_game"] <= 1.0
             assert 0.0 < metrics["background_area"] < 1.0
             assert 0.0 <= metrics["accuracy"] <= 1.0
-        assert splits["test_hard"]["conflicting"]["n"] == 64  # no hard image has its own color
+        hard = splits["test_hard"]["conflicting"]
+        assert hard["n"] == 64  # no hard image has its own color
+        answers = hard["by_answer"]
+        assert sum(part["n"] for part in answers.values()) == 64
+        if "digit" in answers:
+            assert answers["digit"]["accuracy"] == 1.0
         stages = summary["sanity"][role]["randomized_from_top"]
         assert stages[0].startswith("none") and stages[-1] == "features.conv1"
+    from shortcutlab.explain import headline
+
+    short = headline(summary)
+    assert short["method"] == "lrp" and short["compare"]["label"] == "standard"
+    assert short["model"]["test_hard"]["background_share"] == \
+        splits_of(summary, "model")["test_hard"]["background_share"]["mean"]
     figures = summary["figures"]
     assert set(figures) == {"aha", "shares", "examples", "sanity", "sanity_maps", "aha_images"}
     assert figures["aha_images"] == "test splits"

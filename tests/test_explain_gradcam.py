@@ -75,6 +75,14 @@ def test_grad_cam_defaults_shapes_and_upsampling():
     assert hooks_left(model) == []
 
 
+def test_grad_cam_survives_in_place_activations_after_the_layer():
+    model = random_cnn(8, dtype=torch.float32)
+    x = images(3, 4)
+    expected = grad_cam(model, x, 2, layer="conv3", upsample=False)
+    model.relu3.inplace = True
+    torch.testing.assert_close(grad_cam(model, x, 2, layer="conv3", upsample=False), expected)
+
+
 def test_grad_cam_pp_matches_pytorch_grad_cam_weights():
     grad_cam_lib = pytest.importorskip("pytorch_grad_cam")
     model = random_cnn(4, width=5, dtype=torch.float32)

@@ -235,6 +235,18 @@ def test_heatmap_without_create_graph_is_detached_and_model_untouched():
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_frozen_model_under_no_grad_as_a_teacher():
+    model = random_cnn(14)
+    x = batch(3)
+    expected = lrp(model, x, 2, epsilon=0.05)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    with torch.no_grad():
+        relevance = lrp(model, x, 2, epsilon=0.05)
+        assert not torch.is_grad_enabled()
+    torch.testing.assert_close(relevance, expected)
+
+
 def test_no_hooks_left_after_errors():
     model = models.create("cnn3", width=4, hidden=8)
     model.train()
@@ -281,6 +293,30 @@ def test_rules_are_data_and_composites_compose():
                                lrp(model, x, 3, rule="epsilon-plus", epsilon=0.05))
     torch.testing.assert_close(lrp(model, x, 3, rule=Epsilon(0.2)),
                                lrp(model, x, 3, epsilon=0.2))
+
+
+def test_registry_resnet18_conserves_relevance():
+    if "resnet18" not in models.list_models():
+        pytest.skip("resnet18 is not in the model registry yet")
+    torch.manual_seed(0)
+    model = models.create("resnet18", width=4).double().eval()
+    with torch.no_grad():  # no biases anywhere (BatchNorm shifts included)
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.zero_()
+                module.running_mean.zero_()
+            elif isinstance(module, nn.Linear):
+                module.bias.zero_()
+    x = batch(2)
+    target = torch.tensor([3, 8])
+    relevance = lrp(model, x, target, epsilon=1e-12, stabilizer=1e-12)
+    logits = model(x).gather(1, target[:, None])[:, 0]
+    torch.testing.assert_close(relevance.sum(dim=(1, 2, 3)), logits, rtol=1e-7, atol=1e-10)
+    heatmap = lrp(model, x, target, epsilon=0.05, create_graph=True)
+    heatmap.abs().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert hooks_left(model) == []
 
 
 def test_float32_cnn3_runs_on_a_batch():

@@ -26,7 +26,7 @@ _EXPORTS = {
     "register_composite": "relevance",
     "METHODS": "methods", "attribution_maps": "methods", "get_method": "methods",
     "background_area": "metrics", "background_share": "metrics", "pointing_game": "metrics",
-    "ExplainConfig": "run", "explain_run": "run",
+    "ExplainConfig": "run", "explain_run": "run", "headline": "run",
     "cascading_randomization": "sanity", "rank_correlation": "sanity",
 }
 

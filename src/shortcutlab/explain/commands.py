@@ -49,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="Grad-CAM layer name (default: the last Conv2d)")
     parser.add_argument("--rule", default="epsilon", choices=RULE_CHOICES,
                         help="LRP rule or composite")
-    parser.add_argument("--epsilon", type=float, default=1e-6, help="LRP epsilon")
+    parser.add_argument("--epsilon", type=float, default=0.01,
+                        help="LRP epsilon (the epsilon rule's; near 0 it is gradient x input)")
     parser.add_argument("--steps", type=int, default=32,
                         help="integrated-gradients steps")
     parser.add_argument("--tolerance", type=int, default=0,
@@ -95,6 +96,7 @@ def _print_summary(summary: dict) -> None:
         for split, metrics in entry["splits"].items():
             share = metrics["background_share"]
             mean = "n/a" if share["mean"] is None else f"{share['mean']:.3f} +- {share['std']:.3f}"
+            empty = f", {share['undefined']} empty maps left out" if share["undefined"] else ""
             print(f"  {entry['label']:>16s} {split:14s} acc {metrics['accuracy']:.3f}  "
-                  f"background share {mean} (uniform {metrics['background_area']:.3f})  "
+                  f"background share {mean} (uniform {metrics['background_area']:.3f}{empty})  "
                   f"pointing {metrics['pointing_game']:.3f}")

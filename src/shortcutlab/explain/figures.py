@@ -29,6 +29,7 @@ SCALE = 4          # each image pixel becomes SCALE x SCALE pixels in grids
 GAP = 6            # pixels between cells
 TITLE_ROOM = 34    # pixels above each row of cells for cell titles
 LABEL_ROOM = 150   # pixels left of the grid for row labels
+SIGNED_PERCENTILE = 97
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
@@ -47,13 +48,15 @@ def overlay(image: np.ndarray, heat: np.ndarray, signed: bool) -> np.ndarray:
     """float (H, W, 3): the heatmap blended over the image's luminance, scaled per image.
 
     Signed maps (LRP, gradients): red for evidence for the class, blue against, opacity
-    growing with magnitude. Non-negative maps (Grad-CAM): the usual jet overlay.
+    growing with magnitude, saturating at the 97th percentile of the magnitudes so that
+    evidence spread thinly over many pixels stays visible next to a few strong ones.
+    Non-negative maps (Grad-CAM): the usual jet overlay, scaled to the maximum.
     """
     gray = np.repeat(luminance(image)[..., None], 3, axis=2)
     heat = np.asarray(heat, dtype=np.float64)
     if signed:
-        scale = np.abs(heat).max()
-        norm = heat / scale if scale > 0 else heat
+        scale = np.percentile(np.abs(heat), SIGNED_PERCENTILE)
+        norm = np.clip(heat / scale, -1, 1) if scale > 0 else heat
         color = colormaps["bwr"]((norm + 1) / 2)[..., :3]
         alpha = np.clip(np.abs(norm) * 1.2, 0, 0.9)[..., None]
     else:
@@ -115,14 +118,15 @@ class Grid:
             ax.text(LABEL_ROOM - 10, top + side / 2, label, ha="right", va="center", fontsize=8)
         for column, label in self.column_labels.items():
             _, left = self._origin(0, column)
-            ax.text(left + side / 2, -6, label, ha="center", va="bottom", fontsize=8,
-                    fontweight="bold", wrap=True)
+            ax.text(left + side / 2, -4, label, ha="center", va="bottom", fontsize=8,
+                    fontweight="bold")
 
     def figure_size(self) -> tuple[float, float]:
+        """Inches at 100 dpi, so that one canvas pixel is one figure pixel."""
         side = self.size * SCALE
         width = LABEL_ROOM + self.columns * (side + GAP)
         height = self.rows * (side + GAP + TITLE_ROOM) + TITLE_ROOM
-        return width / 100 * 0.95, height / 100 * 0.95
+        return width / 100, height / 100
 
 
 def _legend_text(signed: bool) -> str:
@@ -134,11 +138,12 @@ def _legend_text(signed: bool) -> str:
 
 
 def _grid_figure(grid: Grid, title: str, legend: str, path: str | os.PathLike) -> None:
-    width, height = grid.figure_size()
-    fig, ax = plt.subplots(figsize=(width, height + 1.0))
+    fig = plt.figure(figsize=grid.figure_size())
+    ax = fig.add_axes((0, 0, 1, 1))
     grid.draw(fig, ax)
-    fig.suptitle(title, fontsize=10)
-    fig.text(0.5, 0.0, legend, ha="center", va="top", fontsize=8)
+    top = 1 + (0.55 if grid.column_labels else 0.1) / fig.get_figheight()
+    fig.text(0.5, top, title, ha="center", va="bottom", fontsize=10)
+    fig.text(0.5, -0.1 / fig.get_figheight(), legend, ha="center", va="top", fontsize=8)
     save_figure(fig, path)
 
 
@@ -162,8 +167,8 @@ def aha_panel(path: str | os.PathLike, digits: np.ndarray, biased: np.ndarray,
     followed by every model's heatmap and prediction."""
     per_side = 1 + len(models)
     grid = Grid(len(digits), 2 * per_side)
-    for side, name in enumerate(("own color", "another class's color")):
-        grid.column_labels[side * per_side] = f"digit in {name}"
+    for side, name in enumerate(("its own color", "another class's\ncolor")):
+        grid.column_labels[side * per_side] = f"digit in\n{name}"
         for offset, model in enumerate(models, start=1):
             grid.column_labels[side * per_side + offset] = model.label
     for row, digit in enumerate(digits):
@@ -237,11 +242,12 @@ def share_chart(path: str | os.PathLike, splits: Sequence[str], labels: Sequence
         ax.set_xticks(x, splits)
         ax.set_ylim(0, 1.05)
         ax.grid(axis="y", alpha=0.3)
-    left.legend(fontsize=8, loc="lower right")
-    right.legend(fontsize=8, loc="lower right")
+    handles, names = left.get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=9,
+               bbox_to_anchor=(0.5, -0.02), frameon=False)
     fig.suptitle(f"{method_title}: does the evidence sit on the digit or on the colored "
                  "background?")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     save_figure(fig, path)
 
 

@@ -54,7 +54,7 @@ def layer_activation_and_gradient(model: nn.Module, x: Tensor, target: Target,
         torch.set_grad_enabled(True)
         activation = output.detach().requires_grad_(True)
         captured.append(activation)
-        return activation
+        return activation.clone()  # the model may change its copy in place (ReLU(inplace))
 
     with grad_enabled_restored(), forward_hooks([(module, capture)], [(model, start_recording)]):
         logits = model(x)

@@ -39,7 +39,7 @@ def _gradcampp(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = 
 
 
 def _lrp(model: nn.Module, x: Tensor, target: Tensor, rule: str = "epsilon",
-         epsilon: float = 1e-6, **_: Any) -> Tensor:
+         epsilon: float = 0.01, **_: Any) -> Tensor:
     return lrp(model, x, target, rule=rule, epsilon=epsilon)
 
 

@@ -16,7 +16,12 @@ from shortcutlab import models
 from shortcutlab.artifacts import read_json, write_json
 from shortcutlab.data import SPLITS, Split, load_meta, load_split
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.explain.methods import attribution_maps, get_method, method_options
+from shortcutlab.explain.methods import (
+    Method,
+    attribution_maps,
+    get_method,
+    method_options,
+)
 from shortcutlab.explain.metrics import (
     background_area,
     background_share,
@@ -47,7 +52,7 @@ class ExplainConfig:
     batch_size: int = 256
     layer: str | None = None
     rule: str = "epsilon"
-    epsilon: float = 1e-6
+    epsilon: float = 0.01
     steps: int = 32
     tolerance: int = 0
     sanity_images: int = 32
@@ -123,11 +128,26 @@ def _targets(config: ExplainConfig, preds: Tensor, labels: np.ndarray) -> Tensor
     return preds if config.target == "predicted" else torch.from_numpy(labels).long()
 
 
+def _subset_metrics(select: Tensor, preds: Tensor, labels: Tensor, shares: Tensor,
+                    hits: Tensor) -> dict[str, Any]:
+    return {
+        "n": int(select.sum()),
+        "accuracy": float((preds[select] == labels[select]).double().mean()),
+        "background_share": summarize(shares[select])["mean"],
+        "pointing_game": float(hits[select].double().mean()),
+    }
+
+
 def _split_metrics(maps: Tensor, split: Split, preds: Tensor, tolerance: int) -> dict[str, Any]:
+    """Scores of one model on one split, overall and for subsets of images: ``aligned`` and
+    ``conflicting`` (the image's color is / is not its class's), and conflicting images by
+    the model's answer (``by_answer``: ``color`` = the class whose color the image has,
+    ``digit`` = the true class, ``other``)."""
     masks = torch.from_numpy(split.masks)
     shares = background_share(maps, masks)
     hits = pointing_game(maps, masks, tolerance)
     labels = torch.from_numpy(split.labels)
+    colors = torch.from_numpy(split.colors)
     aligned = torch.from_numpy(split.aligned)
     result = {
         "n": len(split),
@@ -138,12 +158,14 @@ def _split_metrics(maps: Tensor, split: Split, preds: Tensor, tolerance: int) ->
     }
     for name, select in (("aligned", aligned), ("conflicting", ~aligned)):
         if bool(select.any()):
-            result[name] = {
-                "n": int(select.sum()),
-                "accuracy": float((preds[select] == labels[select]).double().mean()),
-                "background_share": summarize(shares[select])["mean"],
-                "pointing_game": float(hits[select].double().mean()),
-            }
+            result[name] = _subset_metrics(select, preds, labels, shares, hits)
+    if bool((~aligned).any()):
+        answers = {"color": preds == colors, "digit": preds == labels}
+        answers["other"] = ~(answers["color"] | answers["digit"])
+        result["conflicting"]["by_answer"] = {
+            name: _subset_metrics(~aligned & chosen, preds, labels, shares, hits)
+            for name, chosen in answers.items() if bool((~aligned & chosen).any())
+        }
     return result
 
 
@@ -178,16 +200,120 @@ def _aha_images(data_dir: Path, config: ExplainConfig) -> dict[str, Any]:
             "conflicting": recolor(data_dir, gray, conflict, seed=config.seed)}
 
 
+@dataclass
+class _Job:
+    """What every step of one explain run shares."""
+
+    config: ExplainConfig
+    data_dir: Path
+    device: torch.device
+    loaded: list[LoadedModel]
+
+    @property
+    def method(self) -> Method:
+        return get_method(self.config.method)
+
+    def maps(self, model: nn.Module, images: Tensor, targets: Tensor, desc: str) -> Tensor:
+        return attribution_maps(model, images, targets.to(self.device), self.method,
+                                self.config.method_options(), self.config.batch_size, desc)
+
+
+def _score_splits(job: _Job) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Metrics per model and split, and the first images' maps for the examples figure."""
+    config = job.config
+    per_model: dict[str, dict[str, Any]] = {m.label: {} for m in job.loaded}
+    blocks = []
+    for split_name in config.splits:
+        split = _subset(load_split(job.data_dir, split_name), config.limit, config.seed)
+        images = split.image_tensor(job.device)
+        block = {"split": split_name, "images": split.images[:config.examples],
+                 "labels": split.labels[:config.examples].tolist(),
+                 "colors": split.colors[:config.examples].tolist(), "maps": {}, "preds": {}}
+        for entry in job.loaded:
+            preds, _ = _predict(entry.model, images, config.batch_size)
+            maps = job.maps(entry.model, images, _targets(config, preds, split.labels),
+                            f"{entry.label} {split_name}")
+            per_model[entry.label][split_name] = _split_metrics(maps, split, preds,
+                                                               config.tolerance)
+            block["maps"][entry.label] = maps[:config.examples].numpy()
+            block["preds"][entry.label] = preds[:config.examples].tolist()
+        blocks.append(block)
+    return per_model, blocks
+
+
+def _sanity(job: _Job) -> tuple[dict[str, Any], Split | None]:
+    """The cascading-randomization check of every model on the first split's images."""
+    config = job.config
+    if not config.sanity_images:
+        return {}, None
+    split = _subset(load_split(job.data_dir, config.splits[0]), config.sanity_images,
+                    config.seed)
+    images = split.image_tensor(job.device)
+    results = {}
+    for entry in job.loaded:
+        preds, _ = _predict(entry.model, images, config.batch_size)
+        targets = _targets(config, preds, split.labels)
+
+        def maps_fn(model: nn.Module, targets: Tensor = targets) -> Tensor:
+            return job.maps(model, images, targets, "sanity check")
+
+        results[entry.label] = cascading_randomization(entry.model, maps_fn, seed=config.seed)
+    return results, split
+
+
+def _panel_models(job: _Job, aha: dict[str, Any]) -> list[Any]:
+    from shortcutlab.explain.figures import PanelModel
+
+    panel = []
+    for entry in job.loaded:
+        sides = {}
+        for side in ("biased", "conflicting"):
+            x = torch.from_numpy(aha[side]).to(job.device).permute(0, 3, 1, 2).float() / 255
+            preds, probs = _predict(entry.model, x, job.config.batch_size)
+            targets = preds if job.config.target == "predicted" else torch.from_numpy(
+                aha["digits"]).long()
+            maps = job.maps(entry.model, x, targets, "panel")
+            sides[side] = (maps.numpy(), preds.numpy(), probs.numpy())
+        panel.append(PanelModel(entry.label, sides["biased"][0], sides["conflicting"][0],
+                                sides["biased"][1], sides["biased"][2],
+                                sides["conflicting"][1], sides["conflicting"][2]))
+    return panel
+
+
+def _figures(job: _Job, out_dir: Path, per_model: dict[str, Any], blocks: list[dict[str, Any]],
+             sanity: dict[str, Any], sanity_split: Split | None) -> dict[str, str]:
+    """Write every figure; return what was written."""
+    from shortcutlab.explain import figures
+
+    method, config = job.method, job.config
+    labels = [entry.label for entry in job.loaded]
+    aha = _aha_images(job.data_dir, config)
+    figures.aha_panel(out_dir / FIGURES["aha"], aha["digits"], aha["biased"],
+                      aha["conflicting"], aha["conflict_colors"], _panel_models(job, aha),
+                      method.title, method.signed)
+    figures.share_chart(out_dir / FIGURES["shares"], list(config.splits), labels, per_model,
+                        method.title)
+    written = {"aha": FIGURES["aha"], "shares": FIGURES["shares"], "aha_images": aha["source"]}
+    if config.examples:
+        figures.examples_figure(out_dir / FIGURES["examples"], blocks, labels, method.title,
+                                method.signed)
+        written["examples"] = FIGURES["examples"]
+    if sanity:
+        figures.sanity_figure(out_dir / FIGURES["sanity"], out_dir / FIGURES["sanity_maps"],
+                              sanity, sanity_split.images, method.title, method.signed)
+        written["sanity"] = FIGURES["sanity"]
+        written["sanity_maps"] = FIGURES["sanity_maps"]
+    return written
+
+
 def explain_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike,
                 out_dir: str | os.PathLike, config: ExplainConfig = ExplainConfig(),
                 compare_dir: str | os.PathLike | None = None, label: str | None = None,
                 compare_label: str | None = None) -> dict[str, Any]:
-    """Explain a trained model on a dataset; write ``explain.json`` and figures to ``out_dir``."""
+    """Explain a trained model (and optionally a second one) on a dataset; write
+    ``explain.json`` and the figures to ``out_dir`` and return the ``explain.json`` content
+    (see docs/artifacts.md)."""
     config.validate()
-    from shortcutlab.explain import figures
-
-    method = get_method(config.method)
-    options = config.method_options()
     device = resolve_device(config.device)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     meta = load_meta(data_dir)
@@ -195,96 +321,42 @@ def explain_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike,
     if compare_dir is not None:
         loaded.append(_load_model(compare_dir, compare_label, device))
         if loaded[0].label == loaded[1].label:
-            loaded[0].label, loaded[1].label = f"{loaded[0].label} (model)", \
-                f"{loaded[1].label} (compare)"
+            loaded[0].label += " (model)"
+            loaded[1].label += " (compare)"
+    job = _Job(config, data_dir, device, loaded)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    per_model: dict[str, dict[str, Any]] = {m.label: {} for m in loaded}
-    blocks = []
-    for split_name in config.splits:
-        split = _subset(load_split(data_dir, split_name), config.limit, config.seed)
-        images = split.image_tensor(device)
-        block = {"split": split_name, "images": split.images[:config.examples],
-                 "labels": split.labels[:config.examples].tolist(),
-                 "colors": split.colors[:config.examples].tolist(), "maps": {}, "preds": {}}
-        for entry in loaded:
-            preds, _ = _predict(entry.model, images, config.batch_size)
-            targets = _targets(config, preds, split.labels).to(device)
-            maps = attribution_maps(entry.model, images, targets, method, options,
-                                    config.batch_size, desc=f"{entry.label} {split_name}")
-            per_model[entry.label][split_name] = _split_metrics(maps, split, preds,
-                                                               config.tolerance)
-            block["maps"][entry.label] = maps[:config.examples].numpy()
-            block["preds"][entry.label] = preds[:config.examples].tolist()
-        blocks.append(block)
+    per_model, blocks = _score_splits(job)
+    sanity, sanity_split = _sanity(job)
+    written = _figures(job, out_dir, per_model, blocks, sanity, sanity_split) \
+        if config.figures else {}
 
-    sanity = {}
-    sanity_split = _subset(load_split(data_dir, config.splits[0]), config.sanity_images,
-                           config.seed) if config.sanity_images else None
-    if sanity_split is not None:
-        images = sanity_split.image_tensor(device)
-        for entry in loaded:
-            preds, _ = _predict(entry.model, images, config.batch_size)
-            targets = _targets(config, preds, sanity_split.labels).to(device)
-
-            def maps_fn(model: nn.Module, images: Tensor = images,
-                        targets: Tensor = targets) -> Tensor:
-                return attribution_maps(model, images, targets, method, options,
-                                        config.batch_size, desc="sanity check")
-
-            sanity[entry.label] = cascading_randomization(entry.model, maps_fn, seed=config.seed)
-
-    written = {}
-    if config.figures:
-        labels = [entry.label for entry in loaded]
-        aha = _aha_images(data_dir, config)
-        panel = []
-        for entry in loaded:
-            sides = {}
-            for side in ("biased", "conflicting"):
-                x = torch.from_numpy(aha[side]).to(device).permute(0, 3, 1, 2).float() / 255
-                preds, probs = _predict(entry.model, x, config.batch_size)
-                targets = preds if config.target == "predicted" else torch.from_numpy(
-                    aha["digits"]).long()
-                maps = attribution_maps(entry.model, x, targets.to(device), method, options,
-                                        config.batch_size, desc="panel")
-                sides[side] = (maps.numpy(), preds.numpy(), probs.numpy())
-            panel.append(figures.PanelModel(entry.label, sides["biased"][0],
-                                            sides["conflicting"][0], sides["biased"][1],
-                                            sides["biased"][2], sides["conflicting"][1],
-                                            sides["conflicting"][2]))
-        figures.aha_panel(out_dir / FIGURES["aha"], aha["digits"], aha["biased"],
-                          aha["conflicting"], aha["conflict_colors"], panel, method.title,
-                          method.signed)
-        figures.share_chart(out_dir / FIGURES["shares"], list(config.splits), labels,
-                            per_model, method.title)
-        if config.examples:
-            figures.examples_figure(out_dir / FIGURES["examples"], blocks, labels,
-                                    method.title, method.signed)
-        written = {key: FIGURES[key] for key in ("aha", "shares")}
-        if config.examples:
-            written["examples"] = FIGURES["examples"]
-        if sanity:
-            figures.sanity_figure(out_dir / FIGURES["sanity"], out_dir / FIGURES["sanity_maps"],
-                                  sanity, sanity_split.images, method.title, method.signed)
-            written["sanity"] = FIGURES["sanity"]
-            written["sanity_maps"] = FIGURES["sanity_maps"]
-        written["aha_images"] = aha["source"]
-
-    roles = ["model", "compare"]
+    roles = dict(zip(("model", "compare"), loaded, strict=False))
     summary = {
         "method": config.method,
-        "method_options": options,
+        "method_options": config.method_options(),
         "target": config.target,
         "config": asdict(config),
         "data": {"dir": str(data_dir), "dataset_id": meta.get("dataset_id")},
-        "models": {
-            role: {**entry.info, "label": entry.label, "splits": per_model[entry.label]}
-            for role, entry in zip(roles, loaded, strict=False)
-        },
+        "models": {role: {**entry.info, "label": entry.label, "splits": per_model[entry.label]}
+                   for role, entry in roles.items()},
         "sanity": {role: sanity[entry.label].to_json()
-                   for role, entry in zip(roles, loaded, strict=False) if entry.label in sanity},
+                   for role, entry in roles.items() if entry.label in sanity},
         "figures": written,
     }
     write_json(out_dir / EXPLAIN_JSON, summary)
     return summary
+
+
+def headline(summary: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers a study summary needs: mean background share and pointing-game hit
+    rate per model and split."""
+    return {
+        "method": summary["method"],
+        **{role: {"label": entry["label"], **{
+            split: {"background_share": metrics["background_share"]["mean"],
+                    "pointing_game": metrics["pointing_game"],
+                    "accuracy": metrics["accuracy"]}
+            for split, metrics in entry["splits"].items()}}
+           for role, entry in summary["models"].items()},
+    }
