@@ -11,7 +11,9 @@ from typing import Any
 
 from shortcutlab.artifacts import write_json
 from shortcutlab.config import load_config
+from shortcutlab.decompose.stage import sae_stage
 from shortcutlab.pipeline import PipelineReport, Stage, StageContext, run_pipeline
+from shortcutlab.probe.stage import probe_stage
 from shortcutlab.runtime import set_threads
 
 
@@ -84,6 +86,9 @@ STAGES: list[Stage] = [
     Stage("standard", stage_train, inputs=("data",),
           description="Task 1: train a normal recipe (preset standard) for comparison"),
 ]
+
+# Tasks 2 and 6 analyse each trained model stage above (probe/stage.py, decompose/stage.py).
+STAGES += [stage for stage in (probe_stage(STAGES), sae_stage(STAGES)) if stage is not None]
 
 
 def run_study(out: str | Path, config_path: str | Path | None = None, quick: bool = False,

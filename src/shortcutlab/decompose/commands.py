@@ -1,4 +1,4 @@
-"""CLI subcommands of this stage (registered by ``shortcutlab.cli``)."""
+"""CLI: ``shortcutlab sae train|label|intervene`` (sparse autoencoders on hidden states)."""
 
 from __future__ import annotations
 
@@ -7,3 +7,146 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands; heavy imports happen inside the handlers."""
+    parser = subparsers.add_parser(
+        "sae",
+        help="decompose a layer with a sparse autoencoder, label its features, dial them",
+        description=(
+            "Task 6. `train` fits an overcomplete sparse autoencoder to one layer's "
+            "activations and reports r2, L0, dead features and the model's accuracy with the "
+            "layer replaced by the reconstruction; `label` names each feature by its color "
+            "and digit selectivity and draws feature cards; `intervene` ablates the color "
+            "features and boosts one color's features on other digits."
+        ),
+    )
+    commands = parser.add_subparsers(dest="sae_command", metavar="SUBCOMMAND")
+    commands.required = True
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+
+    train = commands.add_parser(
+        "train", help="train an SAE on one layer of a trained model", formatter_class=formatter,
+        description="Train a sparse autoencoder on a layer's activations (train split images) "
+        "and evaluate it on validation activations; writes sae.pt, sae.json and a figure.")
+    train.add_argument("run", metavar="RUN", help="a trained model's run directory")
+    train.add_argument("--out", required=True, help="SAE directory to write")
+    train.add_argument("--data", default=None,
+                       help="dataset directory (default: the one recorded in RUN/config.json)")
+    train.add_argument("--layer", default=None, help="layer name (default: the last conv layer)")
+    train.add_argument("--mode", default="auto", choices=("auto", "flat", "pooled", "position"),
+                       help="conv layers: per position or spatially pooled; FC layers: flat")
+    train.add_argument("--expansion", type=int, default=8, help="features per input dimension")
+    train.add_argument("--activation", choices=("relu", "topk"), default="relu")
+    train.add_argument("--k", type=int, default=16, help="TopK: features on per input")
+    train.add_argument("--l1", type=float, default=3e-3, help="ReLU: L1 sparsity weight")
+    train.add_argument("--steps", type=int, default=4000)
+    train.add_argument("--batch-size", type=int, default=512)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--resample-every", type=int, default=1000,
+                       help="resample dead features this often (0: never)")
+    train.add_argument("--images", type=int, default=5000,
+                       help="training-split images whose activations train the SAE")
+    train.add_argument("--seed", type=int, default=0)
+    _device_options(train)
+    train.set_defaults(func=_train)
+
+    label = commands.add_parser(
+        "label", help="label features by color and digit selectivity", formatter_class=formatter,
+        description="Measure every feature on validation digits rendered in all 10 colors, "
+        "name it color:NAME, digit:D, mixed or dead, and draw feature cards (exemplars and "
+        "activation profiles). Writes labels.json and figures into the SAE directory.")
+    label.add_argument("sae_dir", metavar="SAE_DIR", help="directory written by `sae train`")
+    label.add_argument("--out", default=None, help="output directory (default: SAE_DIR)")
+    label.add_argument("--per-digit", type=int, default=10,
+                       help="digits per class in the color grid")
+    label.add_argument("--cards", type=int, default=16, help="feature cards to draw")
+    label.add_argument("--seed", type=int, default=0)
+    _device_options(label)
+    label.set_defaults(func=_label)
+
+    intervene = commands.add_parser(
+        "intervene", help="ablate or boost features while the model runs",
+        formatter_class=formatter,
+        description="Headline experiments: accuracy with every color feature ablated, and "
+        "how often boosting one color's features on images of other digits flips the "
+        "prediction to that color's class. Labels the features first if needed. Writes "
+        "intervene.json and interventions.png.")
+    intervene.add_argument("sae_dir", metavar="SAE_DIR", help="directory written by `sae train`")
+    intervene.add_argument("--out", default=None, help="output directory (default: SAE_DIR)")
+    intervene.add_argument("--strengths", default="1,2,4",
+                           help="boost strengths, in units of the feature's mean activation "
+                           "on images of its color")
+    intervene.add_argument("--edit", action="append", default=[],
+                           help="also measure a custom edit: F=SCALE (0 ablates, k boosts) "
+                           "or F+AMOUNT (repeatable)")
+    intervene.add_argument("--split", default="test_hard", help="split for the custom edits")
+    intervene.add_argument("--boost-images", type=int, default=1000,
+                           help="test_easy images of other digits per boosted color")
+    intervene.add_argument("--seed", type=int, default=0)
+    _device_options(intervene)
+    intervene.set_defaults(func=_intervene)
+
+
+def _device_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads")
+
+
+def _setup(args: argparse.Namespace):
+    from shortcutlab.runtime import resolve_device, set_threads
+
+    set_threads(args.threads)
+    return resolve_device(args.device)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from shortcutlab.decompose.run import train_on_run
+    from shortcutlab.decompose.sae import SAEConfig
+
+    device = _setup(args)
+    config = SAEConfig(expansion=args.expansion, activation=args.activation, k=args.k,
+                       l1=args.l1, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                       resample_every=args.resample_every, seed=args.seed)
+    meta = train_on_run(args.run, args.out, args.data, args.layer, args.mode, config,
+                        images=args.images, device=device)
+    val = meta["accuracy"]["val"]
+    print(f"SAE on {meta['layer']} ({meta['mode']}, {meta['sae']['d_hidden']} features): "
+          f"r2 {meta['r2']:.3f}, L0 {meta['l0']:.1f}, dead {meta['dead_fraction']:.1%}, "
+          f"val accuracy {val['original']:.3f} -> {val['reconstructed']:.3f} reconstructed")
+    return 0
+
+
+def _label(args: argparse.Namespace) -> int:
+    from shortcutlab.decompose.run import label_features
+
+    device = _setup(args)
+    result = label_features(args.sae_dir, args.out, per_digit=args.per_digit, cards=args.cards,
+                            seed=args.seed, device=device)
+    print(f"features: {result['summary']}; colors with a feature: "
+          f"{result['colors_with_a_feature']}/10")
+    return 0
+
+
+def _intervene(args: argparse.Namespace) -> int:
+    import json
+
+    from shortcutlab.decompose.run import intervene, parse_edit
+    from shortcutlab.errors import ShortcutlabError
+
+    device = _setup(args)
+    try:
+        strengths = [float(v) for v in args.strengths.split(",") if v.strip()]
+    except ValueError:
+        raise ShortcutlabError(f"--strengths must be numbers separated by commas, "
+                               f"got {args.strengths!r}") from None
+    edits = [parse_edit(text) for text in args.edit]
+    result = intervene(args.sae_dir, args.out, strengths, edits, args.split,
+                       boost_images=args.boost_images, seed=args.seed, device=device)
+    ablation = result["ablate_color_features"]["splits"]
+    summary = {split: {"before": v["accuracy_before"], "after": v["accuracy_after"]}
+               for split, v in ablation.items()}
+    print("accuracy with the color features ablated:", json.dumps(summary))
+    if "mean_flip_rate" in result["boost_color_features"]:
+        print("mean flip rate to the boosted color's class:",
+              result["boost_color_features"]["mean_flip_rate"])
+    if "custom" in result:
+        print("custom edits:", json.dumps(result["custom"]))
+    return 0

@@ -1,0 +1,407 @@
+"""``shortcutlab sae train|label|intervene``: an SAE for one layer of a trained model.
+
+An SAE directory holds ``sae.pt`` (the state_dict) and ``sae.json`` (where it came from,
+how it was trained, ``r2``, ``l0``, ``dead_fraction`` and the model's accuracy with the
+layer replaced by its reconstruction); ``sae label`` adds ``labels.json`` and feature
+cards, ``sae intervene`` adds ``intervene.json`` and its figure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from shortcutlab import models
+from shortcutlab.artifacts import load_torch, read_json, save_torch, write_json
+from shortcutlab.data import load_meta, load_split
+from shortcutlab.data.palette import COLOR_NAMES, palette_array
+from shortcutlab.decompose.activations import (
+    FeatureEdit,
+    collect_activations,
+    edited,
+    feature_activations,
+    reconstructed,
+    resolve_mode,
+)
+from shortcutlab.decompose.sae import SAEConfig, SparseAutoencoder, sae_metrics, train_sae
+from shortcutlab.errors import ShortcutlabError
+from shortcutlab.probe import figures
+from shortcutlab.probe.inputs import resolve_data_dir
+from shortcutlab.probe.selectivity import (
+    balanced_images,
+    color_grid,
+    label_unit,
+    polysemanticity,
+    selectivity,
+    top_exemplars,
+)
+
+SAE_FILE = "sae.pt"
+SAE_META = "sae.json"
+LABELS = "labels.json"
+ACCURACY_SPLITS = ("val", "test_easy", "test_hard")
+
+
+@torch.no_grad()
+def predictions(model: nn.Module, images: np.ndarray, batch_size: int = 1000,
+                device: torch.device | str = "cpu") -> np.ndarray:
+    from shortcutlab.data import images_to_tensor
+
+    out = [model(images_to_tensor(images[start:start + batch_size], device)).argmax(1).cpu()
+           for start in range(0, len(images), batch_size)]
+    return torch.cat(out).numpy()
+
+
+def _predict_under(context: Callable[[], contextlib.AbstractContextManager], model: nn.Module,
+                   images: np.ndarray, device) -> np.ndarray:
+    with context():
+        return predictions(model, images, device=device)
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train_on_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                 data_dir: str | os.PathLike | None = None, layer: str | None = None,
+                 mode: str = "auto", config: SAEConfig | None = None, images: int = 5000,
+                 eval_images: int = 2000, device: torch.device | str = "cpu",
+                 show_progress: bool = True) -> dict[str, Any]:
+    """Train an SAE on ``layer`` of the model in ``run_dir``; write ``sae.pt`` and ``sae.json``."""
+    config = config or SAEConfig()
+    out_dir = Path(out_dir)
+    model = models.load(run_dir, device=device)
+    data_dir = resolve_data_dir(run_dir, data_dir)
+    layer = layer or models.last_conv(model)[0]
+    models.get_layer(model, layer)
+    mode = resolve_mode(model, layer, mode)
+    rng = np.random.default_rng(config.seed)
+    train = load_split(data_dir, "train")
+    train_index = np.sort(rng.choice(len(train), min(images, len(train)), replace=False))
+    acts = collect_activations(model, layer, train.images[train_index], mode, device=device)
+    val = load_split(data_dir, "val")
+    val_acts = collect_activations(model, layer, val.images[:eval_images], mode, device=device)
+    sae, history = train_sae(acts, config, show_progress=show_progress, device=device)
+    metrics = sae_metrics(sae, val_acts.to(device))
+
+    accuracy = {}
+    for split_name in ACCURACY_SPLITS:
+        split = load_split(data_dir, split_name)
+        original = predictions(model, split.images, device=device)
+        rebuilt = _predict_under(lambda: reconstructed(model, sae, layer, mode), model,
+                                 split.images, device)
+        accuracy[split_name] = {
+            "original": float((original == split.labels).mean()),
+            "reconstructed": float((rebuilt == split.labels).mean()),
+            "agreement": float((original == rebuilt).mean()),
+        }
+    drop = accuracy["val"]["original"] - accuracy["val"]["reconstructed"]
+    state = {key: value.detach().cpu() for key, value in sae.state_dict().items()}
+    digest = save_torch(out_dir / SAE_FILE, state)
+    meta = {
+        "run_dir": str(run_dir),
+        "data_dir": str(data_dir),
+        "dataset_id": load_meta(data_dir).get("dataset_id"),
+        "model": getattr(model, "spec", None),
+        "layer": layer,
+        "mode": mode,
+        "sae": sae.spec,
+        "config": config.to_dict(),
+        "train_images": len(train_index),
+        "train_vectors": len(acts),
+        "eval": {"split": "val", "images": int(min(eval_images, len(val)))},
+        **metrics,
+        "accuracy": accuracy,
+        "targets": {
+            "r2_at_least_0.9": metrics["r2"] >= 0.9,
+            "dead_fraction_under_0.1": metrics["dead_fraction"] < 0.1,
+            "val_accuracy_within_2_points": drop <= 0.02,
+        },
+        "weights": SAE_FILE,
+        "sha256": digest,
+        "history": history,
+    }
+    write_json(out_dir / SAE_META, meta)
+    _plot_training(history, out_dir / "sae_training.png", meta)
+    return meta
+
+
+def load_sae(sae_dir: str | os.PathLike, device: torch.device | str = "cpu"
+             ) -> tuple[SparseAutoencoder, dict[str, Any]]:
+    """An SAE directory's autoencoder (checksum verified, weights only) and its record."""
+    sae_dir = Path(sae_dir)
+    if not (sae_dir / SAE_META).is_file():
+        raise ShortcutlabError(f"{sae_dir} holds no SAE ({SAE_META} is missing); "
+                               "train one with `shortcutlab sae train RUN --out DIR`")
+    meta = read_json(sae_dir / SAE_META)
+    state = load_torch(sae_dir / meta.get("weights", SAE_FILE), expected_sha256=meta.get("sha256"))
+    spec = meta["sae"]
+    sae = SparseAutoencoder(spec["d_in"], spec["d_hidden"], spec["activation"], spec["k"])
+    sae.load_state_dict(state)
+    return sae.to(device).eval(), meta
+
+
+def _context(sae_dir: str | os.PathLike, device) -> tuple:
+    sae, meta = load_sae(sae_dir, device)
+    model = models.load(meta["run_dir"], device=device)
+    data_dir = resolve_data_dir(meta["run_dir"], meta["data_dir"])
+    return sae, meta, model, data_dir
+
+
+# --------------------------------------------------------------------------- label
+
+
+def label_features(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                   per_digit: int = 10, exemplar_images: int = 3000, exemplars: int = 8,
+                   cards: int = 16, seed: int = 0, device: torch.device | str = "cpu"
+                   ) -> dict[str, Any]:
+    """Name every feature by what explains its activation on the color grid; draw cards."""
+    out_dir = Path(out_dir or sae_dir)
+    sae, meta, model, data_dir = _context(sae_dir, device)
+    layer, mode = meta["layer"], meta["mode"]
+    grid = color_grid(data_dir, "val", per_digit, seed=seed)
+    acts = feature_activations(model, sae, layer, grid.flat_images(), mode, device=device)
+    stats = selectivity(acts.reshape(*grid.images.shape[:3], -1))
+    frequency = (acts > 0).mean(axis=0)
+    images, labels, colors = balanced_images(data_dir, "val", limit=exemplar_images, seed=seed)
+    ex_acts = feature_activations(model, sae, layer, images, mode, device=device)
+    exemplar_index = top_exemplars(ex_acts, exemplars)
+    poly = polysemanticity(exemplar_index, labels, colors)
+
+    rows = []
+    for feature in range(sae.d_hidden):
+        row = {
+            "feature": feature,
+            "frequency": float(frequency[feature]),
+            "color_index": float(stats["color_index"][feature]),
+            "color_eta2": float(stats["color_eta2"][feature]),
+            "digit_eta2": float(stats["digit_eta2"][feature]),
+            "preferred_color": int(stats["preferred_color"][feature]),
+            "preferred_digit": int(stats["preferred_digit"][feature]),
+            "color_means": [float(v) for v in stats["color_means"][feature]],
+            "digit_means": [float(v) for v in stats["digit_means"][feature]],
+            "polysemanticity": float(poly["polysemanticity"][feature]),
+        }
+        row["label"] = ("dead" if frequency[feature] == 0 else
+                        label_unit(row["color_eta2"], row["digit_eta2"], row["preferred_color"],
+                                   row["preferred_digit"], float(stats["variance"][feature]),
+                                   row["color_index"]))
+        rows.append(row)
+    kinds = [row["label"].split(":")[0] for row in rows]
+    color_features = {name: [r["feature"] for r in sorted(rows, key=lambda r: -r["color_eta2"])
+                             if r["label"] == f"color:{name}"] for name in COLOR_NAMES}
+    result = {
+        "sae_dir": str(sae_dir),
+        "layer": layer,
+        "mode": mode,
+        "grid": {"split": "val", "per_digit": per_digit},
+        "summary": {kind: kinds.count(kind)
+                    for kind in ("color", "digit", "shape", "mixed", "dead")},
+        "color_features": color_features,
+        "colors_with_a_feature": sum(bool(v) for v in color_features.values()),
+        "features": rows,
+    }
+    write_json(out_dir / LABELS, result)
+    chosen = _card_features(rows, cards)
+    _plot_cards(rows, chosen, images[exemplar_index[chosen]], out_dir / "feature_cards.png",
+                f"SAE features of {layer} ({mode}): exemplars and activation profiles")
+    alive = np.array([row["label"] != "dead" for row in rows])
+    figures.selectivity_scatter(
+        {f"SAE features of {layer}": {key: stats[key][alive] for key in
+                                      ("digit_eta2", "color_eta2", "preferred_color")}},
+        out_dir / "feature_selectivity.png", title="What SAE features read")
+    return result
+
+
+def _card_features(rows: list[dict], count: int) -> list[int]:
+    """The strongest color feature of each color, then the most digit-selective, then mixed."""
+    alive = [r for r in rows if r["label"] != "dead"]
+    chosen: list[int] = []
+    for name in COLOR_NAMES:
+        own = [r for r in alive if r["label"] == f"color:{name}"]
+        if own:
+            chosen.append(max(own, key=lambda r: r["color_eta2"])["feature"])
+    for r in sorted(alive, key=lambda r: -r["digit_eta2"]):
+        if len(chosen) >= count:
+            break
+        if r["feature"] not in chosen:
+            chosen.append(r["feature"])
+    return chosen[:count]
+
+
+# --------------------------------------------------------------------------- intervene
+
+
+def intervene(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+              strengths: Sequence[float] = (1.0, 2.0, 4.0),
+              edits: Sequence[FeatureEdit] = (), split: str = "test_hard",
+              boost_images: int = 1000, seed: int = 0,
+              device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The headline experiments (ablate the color features; boost one color's features on
+    other digits), and optionally the effect of user ``edits`` on ``split``."""
+    out_dir = Path(out_dir or sae_dir)
+    labels_path = Path(sae_dir) / LABELS
+    if not labels_path.is_file():
+        label_features(sae_dir, device=device)
+    labels = read_json(labels_path)
+    sae, meta, model, data_dir = _context(sae_dir, device)
+    layer, mode = meta["layer"], meta["mode"]
+    rows = labels["features"]
+    color_features = [f for name in COLOR_NAMES for f in labels["color_features"][name]]
+
+    def run(split_images: np.ndarray, items: Sequence[FeatureEdit]) -> np.ndarray:
+        return _predict_under(lambda: edited(model, sae, layer, mode, items), model,
+                              split_images, device)
+
+    ablation: dict[str, Any] = {"features": color_features, "splits": {}}
+    for split_name in ACCURACY_SPLITS:
+        data = load_split(data_dir, split_name)
+        before = predictions(model, data.images, device=device)
+        after = run(data.images, [FeatureEdit(f, 0.0) for f in color_features])
+        ablation["splits"][split_name] = {
+            "accuracy_before": float((before == data.labels).mean()),
+            "accuracy_after": float((after == data.labels).mean()),
+            "color_following_before": float((before == data.colors).mean()),
+            "color_following_after": float((after == data.colors).mean()),
+        }
+
+    easy = load_split(data_dir, "test_easy")
+    easy_before = predictions(model, easy.images, device=device)
+    boost: dict[str, Any] = {"split": "test_easy", "strengths": list(strengths),
+                             "images_per_color": boost_images, "colors": {}}
+    rng = np.random.default_rng(seed)
+    for color, name in enumerate(COLOR_NAMES):
+        features = labels["color_features"][name]
+        if not features:
+            continue
+        others = np.flatnonzero(easy.labels != color)
+        others = np.sort(rng.choice(others, min(boost_images, len(others)), replace=False))
+        images = easy.images[others]
+        baseline = float((easy_before[others] == color).mean())
+        rates = []
+        for strength in strengths:
+            items = [FeatureEdit(f, 1.0, add=strength * rows[f]["color_means"][color])
+                     for f in features]
+            rates.append(float((run(images, items) == color).mean()))
+        boost["colors"][name] = {"features": features, "baseline": baseline, "flip_rate": rates}
+    if boost["colors"]:
+        boost["mean_flip_rate"] = [float(np.mean([c["flip_rate"][i]
+                                                  for c in boost["colors"].values()]))
+                                   for i in range(len(strengths))]
+
+    result: dict[str, Any] = {"sae_dir": str(sae_dir), "layer": layer, "mode": mode,
+                              "ablate_color_features": ablation, "boost_color_features": boost}
+    if edits:
+        data = load_split(data_dir, split)
+        before = predictions(model, data.images, device=device)
+        after = run(data.images, list(edits))
+        result["custom"] = {
+            "split": split,
+            "edits": [vars(e) for e in edits],
+            "accuracy_before": float((before == data.labels).mean()),
+            "accuracy_after": float((after == data.labels).mean()),
+            "changed_predictions": float((before != after).mean()),
+        }
+    write_json(out_dir / "intervene.json", result)
+    _plot_interventions(result, out_dir / "interventions.png")
+    return result
+
+
+def parse_edit(text: str) -> FeatureEdit:
+    """``F=S`` (scale feature F by S) or ``F+A`` (add A to it)."""
+    try:
+        if "=" in text:
+            feature, scale = text.split("=", 1)
+            return FeatureEdit(int(feature), scale=float(scale))
+        if "+" in text:
+            feature, add = text.split("+", 1)
+            return FeatureEdit(int(feature), add=float(add))
+    except ValueError:
+        pass
+    raise ShortcutlabError(f"cannot read edit {text!r}; write F=SCALE (0 ablates) or F+AMOUNT")
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _plot_training(history: list[dict], path: Path, meta: dict) -> None:
+    plt = figures.pyplot()
+    steps = [h["step"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7, 2.6))
+    left.plot(steps, [h["mse"] for h in history], label="reconstruction (MSE)")
+    left.plot(steps, [h["loss"] for h in history], label="total loss", alpha=0.7)
+    left.set_yscale("log")
+    left.set_xlabel("step", fontsize=8)
+    left.legend(fontsize=7)
+    right.plot(steps, [h["l0"] for h in history], color="C2")
+    right.set_xlabel("step", fontsize=8)
+    right.set_ylabel("features on (L0)", fontsize=8)
+    for axis in (left, right):
+        axis.tick_params(labelsize=7)
+    fig.suptitle(f"SAE on {meta['layer']} ({meta['mode']}): r2 {meta['r2']:.3f}, "
+                 f"L0 {meta['l0']:.1f}, dead {meta['dead_fraction']:.1%}", fontsize=9)
+    figures.tight_under_title(fig)
+    figures.save_figure(fig, path)
+
+
+def _plot_cards(rows: list[dict], chosen: list[int], exemplars: np.ndarray, path: Path,
+                title: str) -> None:
+    plt = figures.pyplot()
+    if not chosen:
+        return
+    count = exemplars.shape[1]
+    fig = plt.figure(figsize=(count * 0.55 + 4.6, 1.0 * len(chosen) + 0.5))
+    grid = fig.add_gridspec(len(chosen), count + 2, width_ratios=[1] * count + [4, 4])
+    for row_number, feature in enumerate(chosen):
+        row = rows[feature]
+        for column in range(count):
+            axis = fig.add_subplot(grid[row_number, column])
+            axis.imshow(figures.as_hwc(exemplars[row_number, column]))
+            axis.axis("off")
+            if column == 0:
+                axis.set_title(f"#{feature} {row['label']} (on {row['frequency']:.0%})",
+                               fontsize=6.5, loc="left")
+        figures.profile_bars(fig.add_subplot(grid[row_number, count]),
+                             np.array(row["color_means"]), "color", fontsize=5)
+        figures.profile_bars(fig.add_subplot(grid[row_number, count + 1]),
+                             np.array(row["digit_means"]), "digit", fontsize=5)
+    fig.suptitle(title, fontsize=9)
+    figures.tight_under_title(fig)
+    figures.save_figure(fig, path)
+
+
+def _plot_interventions(result: dict, path: Path) -> None:
+    plt = figures.pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+    splits = result["ablate_color_features"]["splits"]
+    names = list(splits)
+    positions = np.arange(len(names))
+    left.bar(positions - 0.2, [splits[n]["accuracy_before"] for n in names], 0.4, label="model")
+    left.bar(positions + 0.2, [splits[n]["accuracy_after"] for n in names], 0.4,
+             label=f"{len(result['ablate_color_features']['features'])} color features ablated")
+    left.set_xticks(positions, names, fontsize=8)
+    left.set_ylim(0, 1)
+    left.set_ylabel("accuracy", fontsize=8)
+    left.legend(fontsize=7)
+    boost = result["boost_color_features"]
+    palette = palette_array(np.float32)
+    for name, entry in boost["colors"].items():
+        right.plot([0, *boost["strengths"]], [entry["baseline"], *entry["flip_rate"]],
+                   marker="o", color=palette[COLOR_NAMES.index(name)], label=name)
+    right.set_xlabel("boost (x the feature's mean activation on its color)", fontsize=8)
+    right.set_ylabel("predicted as the color's class", fontsize=8)
+    right.set_ylim(0, 1)
+    if boost["colors"]:
+        right.legend(fontsize=6, ncol=2)
+    for axis in (left, right):
+        axis.tick_params(labelsize=7)
+    fig.suptitle("Dialing SAE color features: ablate all, or boost one color on other digits",
+                 fontsize=9)
+    figures.tight_under_title(fig)
+    figures.save_figure(fig, path)

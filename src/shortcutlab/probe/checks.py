@@ -1,0 +1,68 @@
+"""Measured checks on class-logit visualizations: which color dominates, which digit shows.
+
+* Dominant color: every pixel votes for the palette color its RGB direction is closest to
+  (cosine similarity, so a dark red still votes red). Near-white pixels, which are how the
+  datasets draw the digit, and near-black pixels, which carry no hue, abstain. For a model
+  that reads color, the visualization of class ``c`` should be dominated by color ``c``.
+* Digit: the grayscale MNIST judge of :mod:`shortcutlab.probe.grayscale` names the digit
+  it sees. For a model that reads shape, the visualization of class ``c`` should look
+  like a ``c``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from shortcutlab.data.palette import COLOR_NAMES, NUM_COLORS, palette_array
+from shortcutlab.probe.grayscale import judge
+
+WHITE_LEVEL = 0.75  # a pixel whose every channel exceeds this is "digit white"
+DARK_LEVEL = 0.15   # a pixel whose brightest channel is below this has no usable hue
+
+
+def color_votes(images: Tensor) -> np.ndarray:
+    """Votes (N, 10): how many pixels of each image are closest in hue to each palette color."""
+    pixels = images.detach().cpu().permute(0, 2, 3, 1).reshape(images.shape[0], -1, 3)
+    palette = torch.from_numpy(palette_array(np.float32))
+    similarity = torch.nn.functional.normalize(pixels, dim=2) @ \
+        torch.nn.functional.normalize(palette, dim=1).T
+    nearest = similarity.argmax(dim=2)
+    voting = (pixels.amax(dim=2) > DARK_LEVEL) & ~(pixels.amin(dim=2) > WHITE_LEVEL)
+    votes = torch.zeros(images.shape[0], NUM_COLORS, dtype=torch.long)
+    votes.scatter_add_(1, nearest * voting, voting.long())
+    return votes.numpy()
+
+
+def dominant_colors(images: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The dominant palette color of each image and the share of votes it got."""
+    votes = color_votes(images)
+    totals = np.maximum(votes.sum(axis=1), 1)
+    dominant = votes.argmax(axis=1)
+    return dominant, votes[np.arange(len(votes)), dominant] / totals
+
+
+def class_logit_checks(images: Tensor, classes: np.ndarray,
+                       judge_model: nn.Module | None = None) -> dict[str, Any]:
+    """Both checks on class-logit visualizations ``images`` (N, 3, H, W) of ``classes`` (N,)."""
+    classes = np.asarray(classes)
+    dominant, share = dominant_colors(images)
+    report: dict[str, Any] = {
+        "count": len(classes),
+        "dominant_color_match": float((dominant == classes).mean()),
+        "chance": 1.0 / NUM_COLORS,
+        "per_image": [
+            {"class": int(c), "dominant_color": COLOR_NAMES[int(d)], "dominant_share": float(s)}
+            for c, d, s in zip(classes, dominant, share, strict=True)
+        ],
+    }
+    if judge_model is not None:
+        digits, confidence = judge(judge_model, images.detach().cpu())
+        report["gray_judge_match"] = float((digits == classes).mean())
+        for row, digit, conf in zip(report["per_image"], digits, confidence, strict=True):
+            row["judge_digit"] = int(digit)
+            row["judge_confidence"] = float(conf)
+    return report

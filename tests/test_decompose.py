@@ -1,0 +1,225 @@
+"""Sparse autoencoders, feature edits through hooks, and the sae commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from shortcutlab import models
+from shortcutlab.cli import main
+from shortcutlab.data import load_split
+from shortcutlab.decompose.activations import (
+    FeatureEdit,
+    collect_activations,
+    edited,
+    reconstructed,
+    resolve_mode,
+    to_vectors,
+)
+from shortcutlab.decompose.run import parse_edit
+from shortcutlab.decompose.sae import (
+    SAEConfig,
+    SparseAutoencoder,
+    resample_dead,
+    sae_metrics,
+    train_sae,
+)
+from shortcutlab.errors import ShortcutlabError
+from shortcutlab.hooks import hook_count
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def sparse_data(count: int = 3000, dim: int = 16, atoms: int = 48, seed: int = 0) -> torch.Tensor:
+    """Inputs made of a few of many directions, the structure an SAE should recover."""
+    generator = torch.Generator().manual_seed(seed)
+    dictionary = torch.nn.functional.normalize(torch.randn(atoms, dim, generator=generator), dim=1)
+    codes = torch.rand(count, atoms, generator=generator)
+    codes = codes * (torch.rand(count, atoms, generator=generator) < 0.06)
+    return codes @ dictionary * 3.0 + 0.5
+
+
+@pytest.mark.parametrize("activation", ["relu", "topk"])
+def test_sae_training_lowers_the_loss(activation):
+    data = sparse_data()
+    config = SAEConfig(expansion=4, activation=activation, k=4, l1=1e-3, steps=400,
+                       batch_size=256, lr=3e-3, resample_every=100)
+    sae, history = train_sae(data, config, show_progress=False)
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    metrics = sae_metrics(sae, sparse_data(seed=0)[:1000])
+    assert metrics["r2"] > 0.7
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(sae.d_hidden))
+    if activation == "topk":
+        assert metrics["l0"] <= 4.0
+
+
+def test_dead_features_are_resampled():
+    data = sparse_data(count=500)
+    sae = SparseAutoencoder(16, 32)
+    sae.fit_input_scale(data)
+    with torch.no_grad():
+        sae.b_enc[:10] = -1e4  # these can never fire
+    optimizer = torch.optim.Adam(sae.parameters())
+    dead = (sae.encode(data) > 0).sum(0) == 0
+    assert dead[:10].all()
+    count = resample_dead(sae, optimizer, data, dead, torch.Generator().manual_seed(0))
+    assert count == int(dead.sum())
+    assert ((sae.encode(data) > 0).sum(0)[:10] > 0).all()
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(32))
+
+
+@pytest.mark.parametrize(("layer", "mode"), [("features.conv3", "position"),
+                                             ("features.conv2", "pooled"),
+                                             ("classifier.fc1", "flat")])
+def test_scale_one_leaves_outputs_unchanged(small_cnn, layer, mode):
+    x = torch.rand(6, 3, 28, 28)
+    vectors = collect_activations(small_cnn, layer, x, mode)
+    sae = SparseAutoencoder(vectors.shape[1], vectors.shape[1] * 4)
+    sae.fit_input_scale(vectors)
+    with torch.no_grad():
+        sae.b_enc.fill_(0.1)  # make sure the edited features are on
+        reference = small_cnn(x)
+        with edited(small_cnn, sae, layer, mode, [FeatureEdit(f, 1.0) for f in range(8)]):
+            same = small_cnn(x)
+        with edited(small_cnn, sae, layer, mode, [FeatureEdit(f, 0.0) for f in range(8)]):
+            ablated = small_cnn(x)
+        with edited(small_cnn, sae, layer, mode, [FeatureEdit(0, 1.0, add=5.0)]):
+            boosted = small_cnn(x)
+    torch.testing.assert_close(same, reference, atol=0, rtol=0)
+    assert not torch.allclose(ablated, reference)
+    assert not torch.allclose(boosted, reference)
+    assert hook_count(small_cnn) == 0
+
+
+def test_reconstruction_hook_uses_the_sae_and_goes_away(small_cnn):
+    x = torch.rand(4, 3, 28, 28)
+    vectors = collect_activations(small_cnn, "features.conv3", x, "position")
+    sae = SparseAutoencoder(vectors.shape[1], vectors.shape[1] * 4)
+    with torch.no_grad():
+        reference = small_cnn(x)
+        with reconstructed(small_cnn, sae, "features.conv3", "position"):
+            rebuilt = small_cnn(x)
+        assert not torch.allclose(rebuilt, reference)
+        # a perfect autoencoder would give the model back: check the plumbing with one
+        with pytest.raises(RuntimeError), \
+                reconstructed(small_cnn, sae, "features.conv3", "position"):
+            raise RuntimeError("boom")
+    assert hook_count(small_cnn) == 0
+    torch.testing.assert_close(small_cnn(x), reference)
+
+
+def test_vectors_round_trip_and_modes(small_cnn):
+    output = torch.arange(2 * 3 * 2 * 2.0).reshape(2, 3, 2, 2)
+    vectors = to_vectors(output, "position")
+    assert vectors.shape == (8, 3)
+    from shortcutlab.decompose.activations import from_vectors
+
+    torch.testing.assert_close(from_vectors(vectors, output, "position"), output)
+    assert resolve_mode(small_cnn, "features.conv3") == "position"
+    assert resolve_mode(small_cnn, "classifier.fc1") == "flat"
+    with pytest.raises(ShortcutlabError, match="conv layer"):
+        resolve_mode(small_cnn, "classifier.fc1", "pooled")
+    with pytest.raises(ShortcutlabError, match="does not exist"), \
+            edited(small_cnn, SparseAutoencoder(16, 32), "features.conv3", "position",
+                   [FeatureEdit(99)]):
+        pass
+    assert parse_edit("3=0") == FeatureEdit(3, 0.0)
+    assert parse_edit("4+2.5") == FeatureEdit(4, 1.0, 2.5)
+    with pytest.raises(ShortcutlabError):
+        parse_edit("x")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_data, tmp_path_factory):
+    torch.manual_seed(0)
+    model = models.create("cnn3", width=4, hidden=16)
+    train = load_split(tiny_data, "train").tensors()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        loss = nn.functional.cross_entropy(model(train["images"]), train["labels"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    run = tmp_path_factory.mktemp("run")
+    models.save(model, run)
+    (run / "config.json").write_text(json.dumps({"data_dir": str(tiny_data)}))
+    return run
+
+
+def test_sae_cli_end_to_end(tiny_run, tmp_path, capsys):
+    out = tmp_path / "sae"
+    assert main(["sae", "train", str(tiny_run), "--out", str(out), "--steps", "60",
+                 "--images", "200", "--expansion", "4", "--threads", "1"]) == 0
+    meta = json.loads((out / "sae.json").read_text())
+    for key in ("r2", "l0", "dead_fraction", "accuracy"):
+        assert key in meta
+    assert meta["layer"] == "features.conv3" and meta["mode"] == "position"
+    assert set(meta["accuracy"]["val"]) == {"original", "reconstructed", "agreement"}
+    assert (out / "sae_training.png").stat().st_size > 0
+
+    assert main(["sae", "label", str(out), "--per-digit", "2", "--cards", "4",
+                 "--threads", "1"]) == 0
+    labels = json.loads((out / "labels.json").read_text())
+    assert len(labels["features"]) == meta["sae"]["d_hidden"]
+    assert sum(labels["summary"].values()) == meta["sae"]["d_hidden"]
+    assert (out / "feature_cards.png").is_file() or labels["summary"]["dead"] == len(
+        labels["features"])
+
+    assert main(["sae", "intervene", str(out), "--strengths", "1,3", "--edit", "0=0",
+                 "--threads", "1"]) == 0
+    result = json.loads((out / "intervene.json").read_text())
+    splits = result["ablate_color_features"]["splits"]
+    assert set(splits) == {"val", "test_easy", "test_hard"}
+    if not result["ablate_color_features"]["features"]:
+        assert splits["test_hard"]["accuracy_after"] == splits["test_hard"]["accuracy_before"]
+    assert result["custom"]["edits"] == [{"feature": 0, "scale": 0.0, "add": 0.0}]
+    assert (out / "interventions.png").stat().st_size > 0
+    assert "accuracy with the color features ablated" in capsys.readouterr().out
+
+
+def test_sae_cli_reports_bad_input(tiny_run, tmp_path, capsys):
+    assert main(["sae", "label", str(tmp_path)]) == 2
+    assert "holds no SAE" in capsys.readouterr().err
+    assert main(["sae", "train", str(tiny_run), "--out", str(tmp_path), "--layer",
+                 "classifier.fc1", "--mode", "pooled"]) == 2
+    assert "needs a conv layer" in capsys.readouterr().err
+    assert main(["sae", "train", str(tiny_run), "--out", str(tmp_path), "--activation",
+                 "topk", "--k", "0"]) == 2
+
+
+def test_study_stages_probe_and_decompose_each_model_stage(tiny_run, tmp_path):
+    import shutil
+
+    from shortcutlab.config import load_config
+    from shortcutlab.decompose.stage import sae_stage
+    from shortcutlab.pipeline import Stage, run_pipeline
+    from shortcutlab.probe.stage import probe_stage
+
+    def fake_lazy(ctx):
+        shutil.copytree(tiny_run, ctx.out / "run")
+        return {"run": "run"}
+
+    stages = [Stage("lazy", fake_lazy)]
+    stages += [probe_stage(stages), sae_stage(stages)]
+    config = load_config(quick=True)
+    config["probe"].update(steps=4, max_units=2, facet_units=1, logit_samples=1, per_digit=2,
+                           exemplar_images=100, judge=False)
+    config["sae"].update(steps=20, images=100, strengths=[2.0], per_digit=2)
+    report = run_pipeline(tmp_path, stages, config, settings={"quick": True, "device": "cpu"})
+    assert report.ran == ["lazy", "probe", "sae"]
+    probe = report.results["probe"].summary["models"]["lazy"]
+    assert 0.0 <= probe["dominant_color_match"] <= 1.0
+    sae = report.results["sae"].summary["models"]["lazy"]
+    assert {"r2", "l0", "dead_fraction", "hard_accuracy_color_ablated"} <= set(sae)
+    for stage in ("probe", "sae"):
+        for figure in report.results[stage].summary["figures"]:
+            assert (tmp_path / stage / figure["path"]).is_file()
