@@ -1,0 +1,48 @@
+"""Right for the Right Reasons (Ross et al. 2017): no input gradient on the background."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from shortcutlab.intervene.registry import Intervention, register_method
+from shortcutlab.train.algorithm import Batch
+
+
+def background_gradient_penalty(model: torch.nn.Module, images: torch.Tensor,
+                                labels: torch.Tensor, masks: torch.Tensor
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy and Ross et al.'s penalty: the squared input gradient of the summed
+    log-probabilities on background pixels, summed over pixels and channels, averaged
+    over images. Built with ``create_graph`` so that it trains the parameters."""
+    images = images.detach().requires_grad_(True)
+    log_probs = F.log_softmax(model(images), dim=1)
+    ce = F.nll_loss(log_probs, labels)
+    (gradient,) = torch.autograd.grad(log_probs.sum(), images, create_graph=True)
+    background = (~masks.bool()).unsqueeze(1).to(gradient.dtype)
+    penalty = (gradient * background).pow(2).sum(dim=(1, 2, 3)).mean()
+    return ce, penalty
+
+
+@register_method
+class RightForRightReasons(Intervention):
+    """RRR: cross-entropy plus a penalty on input gradients of the log-probabilities
+    outside the digit.
+
+    Hypothesis: on this data the color lives in the background texture, away from the
+    white digit. If the prediction may not be sensitive to any background pixel (its
+    input gradient there is pushed to zero), the background color cannot be read and the
+    model must classify from the pixels of the digit, that is from its shape. Uses the
+    digit's foreground mask of every training image.
+    """
+
+    name = "rrr"
+    uses = ("masks",)
+
+    def update(self, batch: Batch, step: int) -> dict[str, float]:
+        ce, penalty = background_gradient_penalty(self.model, batch.images, batch.labels,
+                                                  batch.masks)
+        loss = ce + self.hparams["penalty"] * penalty
+        self.step_optimizer(loss)
+        return {"loss": float(loss.detach()), "ce": float(ce.detach()),
+                "penalty": float(penalty.detach())}
