@@ -61,7 +61,8 @@ def save(model: nn.Module, run_dir: str | os.PathLike) -> dict[str, Any]:
     if spec is None:
         raise ValueError("only models made by shortcutlab.models.create can be saved")
     run_dir = Path(run_dir)
-    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    # contiguous: the file's bytes must not depend on the memory format trained in
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     digest = save_torch(run_dir / MODEL_FILE, state)
     meta = {**spec, "weights": MODEL_FILE, "sha256": digest}
     write_json(run_dir / MODEL_META, meta)

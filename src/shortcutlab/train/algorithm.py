@@ -5,11 +5,30 @@ a :class:`Batch` (``update``) and how to predict (``predict``). The trainer owns
 everything around that: data order, evaluation, checkpoint selection, logging and
 resuming. Plain cross-entropy training is :class:`ERM`; the debiasing methods of
 ``shortcutlab.intervene`` are further subclasses.
+
+The contract a subclass sees (``shortcutlab.train.trainer`` drives it):
+
+- ``__init__(model, hparams)``: ``hparams`` holds the optimizer settings (``optimizer``,
+  ``lr``, ``momentum``, ``weight_decay``, ``grad_clip``) plus the class's
+  ``default_hparams`` with any overrides the user passed to ``train_run``;
+- ``setup(context)``: once before the first step and again after a resume (before the
+  saved state is loaded back), with the whole training split in ``context.train``;
+- ``update(batch, step)``: one step on a :class:`Batch`; ``step`` is 0-based and global;
+- ``predict(x)``: logits, used for every evaluation (the model is in eval mode then);
+- ``training_state()`` / ``load_training_state()``: everything needed to resume exactly
+  (weights, optimizers, per-sample state, stage flags);
+- ``optimizers()``: the optimizers whose learning rate the trainer's schedule drives; it
+  sets ``lr = initial_lr * factor(step)`` on every param group before each step, so a
+  method that builds a new optimizer mid-run keeps the schedule.
+
+Methods register themselves with :func:`register_algorithm` so a run's ``config.json``
+can name its method and ``train_run(algorithm="name")`` can find it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -40,7 +59,13 @@ class TrainContext:
     total_steps: int
     device: torch.device
     train: dict[str, Tensor] | None = None  # the whole training split as tensors (JTT, LfF)
-    generator: torch.Generator | None = None
+    generator: torch.Generator | None = None  # seeded per run; its state is checkpointed
+    seed: int = 0
+    data_dir: Path | None = None
+    run_dir: Path | None = None
+    steps_per_epoch: int = 0
+    batch_size: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def make_optimizer(params: Any, hparams: dict[str, Any]) -> torch.optim.Optimizer:
@@ -60,11 +85,42 @@ def make_optimizer(params: Any, hparams: dict[str, Any]) -> torch.optim.Optimize
     raise ShortcutlabError(f"unknown optimizer {name!r}; choose sgd, adam or adamw")
 
 
+_ALGORITHMS: dict[str, type[Algorithm]] = {}
+
+
+def register_algorithm(cls: type[Algorithm]) -> type[Algorithm]:
+    """Class decorator: make a method findable by its ``name``."""
+    if cls.name in _ALGORITHMS and _ALGORITHMS[cls.name] is not cls:
+        raise ValueError(f"algorithm {cls.name!r} is registered twice")
+    _ALGORITHMS[cls.name] = cls
+    return cls
+
+
+def list_algorithms() -> list[str]:
+    return sorted(_ALGORITHMS)
+
+
+def get_algorithm(name: str) -> type[Algorithm]:
+    if name not in _ALGORITHMS:
+        from shortcutlab.errors import ShortcutlabError
+
+        raise ShortcutlabError(
+            f"unknown method {name!r}; registered: {', '.join(list_algorithms())} "
+            "(import the module that defines it first)"
+        )
+    return _ALGORITHMS[name]
+
+
 class Algorithm(nn.Module):
-    """Base class: subclasses set ``name``, ``uses`` and write ``update``."""
+    """Base class: subclasses set ``name``, ``uses`` and write ``update``.
+
+    ``default_hparams`` lists the method's own hyperparameters and their defaults; these
+    are the extra keys ``train_run`` accepts for it.
+    """
 
     name: ClassVar[str] = "base"
     uses: ClassVar[tuple[str, ...]] = ("none",)
+    default_hparams: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
         super().__init__()
@@ -74,6 +130,10 @@ class Algorithm(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The optimizers the trainer's learning-rate schedule drives."""
+        return [self.optimizer]
 
     def setup(self, context: TrainContext) -> None:
         """Called once before training (after a resume, too); default: nothing."""
@@ -103,6 +163,7 @@ class Algorithm(nn.Module):
         self.optimizer.load_state_dict(state["optimizer"])
 
 
+@register_algorithm
 class ERM(Algorithm):
     """Empirical risk minimization: plain cross-entropy."""
 

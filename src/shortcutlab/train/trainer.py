@@ -1,0 +1,426 @@
+"""The training loop around an :class:`~shortcutlab.train.algorithm.Algorithm`.
+
+The algorithm owns the model and takes steps; the trainer owns everything around that:
+the data (whole splits as tensors in memory), a seeded batch order, the learning-rate
+schedule, evaluation on the easy validation set every ``eval_every`` steps (more often
+while a ``first:`` selection rule is close to firing), checkpoint selection (``last``,
+``best-val`` or ``first:METRIC>=VALUE``; the test splits are never looked at), a
+json-lines log, resumable checkpoints, and the run directory of ``docs/artifacts.md``.
+
+Resuming is exact on CPU: the batch order is a pure function of (seed, epoch), the
+learning rate a pure function of the step, and the checkpoint holds the algorithm's full
+training state, the torch RNG and the selection state, so an interrupted run continued
+with ``resume=True`` ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from shortcutlab import __version__, models
+from shortcutlab.artifacts import (
+    append_jsonl,
+    config_hash,
+    load_torch,
+    read_json,
+    read_jsonl,
+    save_torch,
+    write_bytes,
+    write_json,
+)
+from shortcutlab.data import load_meta
+from shortcutlab.errors import ShortcutlabError
+from shortcutlab.progress import progress
+from shortcutlab.runtime import resolve_device, seed_everything, set_threads
+from shortcutlab.train.algorithm import ERM, Algorithm, TrainContext, get_algorithm
+from shortcutlab.train.config import TrainConfig, lr_factor, parse_selection, steps_per_epoch
+from shortcutlab.train.data import BatchOrder, TensorSplit, load_tensor_split, predict_logits
+from shortcutlab.train.metrics import METRIC_NAMES, split_scores
+
+CONFIG_FILE = "config.json"
+LOG_FILE = "log.jsonl"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_FILE = "state.pt"
+RUN_FILES = (CONFIG_FILE, LOG_FILE, METRICS_FILE, models.registry.MODEL_FILE,
+             models.registry.MODEL_META)
+
+EvalCallback = Callable[[dict[str, Any]], None]
+
+
+def resolve_algorithm(algorithm: type[Algorithm] | str | None) -> type[Algorithm]:
+    if algorithm is None:
+        return ERM
+    if isinstance(algorithm, str):
+        return get_algorithm(algorithm)
+    if isinstance(algorithm, type) and issubclass(algorithm, Algorithm):
+        return algorithm
+    raise ShortcutlabError(f"algorithm must be an Algorithm subclass or a registered name, "
+                           f"got {algorithm!r}")
+
+
+def run_config(data_dir: Path, config: TrainConfig, seed: int, algorithm: type[Algorithm],
+               hparams: Mapping[str, Any], preset: str | None) -> dict[str, Any]:
+    """The ``config.json`` content: everything needed to rebuild and retrain the run."""
+    meta = load_meta(data_dir)
+    body = {
+        "data_dir": str(data_dir.resolve()),
+        "dataset_id": meta["dataset_id"],
+        "dataset_config": meta.get("config", {}),
+        "seed": int(seed),
+        "preset": preset,
+        "method": algorithm.name,
+        "uses": list(algorithm.uses),
+        "hparams": dict(hparams),
+        "model": {"name": config.model, "kwargs": dict(config.model_kwargs)},
+        "trainer": config.to_dict(),
+        "shortcutlab_version": __version__,
+    }
+    identity = {key: value for key, value in body.items()
+                if key not in ("data_dir", "trainer", "shortcutlab_version")}
+    identity["trainer"] = config.identity()
+    body["run_id"] = config_hash(identity)
+    return body
+
+
+def _prepare_run_dir(out_dir: Path, body: dict[str, Any], resume: bool, force: bool) -> str:
+    """Return "fresh", "resume" or "done" after checking what ``out_dir`` already holds."""
+    existing = out_dir / CONFIG_FILE
+    if existing.is_file():
+        if resume:
+            old = read_json(existing)
+            if old.get("run_id") != body["run_id"]:
+                changed = sorted(_changed_keys(old, body))
+                raise ShortcutlabError(
+                    f"{out_dir} holds a run with different settings ({', '.join(changed)}); "
+                    "resume with the same settings, or train into another --out"
+                )
+            if (out_dir / METRICS_FILE).is_file() and (out_dir / models.registry.MODEL_META
+                                                       ).is_file():
+                return "done"
+            if (out_dir / CHECKPOINT_DIR / CHECKPOINT_FILE).is_file():
+                return "resume"
+        elif not force:
+            raise ShortcutlabError(
+                f"{out_dir} already holds a run; pass --resume to continue it, --force to "
+                "overwrite it, or choose another --out"
+            )
+    elif (out_dir / CHECKPOINT_DIR).exists() and not (resume or force):
+        raise ShortcutlabError(f"{out_dir} holds leftover checkpoints; pass --force")
+    for name in RUN_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
+    return "fresh"
+
+
+def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        if key in ("run_id", "data_dir", "shortcutlab_version") or key in ("device", "threads",
+                                                                            "checkpoint_every"):
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            keys += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys or ["run_id"]
+
+
+def _set_lr(algorithm: Algorithm, factor: float) -> float:
+    lr = 0.0
+    for optimizer in algorithm.optimizers():
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * factor
+            lr = group["lr"]
+    return lr
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+class _Selector:
+    """Tracks which evaluated checkpoint the selection rule picks, and keeps its weights."""
+
+    def __init__(self, rule: str) -> None:
+        self.rule = parse_selection(rule)
+        self.step: int | None = None
+        self.best: float | None = None
+        self.fired = False
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def observe(self, record: Mapping[str, Any], model: torch.nn.Module) -> None:
+        rule = self.rule
+        if rule.kind != "last" and rule.metric not in record:
+            valid = ", ".join(sorted(k for k, v in record.items() if isinstance(v, float)))
+            raise ShortcutlabError(f"selection metric {rule.metric!r} is not logged; "
+                                   f"choose one of {valid}")
+        if rule.kind == "best":
+            value = float(record[rule.metric])
+            if self.best is None or value > self.best:
+                self.best, self.step, self.weights = value, record["step"], _snapshot(model)
+        elif rule.kind == "first" and not self.fired and rule.fires(record):
+            self.fired, self.step, self.weights = True, record["step"], _snapshot(model)
+
+    def near(self, record: Mapping[str, Any], margin: float) -> bool:
+        return self.rule.kind == "first" and not self.fired and \
+            self.rule.distance(record) <= margin
+
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step, "best": self.best, "fired": self.fired,
+                "weights": self.weights}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.step, self.best = state["step"], state["best"]
+        self.fired, self.weights = state["fired"], state["weights"]
+
+
+class Trainer:
+    """One training run into one run directory; call :meth:`run`."""
+
+    def __init__(self, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                 config: TrainConfig, *, seed: int = 0,
+                 algorithm: type[Algorithm] | str | None = None,
+                 hparams: Mapping[str, Any] | None = None, preset: str | None = None,
+                 resume: bool = False, force: bool = False,
+                 on_eval: EvalCallback | None = None) -> None:
+        config.validate()
+        self.data_dir = Path(data_dir)
+        self.out_dir = Path(out_dir)
+        self.config = config
+        self.seed = int(seed)
+        self.algorithm_cls = resolve_algorithm(algorithm)
+        unknown = sorted(set(hparams or {}) - set(self.algorithm_cls.default_hparams))
+        if unknown:
+            raise ShortcutlabError(
+                f"{self.algorithm_cls.name} has no hyperparameter(s) {', '.join(unknown)}; "
+                f"it takes: {', '.join(sorted(self.algorithm_cls.default_hparams)) or 'none'}"
+            )
+        self.hparams = {**self.algorithm_cls.default_hparams, **(hparams or {})}
+        self.preset = preset
+        self.resume = resume
+        self.force = force
+        self.on_eval = on_eval
+
+    # -- public ------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Train (or continue, or return the finished run's metrics); return metrics.json."""
+        previous_threads = torch.get_num_threads()
+        set_threads(self.config.threads)
+        try:
+            return self._run()
+        finally:
+            torch.set_num_threads(previous_threads)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _run(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        config = self.config
+        body = run_config(self.data_dir, config, self.seed, self.algorithm_cls, self.hparams,
+                          self.preset)
+        mode = _prepare_run_dir(self.out_dir, body, self.resume, self.force)
+        if mode == "done":
+            return read_json(self.out_dir / METRICS_FILE)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if mode == "fresh":
+            write_json(self.out_dir / CONFIG_FILE, body)
+
+        device = resolve_device(config.device)
+        layout = torch.channels_last if config.channels_last else torch.contiguous_format
+        train = load_tensor_split(self.data_dir, "train", device, config.channels_last)
+        val = load_tensor_split(self.data_dir, "val", device, config.channels_last)
+        per_epoch = steps_per_epoch(len(train), config.batch_size)
+        total = config.total_steps(len(train))
+
+        seed_everything(self.seed)
+        model = models.create(config.model, **config.model_kwargs)
+        model = model.to(device=device, memory_format=layout)
+        algorithm_hparams = {**config.optimizer_hparams(), **self.hparams}
+        algorithm = self.algorithm_cls(model, algorithm_hparams).to(device)
+        generator = torch.Generator().manual_seed(self.seed + 0x1234)
+        context = TrainContext(
+            num_train=len(train), total_steps=total, device=device, train=train.as_dict(),
+            generator=generator, seed=self.seed, data_dir=self.data_dir, run_dir=self.out_dir,
+            steps_per_epoch=per_epoch, batch_size=config.batch_size,
+        )
+        algorithm.setup(context)
+        algorithm.to(device)
+
+        selector = _Selector(config.select)
+        step, dense, elapsed = 0, False, 0.0
+        sums: dict[str, float] = {}
+        count = 0
+        if mode == "resume":
+            state = load_torch(self.out_dir / CHECKPOINT_DIR / CHECKPOINT_FILE,
+                               map_location=device)
+            algorithm.load_training_state(state["algorithm"])
+            torch.set_rng_state(state["torch_rng"].cpu())
+            if device.type == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+            generator.set_state(state["generator"].cpu())
+            selector.load(state["selection"])
+            step, dense, elapsed = state["step"], state["dense"], state["elapsed"]
+            sums, count = dict(state["sums"]), state["count"]
+            self._truncate_log(step)
+        else:
+            (self.out_dir / LOG_FILE).unlink(missing_ok=True)
+
+        order = BatchOrder(self.seed, len(train), config.batch_size)
+        bar = progress(total=total, initial=step, desc=f"train {algorithm.name}", unit="step")
+        loop_start = time.perf_counter()
+        stopped = False
+        algorithm.train()
+        try:
+            while step < total and not stopped:
+                lr = _set_lr(algorithm, lr_factor(config, step, total))
+                index = order.indices(step)
+                batch = train.batch(index.to(device) if device.type != "cpu" else index)
+                scalars = algorithm.update(batch, step)
+                for key, value in scalars.items():
+                    sums[key] = sums.get(key, 0.0) + float(value)
+                count += 1
+                step += 1
+                bar.update(1)
+                every = config.eval_dense_every if dense and config.eval_dense_every else \
+                    config.eval_every
+                checkpoint_due = bool(config.checkpoint_every) and \
+                    step % config.checkpoint_every == 0
+                if step % every == 0 or step == total:
+                    record = self._evaluate(algorithm, val, step, per_epoch, lr, sums, count,
+                                            elapsed + time.perf_counter() - loop_start,
+                                            config.eval_batch_size)
+                    sums, count = {}, 0
+                    append_jsonl(self.out_dir / LOG_FILE, record)
+                    selector.observe(record, algorithm.model)
+                    dense = selector.near(record, config.eval_dense_margin)
+                    stopped = selector.fired and config.early_stop
+                    bar.set_postfix(val=f"{record['easy_val']:.4f}", refresh=False)
+                    checkpoint_due = checkpoint_due or not config.checkpoint_every
+                    if checkpoint_due and not (stopped or step == total):
+                        self._save_checkpoint(step, algorithm, generator, selector, dense,
+                                              elapsed + time.perf_counter() - loop_start,
+                                              sums, count, device)
+                    if self.on_eval is not None:
+                        self.on_eval(record)
+                elif checkpoint_due:
+                    self._save_checkpoint(step, algorithm, generator, selector, dense,
+                                          elapsed + time.perf_counter() - loop_start, sums,
+                                          count, device)
+        finally:
+            bar.close()
+        train_seconds = elapsed + time.perf_counter() - loop_start
+
+        if selector.rule.kind == "first" and not selector.fired:
+            print(f"shortcutlab: warning: selection rule {config.select!r} never fired; "
+                  f"keeping the last checkpoint (step {step})", file=sys.stderr)
+        if selector.weights is not None:
+            algorithm.model.load_state_dict(selector.weights)
+            selected_step = selector.step
+        else:
+            selected_step = step
+        models.save(algorithm.model, self.out_dir)
+        metrics = self._final_metrics(algorithm, train, val, device)
+        metrics.update({
+            "selected_step": int(selected_step),
+            "selection": config.select,
+            "selection_met": selector.rule.kind != "first" or selector.fired,
+            "steps_trained": int(step),
+            "epochs_trained": step / per_epoch,
+            "method": algorithm.name,
+            "uses": list(algorithm.uses),
+            "seed": self.seed,
+            "preset": self.preset,
+            "run_id": body["run_id"],
+            "train_seconds": round(train_seconds, 3),
+            "total_seconds": round(time.perf_counter() - started, 3),
+        })
+        write_json(self.out_dir / METRICS_FILE, metrics)
+        shutil.rmtree(self.out_dir / CHECKPOINT_DIR, ignore_errors=True)
+        return metrics
+
+    def _evaluate(self, algorithm: Algorithm, val: TensorSplit, step: int, per_epoch: int,
+                  lr: float, sums: Mapping[str, float], count: int, elapsed: float,
+                  eval_batch_size: int) -> dict[str, Any]:
+        algorithm.eval()
+        logits = predict_logits(algorithm.predict, val.images, eval_batch_size)
+        algorithm.train()
+        scores = split_scores(logits, val.labels, val.colors)
+        record: dict[str, Any] = {
+            "step": step,
+            "epoch": round(step / per_epoch, 4),
+            "lr": lr,
+            "easy_val": scores["acc"],
+            "val_aligned": scores["aligned"],
+            "val_conflicting": scores["conflicting"],
+            "val_loss": scores["loss"],
+            "elapsed_s": round(elapsed, 3),
+        }
+        for key, total in sums.items():
+            record[f"train_{key}"] = total / max(count, 1)
+        return record
+
+    def _save_checkpoint(self, step: int, algorithm: Algorithm, generator: torch.Generator,
+                         selector: _Selector, dense: bool, elapsed: float,
+                         sums: Mapping[str, float], count: int, device: torch.device) -> None:
+        state = {
+            "step": step,
+            "algorithm": algorithm.training_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "generator": generator.get_state(),
+            "selection": selector.state(),
+            "dense": dense,
+            "elapsed": elapsed,
+            "sums": dict(sums),
+            "count": count,
+        }
+        save_torch(self.out_dir / CHECKPOINT_DIR / CHECKPOINT_FILE, state)
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop log lines written after the checkpoint a resumed run continues from."""
+        path = self.out_dir / LOG_FILE
+        if not path.is_file():
+            return
+        import json
+
+        kept = [record for record in read_jsonl(path) if record["step"] <= step]
+        text = "".join(json.dumps(record, sort_keys=True) + "\n" for record in kept)
+        write_bytes(path, text.encode())
+
+    def _final_metrics(self, algorithm: Algorithm, train: TensorSplit, val: TensorSplit,
+                       device: torch.device) -> dict[str, Any]:
+        algorithm.eval()
+        layout = self.config.channels_last
+        details: dict[str, dict[str, float]] = {}
+        for split in METRIC_NAMES:
+            data = {"train": train, "val": val}.get(split) or \
+                load_tensor_split(self.data_dir, split, device, layout)
+            logits = predict_logits(algorithm.predict, data.images, self.config.eval_batch_size)
+            details[split] = split_scores(logits, data.labels, data.colors)
+        metrics: dict[str, Any] = {METRIC_NAMES[split]: scores["acc"]
+                                   for split, scores in details.items()}
+        metrics["color_following_rate"] = details["test_hard"]["color_following"]
+        metrics["splits"] = details
+        return metrics
+
+
+def train(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: TrainConfig, *,
+          seed: int = 0, algorithm: type[Algorithm] | str | None = None,
+          hparams: Mapping[str, Any] | None = None, preset: str | None = None,
+          resume: bool = False, force: bool = False,
+          on_eval: EvalCallback | None = None) -> dict[str, Any]:
+    """Train one run from a :class:`TrainConfig`; returns the ``metrics.json`` content."""
+    return Trainer(data_dir, out_dir, config, seed=seed, algorithm=algorithm, hparams=hparams,
+                   preset=preset, resume=resume, force=force, on_eval=on_eval).run()
