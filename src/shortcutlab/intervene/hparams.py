@@ -91,6 +91,7 @@ def _define(method: str) -> dict[str, HParam]:
         # Bassi et al., appendix F.3: SGD, lr 0.01, momentum 0.99, batch 128, clip 1.0.
         return {
             **_optimizer("sgd", lr=0.01, momentum=0.99, grad_clip=1.0),
+            "teacher": HParam("", "run directory of the shape teacher (--teacher)"),
             "explain_prediction": HParam(0.5, "probability of explaining the teacher's "
                                               "predicted class (else a random other class)",
                                          0.0, 1.0),
@@ -105,6 +106,7 @@ def _define(method: str) -> dict[str, HParam]:
             **_optimizer(),
             "penalty": HParam(10.0, "weight of the background input-gradient penalty",
                               0.1, 1000.0, log=True),
+            "erode": HParam(0, "shrink the digit mask by this many pixels first", choices=(0, 1)),
         }
     if method == "saliency-guide":
         return {

@@ -9,23 +9,24 @@ everything else. On top of that an intervention declares
   ``teacher`` (privileged helpers that other methods read, never a row);
 - its hypothesis: the docstring paragraph starting with ``Hypothesis:``, printed by
   ``--list`` under the one-line summary that opens the docstring;
-- ``prepare(...)``: resources it needs built before training (a teacher, re-rendered
-  images), returned as constructor keywords.
+- resources it needs (a teacher, re-rendered images) are built in ``setup(context)``
+  from the run's ``data_dir``, ``seed`` and hyperparameters.
 
-Its hyperparameters live in :mod:`shortcutlab.intervene.hparams`, not in the class.
+Its hyperparameters live in :mod:`shortcutlab.intervene.hparams`, not in the class:
+registering copies the method's own keys into ``default_hparams`` (what the trainer
+accepts for it), and registers the class with the trainer so ``config.json`` can name it.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.train.algorithm import Algorithm
+from shortcutlab.train.algorithm import Algorithm, TrainContext, register_algorithm
 
 USES: dict[str, str] = {
     "none": "nothing beyond images and labels",
@@ -39,38 +40,31 @@ USES: dict[str, str] = {
 
 ROLES = ("method", "control", "teacher")
 
+# The order of --list and of the results table: by the information a method uses, from
+# the most privileged to none; methods registered elsewhere follow in registration order.
+ORDER = ("tea", "rrr", "saliency-guide", "color-consistency", "groupdro", "reweight", "lff",
+         "jtt", "erm-control", "teacher")
+
 _METHODS: dict[str, type[Intervention]] = {}
 
 
 class Intervention(Algorithm):
     """An Algorithm with what the intervention framework needs to know about it.
 
-    ``generator`` is the method's own random stream (explained classes, batches drawn
-    by the method, ...), seeded by the run's seed and saved with the training state so
-    that a resumed run continues it exactly.
+    ``generator`` is the method's random stream (explained classes, batches drawn by the
+    method, ...): the trainer's per-run generator, whose state it checkpoints, so a
+    resumed run continues the stream exactly.
     """
 
     role: ClassVar[str] = "method"
 
-    def __init__(self, model: nn.Module, hparams: dict[str, Any], *, seed: int = 0) -> None:
+    def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
         super().__init__(model, hparams)
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.generator = torch.Generator().manual_seed(0)
 
-    @classmethod
-    def prepare(cls, data_dir: str | os.PathLike, hparams: dict[str, Any], *,
-                teacher_dir: str | os.PathLike | None = None, seed: int = 0) -> dict[str, Any]:
-        """Build what the constructor needs besides model and hparams; default: nothing."""
-        return {}
-
-    def training_state(self) -> dict[str, Any]:
-        state = super().training_state()
-        state["generator"] = self.generator.get_state()
-        return state
-
-    def load_training_state(self, state: dict[str, Any]) -> None:
-        super().load_training_state(state)
-        if "generator" in state:
-            self.generator.set_state(state["generator"])
+    def setup(self, context: TrainContext) -> None:
+        self.generator = context.generator if context.generator is not None else \
+            torch.Generator().manual_seed(int(context.seed))
 
     def rand(self, *shape: int) -> torch.Tensor:
         """Uniform [0, 1) numbers from the method's stream, on the model's device."""
@@ -95,8 +89,12 @@ def register_method(cls: type[Intervention]) -> type[Intervention]:
         raise ValueError(f"method {cls.name!r} has role {cls.role!r}; use one of {ROLES}")
     if not hypothesis(cls):
         raise ValueError(f"method {cls.name!r} needs a docstring paragraph 'Hypothesis: ...'")
+    from shortcutlab.intervene.hparams import OPTIMIZER_KEYS, default_hparams
+
+    cls.default_hparams = {key: value for key, value in default_hparams(cls.name).items()
+                           if key not in OPTIMIZER_KEYS}
     _METHODS[cls.name] = cls
-    return cls
+    return register_algorithm(cls)
 
 
 def _load_all() -> None:
@@ -114,9 +112,11 @@ def get_method(name: str) -> type[Intervention]:
 
 
 def list_methods(roles: tuple[str, ...] = ("method",)) -> list[str]:
-    """Registered names with one of ``roles``, in registration order."""
+    """Registered names with one of ``roles``, in :data:`ORDER`."""
     _load_all()
-    return [name for name, cls in _METHODS.items() if cls.role in roles]
+    rank = {name: index for index, name in enumerate(ORDER)}
+    names = sorted(_METHODS, key=lambda name: rank.get(name, len(ORDER)))
+    return [name for name in names if _METHODS[name].role in roles]
 
 
 def _paragraphs(cls: type) -> list[str]:

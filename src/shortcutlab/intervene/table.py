@@ -97,19 +97,13 @@ def plan(out: Path, methods: Sequence[str], seeds: Sequence[int],
 
 
 def run_job(job: Job, data_dir: str, trainer_options: dict[str, Any]) -> dict[str, Any]:
-    """Train one job unless it is finished; resume it when it was interrupted."""
-    done = finished(job.run_dir)
-    expected = resolve_hparams(job.method, job.overrides)
-    if done is not None:
-        if done.get("hparams") != expected:
-            raise ShortcutlabError(
-                f"{job.run_dir} was trained with other hyperparameters than this table asks "
-                "for; use another --out, or delete that run directory to retrain it"
-            )
-        return done
-    resume = (job.run_dir / "checkpoints").is_dir()
+    """Train one job; a finished run is returned as it is, an interrupted one resumed.
+
+    The trainer refuses to resume or reuse a run directory trained with other settings,
+    so changing a hyperparameter never silently mixes old runs into a new table.
+    """
     return intervene_run(data_dir, job.run_dir, job.method, seed=job.seed,
-                         teacher_dir=job.teacher_dir, overrides=job.overrides, resume=resume,
+                         teacher_dir=job.teacher_dir, overrides=job.overrides, resume=True,
                          **trainer_options)
 
 
@@ -161,8 +155,15 @@ def run_all(data_dir: str | os.PathLike, out: str | os.PathLike, *, seeds: Seque
 
 
 def _execute(jobs: list[Job], data_dir: str, trainer_options: dict[str, Any], workers: int):
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
+    pending = []
+    for job in jobs:
+        done = finished(job.run_dir)
+        if done is not None:
+            yield job, done
+        else:
+            pending.append(job)
+    if workers <= 1 or len(pending) <= 1:
+        for job in pending:
             yield job, run_job(job, data_dir, trainer_options)
         return
     import multiprocessing
@@ -170,7 +171,7 @@ def _execute(jobs: list[Job], data_dir: str, trainer_options: dict[str, Any], wo
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {pool.submit(_run_in_worker, job, data_dir, trainer_options): job
-                   for job in jobs}
+                   for job in pending}
         for future in as_completed(futures):
             yield futures[future], future.result()
 

@@ -303,7 +303,8 @@ class Trainer:
                                             config.eval_batch_size)
                     sums, count = {}, 0
                     append_jsonl(self.out_dir / LOG_FILE, record)
-                    selector.observe(record, algorithm.model)
+                    if algorithm.selectable(step):
+                        selector.observe(record, algorithm.model)
                     dense = selector.near(record, config.eval_dense_margin)
                     stopped = selector.fired and config.early_stop
                     bar.set_postfix(val=f"{record['easy_val']:.4f}", refresh=False)

@@ -1,6 +1,6 @@
 """The interventions, one family per file; importing this package registers them all.
 
-Registration order is the order of ``--list`` and of the results table.
+``shortcutlab.intervene.registry.ORDER`` sets the order of ``--list`` and of the table.
 """
 
 from shortcutlab.intervene.methods import (  # noqa: F401  (registration)

@@ -33,8 +33,8 @@ class GroupDRO(Intervention):
     name = "groupdro"
     uses = ("color-labels",)
 
-    def __init__(self, model: nn.Module, hparams: dict[str, Any], *, seed: int = 0) -> None:
-        super().__init__(model, hparams, seed=seed)
+    def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
+        super().__init__(model, hparams)
         groups = NUM_COLORS * NUM_COLORS
         self.register_buffer("group_weights", torch.full((groups,), 1.0 / groups))
 
@@ -75,11 +75,12 @@ class Reweight(Intervention):
     name = "reweight"
     uses = ("color-labels",)
 
-    def __init__(self, model: nn.Module, hparams: dict[str, Any], *, seed: int = 0) -> None:
-        super().__init__(model, hparams, seed=seed)
+    def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
+        super().__init__(model, hparams)
         self.register_buffer("weights", torch.ones(NUM_COLORS * NUM_COLORS))
 
     def setup(self, context: TrainContext) -> None:
+        super().setup(context)
         if context.train is None:
             raise ShortcutlabError("reweight needs the training split's labels and colors")
         groups = group_of(context.train["labels"], context.train["colors"]).cpu()

@@ -32,14 +32,15 @@ class JustTrainTwice(Intervention):
     name = "jtt"
     uses = ("none",)
 
-    def __init__(self, model: nn.Module, hparams: dict[str, Any], *, seed: int = 0) -> None:
-        super().__init__(model, hparams, seed=seed)
+    def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
+        super().__init__(model, hparams)
         self.initial_state = copy.deepcopy(model.state_dict())
         self.register_buffer("error_set", torch.zeros(0, dtype=torch.bool))
         self.switch_step = 0
         self.train_tensors: dict[str, torch.Tensor] | None = None
 
     def setup(self, context: TrainContext) -> None:
+        super().setup(context)
         if context.train is None:
             raise ShortcutlabError("jtt needs the training split as tensors (TrainContext.train)")
         self.train_tensors = context.train
@@ -48,10 +49,9 @@ class JustTrainTwice(Intervention):
             raise ShortcutlabError(f"jtt: identify_fraction must be in (0, 1), got {fraction}")
         self.switch_step = max(1, round(fraction * context.total_steps))
 
-    @property
-    def selection_start_step(self) -> int:
-        """The first step whose checkpoint may be selected (the final model's first)."""
-        return self.switch_step
+    def selectable(self, step: int) -> bool:
+        """Only the final model's checkpoints: the identification model is a tool."""
+        return step > self.switch_step
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         if step < self.switch_step:

@@ -50,9 +50,9 @@ class LearningFromFailure(Intervention):
     name = "lff"
     uses = ("none",)
 
-    def __init__(self, model: nn.Module, hparams: dict[str, Any], *, seed: int = 0) -> None:
+    def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
         biased = reinitialized(model)
-        super().__init__(model, hparams, seed=seed)
+        super().__init__(model, hparams)
         self.biased = biased
         self.optimizer = make_optimizer(self.trainable_parameters(), self.hparams)
         for name in ("ema_biased", "ema_debiased", "labels", "seen"):
@@ -64,6 +64,7 @@ class LearningFromFailure(Intervention):
         return [p for model in models for p in model.parameters() if p.requires_grad]
 
     def setup(self, context: TrainContext) -> None:
+        super().setup(context)
         device = next(self.model.parameters()).device
         if self.ema_biased.numel() != context.num_train:
             self.ema_biased = torch.zeros(context.num_train, device=device)

@@ -9,6 +9,15 @@ from shortcutlab.intervene.registry import Intervention, register_method
 from shortcutlab.train.algorithm import Batch
 
 
+def erode(masks: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Shrink boolean masks (N, H, W) by ``pixels`` with a square structuring element."""
+    if pixels <= 0:
+        return masks.bool()
+    outside = (~masks.bool()).float()[:, None]
+    grown = F.max_pool2d(outside, 2 * pixels + 1, stride=1, padding=pixels)
+    return grown[:, 0] == 0
+
+
 def background_gradient_penalty(model: torch.nn.Module, images: torch.Tensor,
                                 labels: torch.Tensor, masks: torch.Tensor
                                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,15 +42,18 @@ class RightForRightReasons(Intervention):
     white digit. If the prediction may not be sensitive to any background pixel (its
     input gradient there is pushed to zero), the background color cannot be read and the
     model must classify from the pixels of the digit, that is from its shape. Uses the
-    digit's foreground mask of every training image.
+    digit's foreground mask of every training image. The shipped mask (source gray level
+    at least 64) includes the anti-aliased rim of each stroke, whose pixels are a blend
+    of white and the background color and so still show the color; ``erode`` shrinks
+    the mask by that many pixels so that only the white core of the stroke is allowed.
     """
 
     name = "rrr"
     uses = ("masks",)
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
-        ce, penalty = background_gradient_penalty(self.model, batch.images, batch.labels,
-                                                  batch.masks)
+        masks = erode(batch.masks, int(self.hparams["erode"]))
+        ce, penalty = background_gradient_penalty(self.model, batch.images, batch.labels, masks)
         loss = ce + self.hparams["penalty"] * penalty
         self.step_optimizer(loss)
         return {"loss": float(loss.detach()), "ce": float(ce.detach()),

@@ -59,6 +59,41 @@ def last_linear(model: nn.Module) -> nn.Linear:
     return found
 
 
+def load_teacher(path: str | os.PathLike) -> nn.Module:
+    """The frozen teacher saved in run directory ``path``."""
+    if not path:
+        raise ShortcutlabError(
+            "tea needs a shape teacher: train one with `shortcutlab intervene --method "
+            "teacher --data DIR --out TEACHER` and pass --teacher TEACHER"
+        )
+    from shortcutlab import models
+
+    teacher = models.load(path)
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    return teacher
+
+
+def share_last_layer(teacher: nn.Module, student: nn.Module) -> None:
+    """Copy the teacher's last Linear layer into the student and freeze it there.
+
+    The optimizer may already hold these parameters: frozen, they get no gradient and
+    no update (nor weight decay) from it.
+    """
+    student_last, teacher_last = last_linear(student), last_linear(teacher)
+    if student_last.weight.shape != teacher_last.weight.shape:
+        raise ShortcutlabError(
+            "the teacher's last layer does not fit the student "
+            f"({tuple(teacher_last.weight.shape)} vs {tuple(student_last.weight.shape)}); "
+            "train the teacher with the same model"
+        )
+    with torch.no_grad():
+        for mine, theirs in zip(student_last.parameters(), teacher_last.parameters(),
+                                strict=True):
+            mine.copy_(theirs)
+            mine.requires_grad_(False)
+
+
 @register_method
 class TrainingWithExplanationsAlone(Intervention):
     """TEA: the student is trained only to reproduce a shape teacher's LRP heatmaps.
@@ -77,43 +112,22 @@ class TrainingWithExplanationsAlone(Intervention):
     name = "tea"
     uses = ("teacher",)
 
-    def __init__(self, model: nn.Module, hparams: dict[str, Any], *, seed: int = 0,
-                 teacher: nn.Module) -> None:
-        teacher = teacher.eval()
-        for param in teacher.parameters():
-            param.requires_grad_(False)
-        if int(hparams.get("freeze_last", 1)):
-            student_last, teacher_last = last_linear(model), last_linear(teacher)
-            if student_last.weight.shape != teacher_last.weight.shape:
-                raise ShortcutlabError(
-                    "the teacher's last layer does not fit the student "
-                    f"({tuple(teacher_last.weight.shape)} vs {tuple(student_last.weight.shape)});"
-                    " train the teacher with the same model"
-                )
-            student_last.load_state_dict(teacher_last.state_dict())
-            for param in student_last.parameters():
-                param.requires_grad_(False)
-        super().__init__(model, hparams, seed=seed)
-        self.teacher = teacher
-
-    @classmethod
-    def prepare(cls, data_dir, hparams, *, teacher_dir: str | os.PathLike | None = None,
-                seed: int = 0) -> dict[str, Any]:
-        if teacher_dir is None:
-            raise ShortcutlabError(
-                "tea needs a shape teacher: train one with `shortcutlab intervene --method "
-                "teacher --data DIR --out TEACHER` and pass --teacher TEACHER"
-            )
-        from shortcutlab import models
-
-        return {"teacher": models.load(teacher_dir)}
+    def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
+        super().__init__(model, hparams)
+        self.teacher: nn.Module | None = None
 
     def setup(self, context: TrainContext) -> None:
+        super().setup(context)
+        if self.teacher is None:
+            self.teacher = load_teacher(self.hparams.get("teacher", ""))
         self.teacher.to(context.device).eval()
+        if int(self.hparams.get("freeze_last", 1)):
+            share_last_layer(self.teacher, self.model)
 
     def train(self, mode: bool = True) -> TrainingWithExplanationsAlone:
         super().train(mode)
-        self.teacher.eval()  # the teacher is never trained
+        if self.teacher is not None:
+            self.teacher.eval()  # the teacher is never trained
         return self
 
     def explained_classes(self, teacher_logits: Tensor) -> Tensor:

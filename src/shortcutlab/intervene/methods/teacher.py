@@ -10,8 +10,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from shortcutlab.errors import ShortcutlabError
 from shortcutlab.intervene.registry import Intervention, register_method
-from shortcutlab.train.algorithm import Batch
+from shortcutlab.train.algorithm import Batch, TrainContext
 
 
 def recolored_training_images(data_dir: str | os.PathLike, seed: int) -> torch.Tensor:
@@ -45,21 +46,25 @@ class ShapeTeacher(Intervention):
     uses = ("recolored-digits",)
     role = "teacher"
 
-    def __init__(self, model: nn.Module, hparams: dict[str, Any], *, seed: int = 0,
-                 recolored: torch.Tensor) -> None:
-        super().__init__(model, hparams, seed=seed)
-        self.recolored = recolored
+    def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
+        super().__init__(model, hparams)
+        self.recolored = torch.zeros(0, 28, 28, 3, dtype=torch.uint8)
 
-    @classmethod
-    def prepare(cls, data_dir, hparams, *, teacher_dir=None, seed=0) -> dict[str, Any]:
-        return {"recolored": recolored_training_images(data_dir, seed)}
+    def setup(self, context: TrainContext) -> None:
+        super().setup(context)
+        if context.data_dir is None:
+            raise ShortcutlabError("the teacher needs the dataset directory to re-render digits")
+        self.recolored = recolored_training_images(context.data_dir, context.seed)
+        if len(self.recolored) != context.num_train:
+            raise ShortcutlabError(
+                f"re-rendered {len(self.recolored)} digits for {context.num_train} training "
+                "images; the dataset directory does not match its source"
+            )
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         from shortcutlab.data.dataset import images_to_tensor
 
         index = batch.index.cpu()
-        if int(index.max()) >= len(self.recolored):
-            raise IndexError("batch index beyond the re-rendered training split")
         images = images_to_tensor(self.recolored[index].numpy(), batch.images.device)
         loss = F.cross_entropy(self.model(images), batch.labels)
         self.step_optimizer(loss)
