@@ -114,6 +114,8 @@ def _define(method: str) -> dict[str, HParam]:
             "penalty": HParam(1.0, "weight of the outside-the-digit attribution share",
                               0.1, 100.0, log=True),
             "attribution": HParam("lrp", "lrp | gradcam", choices=("lrp", "gradcam")),
+            "epsilon": HParam(0.05, "LRP epsilon", 0.01, 0.1, log=True),
+            "erode": HParam(0, "shrink the digit mask by this many pixels first", choices=(0, 1)),
         }
     if method == "color-consistency":
         return {

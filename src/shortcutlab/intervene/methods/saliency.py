@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from shortcutlab.intervene.methods.rrr import erode
 from shortcutlab.intervene.registry import Intervention, register_method
 from shortcutlab.train.algorithm import Batch
+
+
+def trainable_grad_cam(model: torch.nn.Module, images: Tensor, targets: Tensor
+                       ) -> tuple[Tensor, Tensor]:
+    """Grad-CAM at the last Conv2d with its graph kept, and the logits of the same pass.
+
+    ``shortcutlab.explain.grad_cam`` explains a trained model, so it detaches the layer's
+    activation and gradient; a training loss needs both with their graph
+    (``create_graph``), which is all this adds. Returns (N, h, w) maps and (N, K) logits.
+    """
+    from shortcutlab.models import last_conv
+
+    _, layer = last_conv(model)
+    captured: list[Tensor] = []
+    handle = layer.register_forward_hook(lambda module, args, output: captured.append(output))
+    try:
+        logits = model(images)
+    finally:
+        handle.remove()
+    (activation,) = captured
+    score = logits.gather(1, targets[:, None]).sum()
+    (gradient,) = torch.autograd.grad(score, activation, create_graph=True)
+    cam = torch.relu((gradient.mean(dim=(2, 3), keepdim=True) * activation).sum(dim=1))
+    return cam, logits
 
 
 def outside_share(heatmap: Tensor, masks: Tensor, eps: float = 1e-8) -> Tensor:
@@ -38,26 +64,24 @@ class SaliencyGuide(Intervention):
     tight; with Grad-CAM (7x7 at the last convolution of cnn3) a deep unit over the digit
     can still encode the background's color through its receptive field, so we expect
     Grad-CAM guidance to cure less. Uses the digit's foreground mask of every training
-    image.
+    image (optionally eroded, as in ``rrr``: the stroke's rim shows the color).
     """
 
     name = "saliency-guide"
     uses = ("masks",)
 
-    def attribution(self, images: Tensor, labels: Tensor) -> Tensor:
-        if self.hparams["attribution"] == "gradcam":
-            from shortcutlab.explain import grad_cam
-
-            return grad_cam(self.model, images, labels, create_graph=True)
-        from shortcutlab.explain import lrp
-
-        epsilon = float(self.hparams.get("epsilon", 0.05))
-        return lrp(self.model, images, labels, rule="epsilon", epsilon=epsilon,
-                   create_graph=True)
-
     def update(self, batch: Batch, step: int) -> dict[str, float]:
-        ce = F.cross_entropy(self.model(batch.images), batch.labels)
-        share = outside_share(self.attribution(batch.images, batch.labels), batch.masks).mean()
+        if self.hparams["attribution"] == "gradcam":
+            heatmap, logits = trainable_grad_cam(self.model, batch.images, batch.labels)
+        else:
+            from shortcutlab.explain import lrp
+
+            logits = self.model(batch.images)
+            heatmap = lrp(self.model, batch.images, batch.labels, rule="epsilon",
+                          epsilon=float(self.hparams["epsilon"]), create_graph=True)
+        ce = F.cross_entropy(logits, batch.labels)
+        masks = erode(batch.masks, int(self.hparams["erode"]))
+        share = outside_share(heatmap, masks).mean()
         loss = ce + self.hparams["penalty"] * share
         self.step_optimizer(loss)
         return {"loss": float(loss.detach()), "ce": float(ce.detach()),
