@@ -10,7 +10,12 @@ import torch
 from shortcutlab import models
 from shortcutlab.data import load_split
 from shortcutlab.intervene.hparams import resolve_hparams
-from shortcutlab.intervene.methods.consistency import js_divergence, permute_channels, rotate_hue
+from shortcutlab.intervene.methods.consistency import (
+    jitter_colors,
+    js_divergence,
+    permute_channels,
+    rotate_hue,
+)
 from shortcutlab.intervene.methods.groups import group_of
 from shortcutlab.intervene.registry import get_method
 from shortcutlab.train.algorithm import Batch, TrainContext
@@ -179,7 +184,7 @@ def test_color_transforms_keep_white_and_change_colors():
     images = torch.zeros(6, 3, 4, 4)
     images[:, 0] = 1.0           # red background
     images[:, :, 1, 1] = 1.0     # one white digit pixel
-    for transform in (rotate_hue, permute_channels):
+    for transform in (rotate_hue, permute_channels, jitter_colors):
         out = transform(images, generator)
         assert out.shape == images.shape
         torch.testing.assert_close(out[:, :, 1, 1], torch.ones(6, 3))

@@ -122,8 +122,9 @@ def _define(method: str) -> dict[str, HParam]:
             **_optimizer(),
             "penalty": HParam(1.0, "weight of the consistency loss", 0.1, 100.0, log=True),
             "transform": HParam("hue", "hue (rotate every hue by one random angle) | "
-                                       "permute (swap the RGB channels)",
-                                choices=("hue", "permute")),
+                                       "permute (swap the RGB channels) | jitter (hue, "
+                                       "saturation and brightness)",
+                                choices=("hue", "permute", "jitter")),
         }
     if method == "groupdro":
         return {

@@ -42,7 +42,24 @@ def rotate_hue(images: Tensor, generator: torch.Generator) -> Tensor:
     return torch.einsum("bij,bjhw->bihw", rotation, images).clamp(0.0, 1.0)
 
 
-TRANSFORMS = {"hue": rotate_hue, "permute": permute_channels}
+def jitter_colors(images: Tensor, generator: torch.Generator) -> Tensor:
+    """Rotate the hue, then scale chroma (x0.3 to x1.5) and the distance from white
+    (x0.6 to x1.4), one random draw per image.
+
+    Every step keeps white white. Hue rotation alone leaves each color's saturation and
+    brightness, which still tell some class colors apart (gray has none; yellow and cyan
+    are brighter than red); jitter varies those too.
+    """
+    rotated = rotate_hue(images, generator)
+    count = images.shape[0]
+    chroma = 0.3 + 1.2 * torch.rand(count, generator=generator).to(images)
+    distance = 0.6 + 0.8 * torch.rand(count, generator=generator).to(images)
+    gray = rotated.mean(dim=1, keepdim=True)
+    saturated = gray + chroma[:, None, None, None] * (rotated - gray)
+    return (1.0 - distance[:, None, None, None] * (1.0 - saturated)).clamp(0.0, 1.0)
+
+
+TRANSFORMS = {"hue": rotate_hue, "permute": permute_channels, "jitter": jitter_colors}
 
 
 def js_divergence(logits_a: Tensor, logits_b: Tensor) -> Tensor:
@@ -59,12 +76,13 @@ class ColorConsistency(Intervention):
     """Cross-entropy plus agreement between predictions on an image and on it recolored.
 
     Hypothesis: if the prediction for a digit must not change when its colors are changed
-    (every hue rotated by a random angle about the gray axis, or the RGB channels
-    swapped), color cannot carry the label and the model must use what the change leaves
-    intact, the digit's shape. It needs no per-image information beyond the class, but
-    it does use knowledge: that color is the bias, so it is not a blind method. Hue
-    rotation keeps saturation and brightness, so the gray class color stays
-    recognizable; that residue is the hypothesis' weak point.
+    (every hue rotated by a random angle about the gray axis, the RGB channels swapped,
+    or hue, saturation and brightness all jittered), color cannot carry the label and the
+    model must use what the change leaves intact, the digit's shape. It needs no per-image
+    information beyond the class, but it does use knowledge: that color is the bias, so
+    it is not a blind method. Hue rotation and channel swaps keep saturation and
+    brightness, so the gray class color stays recognizable; that residue is the weak
+    point ``jitter`` addresses.
     """
 
     name = "color-consistency"
