@@ -107,6 +107,8 @@ def _define(method: str) -> dict[str, HParam]:
             "penalty": HParam(10.0, "weight of the background input-gradient penalty",
                               0.1, 1000.0, log=True),
             "erode": HParam(0, "shrink the digit mask by this many pixels first", choices=(0, 1)),
+            "norm": HParam("l2", "l2 (squared gradients, as Ross et al.) | l1 (absolute)",
+                           choices=("l2", "l1")),
         }
     if method == "saliency-guide":
         return {

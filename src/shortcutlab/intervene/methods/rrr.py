@@ -19,17 +19,25 @@ def erode(masks: torch.Tensor, pixels: int) -> torch.Tensor:
 
 
 def background_gradient_penalty(model: torch.nn.Module, images: torch.Tensor,
-                                labels: torch.Tensor, masks: torch.Tensor
+                                labels: torch.Tensor, masks: torch.Tensor, norm: str = "l2"
                                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy and Ross et al.'s penalty: the squared input gradient of the summed
-    log-probabilities on background pixels, summed over pixels and channels, averaged
-    over images. Built with ``create_graph`` so that it trains the parameters."""
+    """Cross-entropy and Ross et al.'s penalty: the input gradient of the summed
+    log-probabilities on background pixels, squared (``l2``, theirs) or absolute
+    (``l1``), summed over pixels and channels, averaged over images. Built with
+    ``create_graph`` so that it trains the parameters.
+
+    Why ``l1``: a feature that reads the background's mean color spreads its gradient
+    thinly over every background pixel, ``g = G / n`` each, so the squared penalty is
+    only ``G^2 / n``; the absolute one is ``|G|`` whatever the spread.
+    """
     images = images.detach().requires_grad_(True)
     log_probs = F.log_softmax(model(images), dim=1)
     ce = F.nll_loss(log_probs, labels)
     (gradient,) = torch.autograd.grad(log_probs.sum(), images, create_graph=True)
     background = (~masks.bool()).unsqueeze(1).to(gradient.dtype)
-    penalty = (gradient * background).pow(2).sum(dim=(1, 2, 3)).mean()
+    outside = gradient * background
+    per_image = outside.abs() if norm == "l1" else outside.pow(2)
+    penalty = per_image.sum(dim=(1, 2, 3)).mean()
     return ce, penalty
 
 
@@ -53,7 +61,8 @@ class RightForRightReasons(Intervention):
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         masks = erode(batch.masks, int(self.hparams["erode"]))
-        ce, penalty = background_gradient_penalty(self.model, batch.images, batch.labels, masks)
+        ce, penalty = background_gradient_penalty(self.model, batch.images, batch.labels, masks,
+                                                  self.hparams["norm"])
         loss = ce + self.hparams["penalty"] * penalty
         self.step_optimizer(loss)
         return {"loss": float(loss.detach()), "ce": float(ce.detach()),
