@@ -72,7 +72,7 @@ def test_tea_without_teacher_says_how_to_get_one(tiny_data, tmp_path):
 def test_all_writes_the_table_and_skips_finished_runs(tiny_data, teacher_run, tmp_path):
     out = tmp_path / "table"
     lines: list[str] = []
-    table = run_all(tiny_data, out, seeds=[0, 1], methods=["jtt", "tea"],
+    table = run_all(tiny_data, out, seeds=[0], methods=["jtt", "tea"],
                     overrides={"jtt": {"epochs": 2}, "tea": {"epochs": 2},
                                "teacher": {"epochs": 2}},
                     teacher_dir=teacher_run, log=lines.append, threads=1)
@@ -85,14 +85,14 @@ def test_all_writes_the_table_and_skips_finished_runs(tiny_data, teacher_run, tm
     markdown = (out / "table.md").read_text()
     assert "`jtt`" in markdown and "↳ erm-control" in markdown and "hard (inverted)" in markdown
     stored = json.loads((out / "table.json").read_text())
-    assert len(stored["runs"]) == 2 * 4  # (2 methods + 2 controls) x 2 seeds
-    assert lines[0].startswith("8 runs, 0 already finished")
+    assert len(stored["runs"]) == 4  # 2 methods + 2 controls
+    assert lines[0].startswith("4 runs, 0 already finished")
     model_file = out / "methods" / "jtt" / "seed0" / "model.pt"
     stamp = model_file.stat().st_mtime_ns
     lines.clear()
-    again = run_all(tiny_data, out, seeds=[0, 1], methods=["jtt", "tea"],
+    again = run_all(tiny_data, out, seeds=[0], methods=["jtt", "tea"],
                     overrides={"jtt": {"epochs": 2}, "tea": {"epochs": 2}},
                     teacher_dir=teacher_run, log=lines.append, threads=1)
-    assert lines[0].startswith("8 runs, 8 already finished")
+    assert lines[0].startswith("4 runs, 4 already finished")
     assert model_file.stat().st_mtime_ns == stamp
     assert again["rows"] == table["rows"]

@@ -98,6 +98,9 @@ def _define(method: str) -> dict[str, HParam]:
             "epsilon_low": HParam(0.01, "LRP epsilon, lower end of the log-uniform draw"),
             "epsilon_high": HParam(0.1, "LRP epsilon, upper end of the log-uniform draw"),
             "min_size": HParam(8, "coarsest pyramid level, in pixels"),
+            "channels": HParam("keep", "keep: match relevance per color channel | sum: match "
+                                       "the usual per-pixel heatmap (channels summed)",
+                               choices=("keep", "sum")),
             "freeze_last": HParam(1, "copy the teacher's last layer and freeze it (1) or not (0)",
                                   choices=(0, 1)),
         }

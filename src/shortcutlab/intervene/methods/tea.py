@@ -156,6 +156,8 @@ class TrainingWithExplanationsAlone(Intervention):
                           epsilon=epsilon).detach()
         student_map = lrp(self.model, images, targets, rule="epsilon", epsilon=epsilon,
                           create_graph=True)
+        if self.hparams["channels"] == "sum":
+            teacher_map, student_map = teacher_map.sum(1), student_map.sum(1)
         loss = heat_loss(student_map, teacher_map, int(self.hparams["min_size"]))
         self.step_optimizer(loss)
         return {"loss": float(loss.detach())}
