@@ -27,7 +27,7 @@ EPOCHS = 2
 """The one epoch budget of every method and control (passes over the 50k training images)."""
 
 OPTIMIZER_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "grad_clip",
-                  "epochs")
+                  "schedule", "epochs")
 """The settings a method shares with its erm-control (the control's identity)."""
 
 
@@ -68,8 +68,8 @@ class HParam:
 
 
 def _optimizer(optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
-               weight_decay: float = 0.0, batch_size: int = 128,
-               grad_clip: float = 0.0) -> dict[str, HParam]:
+               weight_decay: float = 0.0, batch_size: int = 128, grad_clip: float = 0.0,
+               schedule: str = "cosine") -> dict[str, HParam]:
     return {
         "optimizer": HParam(optimizer, "sgd | adam | adamw", choices=("sgd", "adam", "adamw")),
         "lr": HParam(lr, "learning rate", 1e-4, 3e-2, log=True),
@@ -77,6 +77,8 @@ def _optimizer(optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
         "weight_decay": HParam(weight_decay, "L2 penalty", choices=(0.0, 1e-4, 1e-3)),
         "batch_size": HParam(batch_size, "images per step", choices=(64, 128, 256)),
         "grad_clip": HParam(grad_clip, "clip the gradient norm to this (0: no clipping)"),
+        "schedule": HParam(schedule, "learning-rate schedule over the budget",
+                           choices=("cosine", "constant", "linear")),
         "epochs": HParam(EPOCHS, "passes over the training set (the fixed budget)"),
     }
 

@@ -8,7 +8,7 @@ intervention shares are fixed here:
 - the model is the lazy model's architecture, ``cnn3`` at its default width;
 - the training set is the dataset's own 95%-biased ``train`` split, unchanged;
 - the budget is the method's ``epochs`` (one number for every method and control,
-  :data:`~shortcutlab.intervene.hparams.EPOCHS`), with a constant learning rate;
+  :data:`~shortcutlab.intervene.hparams.EPOCHS`), over which its ``schedule`` runs;
 - the checkpoint kept is the one with the best easy-validation accuracy, evaluated
   :data:`EVALS_PER_EPOCH` times per epoch; the hard and unbiased splits choose nothing.
 
@@ -39,8 +39,8 @@ def trainer_settings(hparams: dict[str, Any], num_train: int) -> dict[str, Any]:
     settings["grad_clip"] = float(settings["grad_clip"]) or None
     settings["epochs"] = float(settings["epochs"])
     per_epoch = max(1, num_train // int(settings["batch_size"]))
-    settings.update(model=MODEL, model_kwargs={}, steps=None, schedule="constant",
-                    warmup_steps=0, select=SELECTION, early_stop=False,
+    settings.update(model=MODEL, model_kwargs={}, steps=None, warmup_steps=0,
+                    select=SELECTION, early_stop=False,
                     eval_every=max(1, per_epoch // EVALS_PER_EPOCH), eval_dense_every=0)
     return settings
 
