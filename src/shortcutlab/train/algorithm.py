@@ -17,6 +17,8 @@ The contract a subclass sees (``shortcutlab.train.trainer`` drives it):
 - ``predict(x)``: logits, used for every evaluation (the model is in eval mode then);
 - ``training_state()`` / ``load_training_state()``: everything needed to resume exactly
   (weights, optimizers, per-sample state, stage flags);
+- ``selectable(step)``: whether the checkpoint evaluated after ``step`` steps may be
+  selected (a two-stage method such as JTT excludes its first stage); default: always;
 - ``optimizers()``: the optimizers whose learning rate the trainer's schedule drives; it
   sets ``lr = initial_lr * factor(step)`` on every param group before each step, so a
   method that builds a new optimizer mid-run keeps the schedule;
@@ -146,6 +148,10 @@ class Algorithm(nn.Module):
 
     def setup(self, context: TrainContext) -> None:
         """Called once before training (after a resume, too); default: nothing."""
+
+    def selectable(self, step: int) -> bool:
+        """Whether the checkpoint after ``step`` steps may be selected; default: always."""
+        return True
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         """Take one optimization step; return scalars worth logging (at least ``loss``)."""

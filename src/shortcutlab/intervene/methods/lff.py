@@ -1,0 +1,119 @@
+"""Learning from Failure (Nam et al. 2020): a biased model finds what a debiased one studies."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from shortcutlab.intervene.registry import Intervention, register_method
+from shortcutlab.train.algorithm import Batch, TrainContext, make_optimizer
+
+
+def generalized_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, q: float
+                              ) -> torch.Tensor:
+    """Per-sample GCE as Nam et al. implement it: CE scaled by q * p_y^q (detached).
+
+    Its gradient is that of (1 - p_y^q) / q: examples the model already finds easy weigh
+    more, so the biased model amplifies whatever is easiest, here color.
+    """
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    p_y = F.softmax(logits, dim=1).gather(1, labels[:, None]).squeeze(1).detach()
+    return ce * p_y.pow(q) * q
+
+
+def reinitialized(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with freshly drawn parameters (from torch's seeded stream)."""
+    fresh = copy.deepcopy(model)
+    for module in fresh.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return fresh
+
+
+@register_method
+class LearningFromFailure(Intervention):
+    """LfF: train a deliberately biased model and a debiased one that studies its failures.
+
+    Hypothesis: color is learned first and easily. A model trained with generalized
+    cross-entropy, which rewards what is already easy, becomes a pure color model; the
+    images it keeps failing on are the counter-examples whose color is not their label's.
+    Weighting each image in the debiased model's cross-entropy by the biased model's
+    relative loss, w = L_b / (L_b + L_d) (per-image moving averages), turns those few
+    counter-examples into most of the signal, so the debiased model has to read shape.
+    Uses nothing beyond images and labels.
+    """
+
+    name = "lff"
+    uses = ("none",)
+
+    def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
+        biased = reinitialized(model)
+        super().__init__(model, hparams)
+        self.biased = biased
+        self.optimizer = make_optimizer(self.trainable_parameters(), self.hparams)
+        for name in ("ema_biased", "ema_debiased", "labels", "seen"):
+            self.register_buffer(name, torch.zeros(0))
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        biased = self._modules.get("biased")  # absent while the base class builds its optimizer
+        models = [self.model] + ([biased] if biased is not None else [])
+        return [p for model in models for p in model.parameters() if p.requires_grad]
+
+    def setup(self, context: TrainContext) -> None:
+        super().setup(context)
+        device = next(self.model.parameters()).device
+        if self.ema_biased.numel() != context.num_train:
+            self.ema_biased = torch.zeros(context.num_train, device=device)
+            self.ema_debiased = torch.zeros(context.num_train, device=device)
+            self.labels = torch.full((context.num_train,), -1, dtype=torch.long, device=device)
+            self.seen = torch.zeros(context.num_train, dtype=torch.bool, device=device)
+        if context.train is not None:
+            self.labels.copy_(context.train["labels"].to(device))
+
+    def _update_ema(self, ema: torch.Tensor, index: torch.Tensor, loss: torch.Tensor) -> None:
+        alpha = float(self.hparams["ema"])
+        first = ~self.seen[index]
+        ema[index] = torch.where(first, loss, alpha * ema[index] + (1 - alpha) * loss)
+
+    def _class_normalized(self, ema: torch.Tensor, index: torch.Tensor,
+                          labels: torch.Tensor) -> torch.Tensor:
+        """EMA losses divided by the largest EMA loss of the same class (Nam et al.)."""
+        num_classes = int(self.labels.max().clamp_min(labels.max())) + 1
+        known = self.labels >= 0
+        class_max = torch.zeros(num_classes, device=ema.device).scatter_reduce(
+            0, self.labels[known], ema[known], reduce="amax", include_self=True)
+        return ema[index] / class_max[labels].clamp_min(1e-8)
+
+    def update(self, batch: Batch, step: int) -> dict[str, float]:
+        index, labels = batch.index, batch.labels
+        logits_b, logits_d = self.biased(batch.images), self.model(batch.images)
+        ce_b = F.cross_entropy(logits_b, labels, reduction="none")
+        ce_d = F.cross_entropy(logits_d, labels, reduction="none")
+        with torch.no_grad():
+            self.labels[index] = labels
+            self._update_ema(self.ema_biased, index, ce_b.detach())
+            self._update_ema(self.ema_debiased, index, ce_d.detach())
+            self.seen[index] = True
+            loss_b = self._class_normalized(self.ema_biased, index, labels)
+            loss_d = self._class_normalized(self.ema_debiased, index, labels)
+            weight = loss_b / (loss_b + loss_d + 1e-8)
+        gce = generalized_cross_entropy(logits_b, labels, float(self.hparams["q"]))
+        loss = gce.mean() + (ce_d * weight).mean()
+        self.step_optimizer(loss)
+        return {"loss": float(loss.detach()), "ce": float(ce_d.mean().detach()),
+                "ce_biased": float(ce_b.mean().detach()), "weight": float(weight.mean())}
+
+    def training_state(self) -> dict[str, Any]:
+        return {**super().training_state(), "biased": self.biased.state_dict(),
+                **{name: getattr(self, name).clone()
+                   for name in ("ema_biased", "ema_debiased", "labels", "seen")}}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        super().load_training_state(state)
+        self.biased.load_state_dict(state["biased"])
+        for name in ("ema_biased", "ema_debiased", "labels", "seen"):
+            setattr(self, name, state[name].to(self.ema_biased.device))

@@ -1,0 +1,163 @@
+"""Training with Explanations Alone (Bassi et al.): a student learns only a teacher's heatmaps."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from shortcutlab.errors import ShortcutlabError
+from shortcutlab.intervene.registry import Intervention, register_method
+from shortcutlab.train.algorithm import Batch, TrainContext
+
+
+def heatmap_distance(student: Tensor, teacher: Tensor, eps: float = 1e-12) -> Tensor:
+    """Per-sample L1 distance normalized by the geometric mean of the two maps' L1 sizes.
+
+    ``mean|S - T| / sqrt(mean|S| * mean|T|)``: invariant to a common rescaling of both
+    maps, so a heatmap's overall magnitude (which LRP inherits from the logit) does not
+    dominate; Bassi et al. use it to keep early training stable.
+    """
+    student, teacher = student.flatten(1), teacher.flatten(1)
+    scale = torch.sqrt(student.abs().mean(1) * teacher.abs().mean(1) + eps)
+    return (student - teacher).abs().mean(1) / scale
+
+
+def heat_loss(student: Tensor, teacher: Tensor, min_size: int = 8) -> Tensor:
+    """TEA's multi-resolution heatmap loss, averaged over the batch.
+
+    The mean of :func:`heatmap_distance` over an average-pooling pyramid with kernels
+    1, 2, 4, ... while the pooled map stays at least ``min_size`` pixels wide (28 px
+    gives the levels 28 and 14): coarse levels forgive small misplacements of relevance,
+    the finest level demands the same pixels.
+    """
+    if student.shape != teacher.shape:
+        raise ValueError(f"heatmaps differ in shape: {tuple(student.shape)} vs "
+                         f"{tuple(teacher.shape)}")
+    levels, kernel = [], 1
+    while min(student.shape[-2:]) // kernel >= min_size or not levels:
+        if kernel == 1:
+            pooled_s, pooled_t = student, teacher
+        else:
+            pooled_s, pooled_t = F.avg_pool2d(student, kernel), F.avg_pool2d(teacher, kernel)
+        levels.append(heatmap_distance(pooled_s, pooled_t))
+        kernel *= 2
+    return torch.stack(levels).mean(0).mean()
+
+
+def last_linear(model: nn.Module) -> nn.Linear:
+    found = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            found = module
+    if found is None:
+        raise ShortcutlabError(f"{type(model).__name__} has no Linear layer to share")
+    return found
+
+
+def load_teacher(path: str | os.PathLike) -> nn.Module:
+    """The frozen teacher saved in run directory ``path``."""
+    if not path:
+        raise ShortcutlabError(
+            "tea needs a shape teacher: train one with `shortcutlab intervene --method "
+            "teacher --data DIR --out TEACHER` and pass --teacher TEACHER"
+        )
+    from shortcutlab import models
+
+    teacher = models.load(path)
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    return teacher
+
+
+def share_last_layer(teacher: nn.Module, student: nn.Module) -> None:
+    """Copy the teacher's last Linear layer into the student and freeze it there.
+
+    The optimizer may already hold these parameters: frozen, they get no gradient and
+    no update (nor weight decay) from it.
+    """
+    student_last, teacher_last = last_linear(student), last_linear(teacher)
+    if student_last.weight.shape != teacher_last.weight.shape:
+        raise ShortcutlabError(
+            "the teacher's last layer does not fit the student "
+            f"({tuple(teacher_last.weight.shape)} vs {tuple(student_last.weight.shape)}); "
+            "train the teacher with the same model"
+        )
+    with torch.no_grad():
+        for mine, theirs in zip(student_last.parameters(), teacher_last.parameters(),
+                                strict=True):
+            mine.copy_(theirs)
+            mine.requires_grad_(False)
+
+
+@register_method
+class TrainingWithExplanationsAlone(Intervention):
+    """TEA: the student is trained only to reproduce a shape teacher's LRP heatmaps.
+
+    Hypothesis: for color to influence a prediction, relevance must flow from the colored
+    background pixels through every layer to the output. A teacher that reads shape puts
+    its LRP relevance on the digit; a student whose LRP heatmaps (for the same explained
+    classes, at every resolution of a pooling pyramid) match the teacher's cannot route
+    relevance through the background either, so it learns to decide from shape, even on
+    the 95%-biased training images and without ever seeing a label. Uses a teacher, which
+    was trained with privileged information (the training digits re-rendered in random
+    colors). The teacher's last layer is copied into the student and frozen, so that
+    matching heatmaps also means matching the teacher's class read-out.
+    """
+
+    name = "tea"
+    uses = ("teacher",)
+
+    def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
+        super().__init__(model, hparams)
+        self.teacher: nn.Module | None = None
+
+    def setup(self, context: TrainContext) -> None:
+        super().setup(context)
+        if self.teacher is None:
+            self.teacher = load_teacher(self.hparams.get("teacher", ""))
+        self.teacher.to(context.device).eval()
+        if int(self.hparams.get("freeze_last", 1)):
+            share_last_layer(self.teacher, self.model)
+
+    def train(self, mode: bool = True) -> TrainingWithExplanationsAlone:
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()  # the teacher is never trained
+        return self
+
+    def explained_classes(self, teacher_logits: Tensor) -> Tensor:
+        """The teacher's prediction with probability ``explain_prediction``, else a
+        uniformly random other class; the same class is explained for both networks."""
+        predicted = teacher_logits.argmax(1)
+        batch, classes = teacher_logits.shape
+        other = (predicted + self.randint(1, classes, batch)) % classes
+        keep = self.rand(batch) < float(self.hparams["explain_prediction"])
+        return torch.where(keep, predicted, other)
+
+    def epsilons(self, batch: int) -> Tensor:
+        """LRP epsilon per image, log-uniform in [epsilon_low, epsilon_high]."""
+        low = math.log(float(self.hparams["epsilon_low"]))
+        high = math.log(float(self.hparams["epsilon_high"]))
+        return torch.exp(low + (high - low) * self.rand(batch))
+
+    def update(self, batch: Batch, step: int) -> dict[str, float]:
+        from shortcutlab.explain import lrp
+
+        images = batch.images
+        with torch.no_grad():
+            targets = self.explained_classes(self.teacher(images))
+        epsilon = self.epsilons(images.shape[0])
+        teacher_map = lrp(self.teacher, images, targets, rule="epsilon",
+                          epsilon=epsilon).detach()
+        student_map = lrp(self.model, images, targets, rule="epsilon", epsilon=epsilon,
+                          create_graph=True)
+        if self.hparams["channels"] == "sum":
+            teacher_map, student_map = teacher_map.sum(1), student_map.sum(1)
+        loss = heat_loss(student_map, teacher_map, int(self.hparams["min_size"]))
+        self.step_optimizer(loss)
+        return {"loss": float(loss.detach())}

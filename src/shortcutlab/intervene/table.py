@@ -1,0 +1,330 @@
+"""``shortcutlab intervene --all``: every method next to its control, over seeds, as a table.
+
+Layout of the output directory::
+
+    OUT/teacher/seed<S>/            the shape teacher of seed S (when a method needs one)
+    OUT/methods/<method>/seed<S>/   one run directory per method and seed
+    OUT/controls/<key>/seed<S>/     one erm-control per distinct optimizer setting
+    OUT/table.md, table.csv         mean +- std over seeds, each method followed by its control
+    OUT/table.json                  every run's metrics, and the pairing
+    OUT/table.png                   hard-set accuracy of each method next to its control
+
+A control is plain cross-entropy with exactly its method's optimizer keys
+(:data:`~shortcutlab.intervene.hparams.OPTIMIZER_KEYS`), named by the hash of those
+settings, so methods that train with the same settings share one control. Re-running
+skips finished runs and resumes interrupted ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shortcutlab.artifacts import config_hash, write_bytes, write_json
+from shortcutlab.errors import ShortcutlabError
+from shortcutlab.intervene.hparams import control_settings, resolve_hparams
+from shortcutlab.intervene.registry import USES, get_method, list_methods
+from shortcutlab.intervene.run import finished, intervene_run
+
+COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    # (metrics key, header, shown as a percentage)
+    ("easy_val", "easy val", True),
+    ("hard", "hard (random)", True),
+    ("hard_inverted", "hard (inverted)", True),
+    ("unbiased", "unbiased", True),
+    ("background_share", "background share (Grad-CAM)", True),
+    ("train_seconds", "train time (s)", False),
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run of the table."""
+
+    kind: str            # "teacher" | "method" | "control"
+    name: str            # method name, or the control's key
+    seed: int
+    run_dir: Path
+    method: str          # the registered method trained
+    overrides: dict[str, Any] = field(default_factory=dict)
+    teacher_dir: Path | None = None
+
+
+def control_key(hparams: dict[str, Any]) -> str:
+    """The name of the control for these optimizer settings (a short hash of them)."""
+    return "erm-" + config_hash(control_settings(hparams), length=8)
+
+
+def plan(out: Path, methods: Sequence[str], seeds: Sequence[int],
+         overrides: dict[str, dict[str, Any]] | None = None,
+         teacher_dir: Path | None = None) -> tuple[list[Job], dict[str, str]]:
+    """The jobs of the table and the pairing ``method -> control key``.
+
+    Teachers come first (TEA reads them); controls shared by several methods appear once.
+    """
+    overrides = overrides or {}
+    pairing: dict[str, str] = {}
+    jobs: list[Job] = []
+    needs_teacher = any("teacher" in get_method(m).uses for m in methods)
+    for seed in seeds:
+        teacher = teacher_dir
+        if needs_teacher and teacher_dir is None:
+            teacher = out / "teacher" / f"seed{seed}"
+            jobs.append(Job("teacher", "teacher", seed, teacher, "teacher",
+                            dict(overrides.get("teacher", {}))))
+        seen_controls: set[str] = set()
+        for method in methods:
+            method_overrides = dict(overrides.get(method, {}))
+            hparams = resolve_hparams(method, method_overrides)
+            uses_teacher = "teacher" in get_method(method).uses
+            jobs.append(Job("method", method, seed, out / "methods" / method / f"seed{seed}",
+                            method, method_overrides, teacher if uses_teacher else None))
+            key = control_key(hparams)
+            pairing[method] = key
+            if key not in seen_controls:
+                seen_controls.add(key)
+                jobs.append(Job("control", key, seed, out / "controls" / key / f"seed{seed}",
+                                "erm-control", control_settings(hparams)))
+    return jobs, pairing
+
+
+def run_job(job: Job, data_dir: str, trainer_options: dict[str, Any]) -> dict[str, Any]:
+    """Train one job; a finished run is returned as it is, an interrupted one resumed.
+
+    The trainer refuses to resume or reuse a run directory trained with other settings,
+    so changing a hyperparameter never silently mixes old runs into a new table.
+    """
+    return intervene_run(data_dir, job.run_dir, job.method, seed=job.seed,
+                         teacher_dir=job.teacher_dir, overrides=job.overrides, resume=True,
+                         **trainer_options)
+
+
+def _run_in_worker(job: Job, data_dir: str, trainer_options: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)  # N one-thread workers beat one N-thread run for a small CNN
+    os.environ.setdefault("SHORTCUTLAB_PROGRESS", "0")
+    return run_job(job, data_dir, trainer_options)
+
+
+def run_all(data_dir: str | os.PathLike, out: str | os.PathLike, *, seeds: Sequence[int],
+            methods: Sequence[str] | None = None,
+            overrides: dict[str, dict[str, Any]] | None = None,
+            teacher_dir: str | os.PathLike | None = None, workers: int = 1,
+            log: Callable[[str], None] = print, **trainer_options: Any) -> dict[str, Any]:
+    """Train every method and its control for every seed, then write the table."""
+    from shortcutlab.progress import progress
+
+    out = Path(out)
+    methods = list(methods or list_methods())
+    for method in methods:
+        if get_method(method).role != "method":
+            raise ShortcutlabError(f"{method!r} is not a table method; choose from "
+                                   f"{', '.join(list_methods())}")
+    jobs, pairing = plan(out, methods, seeds, overrides,
+                         Path(teacher_dir) if teacher_dir else None)
+    results: dict[tuple[str, str, int], dict[str, Any]] = {}
+    todo = [job for job in jobs if finished(job.run_dir) is None]
+    log(f"{len(jobs)} runs, {len(jobs) - len(todo)} already finished")
+    bar = progress(total=len(jobs), desc="intervene --all", unit="run", leave=True,
+                   initial=len(jobs) - len(todo))
+    data_dir = str(data_dir)
+    try:
+        # Teachers first: the methods that distill them cannot start before.
+        for stage in (["teacher"], ["method", "control"]):
+            batch = [job for job in jobs if job.kind in stage]
+            for job, metrics in _execute(batch, data_dir, trainer_options, workers):
+                results[(job.kind, job.name, job.seed)] = metrics
+                if job in todo:
+                    bar.update(1)
+                    log(f"{job.kind} {job.name} seed {job.seed}: hard "
+                        f"{metrics.get('hard', float('nan')):.3f}")
+    finally:
+        bar.close()
+    table = summarize(results, methods, pairing, seeds)
+    write_table(out, table)
+    return table
+
+
+def _execute(jobs: list[Job], data_dir: str, trainer_options: dict[str, Any], workers: int):
+    pending = []
+    for job in jobs:
+        done = finished(job.run_dir)
+        if done is not None:
+            yield job, done
+        else:
+            pending.append(job)
+    if workers <= 1 or len(pending) <= 1:
+        for job in pending:
+            yield job, run_job(job, data_dir, trainer_options)
+        return
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(_run_in_worker, job, data_dir, trainer_options): job
+                   for job in pending}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _uses_text(uses: Sequence[str]) -> str:
+    return ", ".join(uses)
+
+
+def summarize(results: dict[tuple[str, str, int], dict[str, Any]], methods: Sequence[str],
+              pairing: dict[str, str], seeds: Sequence[int]) -> dict[str, Any]:
+    """Rows (each method, then its control) with mean and std of every column."""
+    rows = []
+
+    def row(kind: str, name: str, label: str, uses: Sequence[str], paired: str) -> dict:
+        runs = [results[(kind, name, seed)] for seed in seeds if (kind, name, seed) in results]
+        stats = {key: _mean_std([run.get(key) for run in runs]) for key, _, _ in COLUMNS}
+        return {"kind": kind, "name": name, "label": label, "uses": list(uses),
+                "paired_with": paired, "seeds": len(runs), "stats": stats}
+
+    for method in methods:
+        rows.append(row("method", method, method, get_method(method).uses, pairing[method]))
+        key = pairing[method]
+        rows.append(row("control", key, f"erm-control {key}", ("none",), method))
+    teachers = [results[("teacher", "teacher", s)] for s in seeds
+                if ("teacher", "teacher", s) in results]
+    teacher_row = None
+    if teachers:
+        teacher_row = row("teacher", "teacher", "teacher (privileged)", ("recolored-digits",),
+                          "tea")
+    return {"seeds": list(seeds), "rows": rows, "teacher": teacher_row,
+            "targets": targets(rows),
+            "runs": {f"{k}/{n}/seed{s}": m for (k, n, s), m in results.items()}}
+
+
+def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets, checked on mean hard-set accuracy over seeds."""
+    methods = [r for r in rows if r["kind"] == "method"]
+    hard = {r["name"]: r["stats"]["hard"][0] for r in methods}
+    blind = {r["name"]: hard[r["name"]] for r in methods if r["uses"] == ["none"]}
+    best = max(hard, key=lambda n: hard[n]) if hard else None
+    best_blind = max(blind, key=lambda n: blind[n]) if blind else None
+    return {
+        "at_least_90": sorted(n for n, v in hard.items() if v >= 0.90),
+        "best": best, "best_hard": hard.get(best) if best else None,
+        "best_blind": best_blind, "best_blind_hard": blind.get(best_blind) if best_blind else None,
+        "two_at_90": sum(v >= 0.90 for v in hard.values()) >= 2,
+        "best_at_97": bool(best) and hard[best] >= 0.97,
+        "blind_at_85": bool(best_blind) and blind[best_blind] >= 0.85,
+    }
+
+
+def _cell(stats: tuple[float, float], percent: bool) -> str:
+    mean, std = stats
+    if math.isnan(mean):
+        return "-"
+    if percent:
+        return f"{100 * mean:.1f} ± {100 * std:.1f}"
+    return f"{mean:.0f} ± {std:.0f}"
+
+
+def render_markdown(table: dict[str, Any]) -> str:
+    headers = ["method", "extra information", *(h for _, h, _ in COLUMNS)]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    rows = list(table["rows"]) + ([table["teacher"]] if table.get("teacher") else [])
+    for r in rows:
+        label = f"`{r['label']}`" if r["kind"] != "control" else f"↳ {r['label']}"
+        cells = [label, _uses_text(r["uses"])]
+        cells += [_cell(r["stats"][key], pct) for key, _, pct in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    t = table["targets"]
+    seeds = ", ".join(str(s) for s in table["seeds"])
+    lines += [
+        "",
+        f"Accuracies in %, mean ± std over seeds {seeds}; each method is followed by its "
+        "erm-control (same optimizer, lr, batch size, epochs; identical controls are shared). "
+        "Model selection: best easy-val accuracy.",
+        "",
+        f"Targets: two methods at >= 90% hard: {'yes' if t['two_at_90'] else 'no'} "
+        f"({', '.join(t['at_least_90']) or 'none'}); best at >= 97%: "
+        f"{'yes' if t['best_at_97'] else 'no'} ({t['best']}, {_pct(t['best_hard'])}); "
+        f"a method using no extra information at >= 85%: {'yes' if t['blind_at_85'] else 'no'} "
+        f"({t['best_blind']}, {_pct(t['best_blind_hard'])}).",
+        "",
+        "Extra information: " + "; ".join(f"`{k}`: {v}" for k, v in USES.items()) + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def render_csv(table: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = ["kind", "name", "paired_with", "uses", "seeds"]
+    for key, _, _ in COLUMNS:
+        header += [f"{key}_mean", f"{key}_std"]
+    writer.writerow(header)
+    rows = list(table["rows"]) + ([table["teacher"]] if table.get("teacher") else [])
+    for r in rows:
+        line = [r["kind"], r["name"], r["paired_with"], ";".join(r["uses"]), r["seeds"]]
+        for key, _, _ in COLUMNS:
+            line += [f"{value:.6g}" for value in r["stats"][key]]
+        writer.writerow(line)
+    return buffer.getvalue()
+
+
+def write_table(out: Path, table: dict[str, Any]) -> None:
+    write_bytes(out / "table.md", render_markdown(table).encode())
+    write_bytes(out / "table.csv", render_csv(table).encode())
+    write_json(out / "table.json", {**table, "written": time.time()})
+    plot_table(out / "table.png", table)
+
+
+def plot_table(path: Path, table: dict[str, Any]) -> None:
+    """Hard-set accuracy of every method beside its control (error bars: std over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = [r for r in table["rows"] if r["kind"] == "method"]
+    controls = {r["paired_with"]: r for r in table["rows"] if r["kind"] == "control"}
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(methods), 3.6))
+    xs = range(len(methods))
+    for offset, label, color, pick in (
+        (-0.2, "method", "#1f77b4", lambda r: r),
+        (0.2, "its erm-control", "#bbbbbb", lambda r: controls.get(r["name"])),
+    ):
+        chosen = [pick(r) for r in methods]
+        means = [100 * c["stats"]["hard"][0] if c else 0 for c in chosen]
+        stds = [100 * c["stats"]["hard"][1] if c else 0 for c in chosen]
+        ax.bar([x + offset for x in xs], means, width=0.4, yerr=stds, color=color,
+               label=label, capsize=2)
+    ax.axhline(90, color="#2ca02c", lw=0.8, ls="--")
+    ax.axhline(97, color="#d62728", lw=0.8, ls=":")
+    ax.set_xticks(list(xs), [r["name"] for r in methods], rotation=30, ha="right")
+    ax.set_ylabel("hard (random) accuracy, %")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    write_bytes(path, buffer.getvalue())

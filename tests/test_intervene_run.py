@@ -1,0 +1,98 @@
+"""Interventions trained end to end by the trainer: run directories, the CLI and the table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from shortcutlab import models
+from shortcutlab.artifacts import read_json
+from shortcutlab.cli import main
+from shortcutlab.errors import ShortcutlabError
+from shortcutlab.intervene import intervene_run, run_all
+
+FAST = ["--set", "epochs=2", "--threads", "1"]  # 400 training images: 3 steps per epoch
+TRAINER_KEYS = {"easy_train", "easy_val", "test_easy", "hard", "unbiased",
+                "color_following_rate", "selected_step"}
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    assert main(["intervene", "--method", "teacher", "--data", str(tiny_data), "--out",
+                 str(out), *FAST]) == 0
+    return out
+
+
+def test_cli_trains_a_method_into_a_loadable_run(tiny_data, tmp_path, capsys):
+    out = tmp_path / "rrr"
+    assert main(["intervene", "--method", "rrr", "--data", str(tiny_data), "--out", str(out),
+                 "--seed", "1", "--set", "penalty=3", *FAST]) == 0
+    assert "hard inverted" in capsys.readouterr().out
+    metrics = read_json(out / "metrics.json")
+    assert set(metrics) >= TRAINER_KEYS
+    assert metrics["method"] == "rrr" and metrics["uses"] == ["masks"]
+    assert metrics["hparams"]["penalty"] == 3.0 and metrics["hparams"]["epochs"] == 2
+    for key in ("hard_inverted", "background_share"):
+        assert 0.0 <= metrics[key] <= 1.0
+    config = read_json(out / "config.json")
+    assert config["method"] == "rrr" and config["seed"] == 1
+    assert config["model"]["name"] == "cnn3" and config["model"]["kwargs"] == {}
+    assert config["trainer"]["select"] == "best-val"
+    model = models.load(out)
+    assert model(torch.rand(2, 3, 28, 28)).shape == (2, 10)
+    # The same run again is refused rather than overwritten ...
+    assert main(["intervene", "--method", "rrr", "--data", str(tiny_data), "--out", str(out),
+                 "--seed", "1", "--set", "penalty=3", *FAST]) == 2
+    # ... and --resume returns the finished run unchanged.
+    assert main(["intervene", "--method", "rrr", "--data", str(tiny_data), "--out", str(out),
+                 "--seed", "1", "--set", "penalty=3", "--resume", *FAST]) == 0
+    assert read_json(out / "metrics.json") == metrics
+
+
+def test_tea_distills_the_teacher_into_a_run(tiny_data, teacher_run, tmp_path):
+    metrics = intervene_run(tiny_data, tmp_path / "tea", "tea", teacher_dir=teacher_run,
+                            overrides={"epochs": 2}, threads=1)
+    assert metrics["method"] == "tea" and metrics["uses"] == ["teacher"]
+    student, teacher = models.load(tmp_path / "tea"), models.load(teacher_run)
+    # The student's read-out is the teacher's, copied and frozen.
+    torch.testing.assert_close(student.classifier.fc2.weight, teacher.classifier.fc2.weight)
+    assert not torch.equal(student.classifier.fc1.weight, teacher.classifier.fc1.weight)
+
+
+def test_tea_without_teacher_says_how_to_get_one(tiny_data, tmp_path):
+    with pytest.raises(ShortcutlabError, match="--method teacher"):
+        intervene_run(tiny_data, tmp_path / "tea", "tea", overrides={"epochs": 2})
+    with pytest.raises(ShortcutlabError, match="no trained model"):
+        intervene_run(tiny_data, tmp_path / "tea", "tea", teacher_dir=tmp_path)
+
+
+def test_all_writes_the_table_and_skips_finished_runs(tiny_data, teacher_run, tmp_path):
+    out = tmp_path / "table"
+    lines: list[str] = []
+    table = run_all(tiny_data, out, seeds=[0], methods=["jtt", "tea"],
+                    overrides={"jtt": {"epochs": 2}, "tea": {"epochs": 2},
+                               "teacher": {"epochs": 2}},
+                    teacher_dir=teacher_run, log=lines.append, threads=1)
+    # jtt and tea train with different optimizers, so each has its own control.
+    kinds = [(row["kind"], row["name"]) for row in table["rows"]]
+    assert [k for k, _ in kinds] == ["method", "control", "method", "control"]
+    assert kinds[1][1] != kinds[3][1]
+    for name in ("table.md", "table.csv", "table.json", "table.png"):
+        assert (out / name).is_file()
+    markdown = (out / "table.md").read_text()
+    assert "`jtt`" in markdown and "↳ erm-control" in markdown and "hard (inverted)" in markdown
+    stored = json.loads((out / "table.json").read_text())
+    assert len(stored["runs"]) == 4  # 2 methods + 2 controls
+    assert lines[0].startswith("4 runs, 0 already finished")
+    model_file = out / "methods" / "jtt" / "seed0" / "model.pt"
+    stamp = model_file.stat().st_mtime_ns
+    lines.clear()
+    again = run_all(tiny_data, out, seeds=[0], methods=["jtt", "tea"],
+                    overrides={"jtt": {"epochs": 2}, "tea": {"epochs": 2}},
+                    teacher_dir=teacher_run, log=lines.append, threads=1)
+    assert lines[0].startswith("4 runs, 4 already finished")
+    assert model_file.stat().st_mtime_ns == stamp
+    assert again["rows"] == table["rows"]
