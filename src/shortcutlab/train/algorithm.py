@@ -149,10 +149,6 @@ class Algorithm(nn.Module):
     def setup(self, context: TrainContext) -> None:
         """Called once before training (after a resume, too); default: nothing."""
 
-    def selectable(self, step: int) -> bool:
-        """Whether the checkpoint after ``step`` steps may be selected; default: always."""
-        return True
-
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         """Take one optimization step; return scalars worth logging (at least ``loss``)."""
         raise NotImplementedError
