@@ -100,7 +100,8 @@ def _define(method: str) -> dict[str, HParam]:
             "epsilon_low": HParam(0.01, "LRP epsilon, lower end of the log-uniform draw"),
             "epsilon_high": HParam(0.1, "LRP epsilon, upper end of the log-uniform draw"),
             "min_size": HParam(8, "coarsest pyramid level, in pixels"),
-            "channels": HParam("keep", "keep: match relevance per color channel | sum: match "
+            # Tuned on easy-val (seed 0, 1 epoch): keep 0.23, sum 0.55.
+            "channels": HParam("sum", "keep: match relevance per color channel | sum: match "
                                        "the usual per-pixel heatmap (channels summed)",
                                choices=("keep", "sum")),
             "freeze_last": HParam(1, "copy the teacher's last layer and freeze it (1) or not (0)",
@@ -127,8 +128,10 @@ def _define(method: str) -> dict[str, HParam]:
     if method == "color-consistency":
         return {
             **_optimizer(),
-            "penalty": HParam(1.0, "weight of the consistency loss", 0.1, 100.0, log=True),
-            "transform": HParam("hue", "hue (rotate every hue by one random angle) | "
+            # Tuned on easy-val's conflicting images (seed 0, 1 epoch): hue alone 0.89,
+            # penalty 10 0.90, penalty 10 with jitter 0.97.
+            "penalty": HParam(10.0, "weight of the consistency loss", 0.1, 100.0, log=True),
+            "transform": HParam("jitter", "hue (rotate every hue by one random angle) | "
                                        "permute (swap the RGB channels) | jitter (hue, "
                                        "saturation and brightness)",
                                 choices=("hue", "permute", "jitter")),
