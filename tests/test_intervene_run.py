@@ -95,4 +95,15 @@ def test_all_writes_the_table_and_skips_finished_runs(tiny_data, teacher_run, tm
                     teacher_dir=teacher_run, log=lines.append, threads=1)
     assert lines[0].startswith("4 runs, 4 already finished")
     assert model_file.stat().st_mtime_ns == stamp
-    assert again["rows"] == table["rows"]
+    assert json.dumps(again["rows"]) == json.dumps(table["rows"])  # NaN-aware
+
+    # --table-only: a seed that was never trained is listed and counted, not trained.
+    lines.clear()
+    partial = run_all(tiny_data, out, seeds=[0, 1], methods=["jtt", "tea"],
+                      overrides={"jtt": {"epochs": 2}, "tea": {"epochs": 2}},
+                      teacher_dir=teacher_run, log=lines.append, train=False)
+    assert lines[0].startswith("8 runs, 4 already finished")
+    assert sum(line.startswith("missing:") for line in lines) == 4
+    assert not (out / "methods" / "jtt" / "seed1").exists()
+    assert [row["seeds"] for row in partial["rows"]] == [1, 1, 1, 1]
+    assert json.dumps(partial["rows"]) == json.dumps(table["rows"])

@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "METHOD.KEY=VALUE")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted single run from its checkpoints")
+    parser.add_argument("--table-only", action="store_true",
+                        help="--all: write the table from the runs already finished in --out, "
+                             "training nothing (rows count their seeds)")
     parser.add_argument("--workers", type=int, default=1,
                         help="--all: training processes in parallel, one thread each")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
@@ -107,7 +110,8 @@ def _all(args: argparse.Namespace, trainer_options: dict) -> int:
         overrides.setdefault(method, {})[name] = value
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     run_all(args.data, args.out, seeds=seeds, methods=methods, overrides=overrides,
-            teacher_dir=args.teacher, workers=args.workers, **trainer_options)
+            teacher_dir=args.teacher, workers=args.workers, train=not args.table_only,
+            **trainer_options)
     with open(f"{args.out}/table.md") as handle:
         print(handle.read(), end="")
     return 0

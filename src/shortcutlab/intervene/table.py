@@ -119,8 +119,13 @@ def run_all(data_dir: str | os.PathLike, out: str | os.PathLike, *, seeds: Seque
             methods: Sequence[str] | None = None,
             overrides: dict[str, dict[str, Any]] | None = None,
             teacher_dir: str | os.PathLike | None = None, workers: int = 1,
-            log: Callable[[str], None] = print, **trainer_options: Any) -> dict[str, Any]:
-    """Train every method and its control for every seed, then write the table."""
+            log: Callable[[str], None] = print, train: bool = True,
+            **trainer_options: Any) -> dict[str, Any]:
+    """Train every method and its control for every seed, then write the table.
+
+    With ``train=False`` nothing is trained: the table is written from the runs already
+    finished (each row says over how many seeds), and the missing ones are listed.
+    """
     from shortcutlab.progress import progress
 
     out = Path(out)
@@ -134,6 +139,11 @@ def run_all(data_dir: str | os.PathLike, out: str | os.PathLike, *, seeds: Seque
     results: dict[tuple[str, str, int], dict[str, Any]] = {}
     todo = [job for job in jobs if finished(job.run_dir) is None]
     log(f"{len(jobs)} runs, {len(jobs) - len(todo)} already finished")
+    if not train:
+        for job in todo:
+            log(f"missing: {job.kind} {job.name} seed {job.seed} ({job.run_dir})")
+        jobs = [job for job in jobs if job not in todo]
+        todo = []
     bar = progress(total=len(jobs), desc="intervene --all", unit="run", leave=True,
                    initial=len(jobs) - len(todo))
     data_dir = str(data_dir)
@@ -218,7 +228,7 @@ def summarize(results: dict[tuple[str, str, int], dict[str, Any]], methods: Sequ
 
 def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The issue's targets, checked on mean hard-set accuracy over seeds."""
-    methods = [r for r in rows if r["kind"] == "method"]
+    methods = [r for r in rows if r["kind"] == "method" and r["seeds"]]
     hard = {r["name"]: r["stats"]["hard"][0] for r in methods}
     blind = {r["name"]: hard[r["name"]] for r in methods if r["uses"] == ["none"]}
     best = max(hard, key=lambda n: hard[n]) if hard else None
@@ -243,19 +253,20 @@ def _cell(stats: tuple[float, float], percent: bool) -> str:
 
 
 def render_markdown(table: dict[str, Any]) -> str:
-    headers = ["method", "extra information", *(h for _, h, _ in COLUMNS)]
+    headers = ["method", "extra information", "seeds", *(h for _, h, _ in COLUMNS)]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     rows = list(table["rows"]) + ([table["teacher"]] if table.get("teacher") else [])
     for r in rows:
         label = f"`{r['label']}`" if r["kind"] != "control" else f"↳ {r['label']}"
-        cells = [label, _uses_text(r["uses"])]
+        cells = [label, _uses_text(r["uses"]), str(r["seeds"])]
         cells += [_cell(r["stats"][key], pct) for key, _, pct in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     t = table["targets"]
     seeds = ", ".join(str(s) for s in table["seeds"])
     lines += [
         "",
-        f"Accuracies in %, mean ± std over seeds {seeds}; each method is followed by its "
+        f"Accuracies in %, mean ± std over the finished runs of seeds {seeds} (column "
+        "`seeds`: how many); each method is followed by its "
         "erm-control (same optimizer, lr, batch size, epochs; identical controls are shared). "
         "Model selection: best easy-val accuracy.",
         "",
