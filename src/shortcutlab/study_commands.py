@@ -23,15 +23,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--only", action="append", metavar="STAGE",
                         help="run only STAGE and what it needs (repeatable)")
     parser.add_argument("--print-config", action="store_true",
-                        help="print the default configuration, documented, and exit")
+                        help="print the effective configuration (the documented defaults, "
+                             "with --config and --quick applied) as TOML, and exit")
     parser.set_defaults(func=_study)
 
 
 def _study(args: argparse.Namespace) -> int:
     if args.print_config:
-        from shortcutlab.config import default_config_text
+        from shortcutlab.config import load_config, render_config
 
-        print(default_config_text(), end="")
+        print(render_config(load_config(args.config, quick=args.quick), quick=args.quick),
+              end="")
         return 0
     from shortcutlab.study import run_study
 
