@@ -27,17 +27,17 @@ swap_images = 20
 [cured]
 epochs = 1.0
 [probe]
-steps = 6
-max_units = 4
+steps = 4
+max_units = 2
 facet_units = 1
 facets = 2
 logit_samples = 1
-per_digit = 2
-exemplar_images = 100
+per_digit = 1
+exemplar_images = 50
 judge = false
 [explain]
-limit = 40
-sanity_images = 4
+limit = 20
+sanity_images = 2
 examples = 2
 [attack]
 limit = 6
@@ -46,9 +46,9 @@ max_eps = 0.5
 precision = 0.01
 [sae]
 expansion = 2
-steps = 40
-images = 200
-per_digit = 2
+steps = 20
+images = 100
+per_digit = 1
 """
 
 ALL_STAGES = ["data", "lazy", "standard", "cured", "probe", "explain", "attack", "sae"]
@@ -115,17 +115,15 @@ def test_rerun_skips_and_a_changed_option_reruns_exactly_its_stages(quick_study,
     report = run_study(out, changed, quick=True)
     assert report.ran == ["attack"]
     assert read_json(out / "attack" / "stage.json")["summary"]["settings"]["steps"] == 6
-    changed = write_config(tmp_path / "lazy.toml", "[quick.attack]\nsteps = 6\n"
-                                                   "[quick.lazy]\nsteps = 15\n")
-    report = run_study(out, changed, quick=True)
-    assert report.ran == ["lazy", "probe", "explain", "attack", "sae"]
-    assert report.skipped == ["data", "standard", "cured"]
 
 
-def test_an_interrupted_study_resumes_where_it_stopped(quick_study, tmp_path, monkeypatch):
+def test_a_lazy_change_reruns_its_downstream_and_an_interrupted_study_resumes(
+        quick_study, tmp_path, monkeypatch):
     from shortcutlab import study
 
     out, _ = copy_study(quick_study, tmp_path)
+    original = list(study.STAGES)
+    before = {name: read_json(out / name / "stage.json")["started"] for name in ALL_STAGES}
     config = write_config(tmp_path / "lazy.toml", "[quick.lazy]\nsteps = 15\n")
     entered = []
 
@@ -134,16 +132,21 @@ def test_an_interrupted_study_resumes_where_it_stopped(quick_study, tmp_path, mo
         raise KeyboardInterrupt  # the user presses Ctrl-C during explain
 
     stages = [dataclasses.replace(stage, run=interrupted) if stage.name == "explain" else stage
-              for stage in study.STAGES]
+              for stage in original]
     monkeypatch.setattr(study, "STAGES", stages)
     with pytest.raises(KeyboardInterrupt):
         study.run_study(out, config, quick=True)
     assert read_json(out / "explain" / "stage.json")["status"] == "running"
-    monkeypatch.undo()
+    for name in ("lazy", "probe"):  # re-run: they read the lazy model
+        marker = read_json(out / name / "stage.json")
+        assert marker["status"] == "done" and marker["started"] > before[name]
+    for name in ("data", "standard", "cured"):  # untouched: they do not
+        assert read_json(out / name / "stage.json")["started"] == before[name]
 
     resumed = []
     stages = [dataclasses.replace(stage, run=lambda ctx, run=stage.run: resumed.append(
-        ctx.resume) or run(ctx)) if stage.name == "explain" else stage for stage in study.STAGES]
+        ctx.resume) or run(ctx)) if stage.name == "explain" else stage
+        for stage in original]
     monkeypatch.setattr(study, "STAGES", stages)
     report = study.run_study(out, config, quick=True)
     assert entered == [False] and resumed == [True]

@@ -8,10 +8,12 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "study", help="run the whole study (data to report), resumably",
-        description="Run every stage in order: data, lazy and standard models, probe, explain, "
-                    "interventions, attack, decomposition, report. Each stage is keyed by its "
-                    "config and inputs: re-running skips what is done, a changed config re-runs "
-                    "exactly the affected stages, and an interrupted study resumes.",
+        description="Run every stage in order: data (Task 0), lazy and standard models "
+                    "(Task 1), cured (Task 4: the interventions), probe (Task 2), explain "
+                    "(Task 3), attack (Task 5), sae (Task 6), then the HTML report. Each stage "
+                    "is keyed by its config and inputs: re-running skips what is done, a "
+                    "changed config re-runs exactly the affected stages, and an interrupted "
+                    "study resumes. Every option is in one TOML file: see --print-config.",
     )
     parser.add_argument("--out", default="study", help="study directory (default: study)")
     parser.add_argument("--config", help="a TOML file overriding the defaults "

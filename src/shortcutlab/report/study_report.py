@@ -240,6 +240,12 @@ def section_explain(study: StudyArtifacts) -> Section:
     return section
 
 
+def _epochs(epochs: float | None) -> str:
+    if not measured(epochs):
+        return "the registry's epoch budget"
+    return f"{epochs:g} epoch" + ("" if epochs == 1 else "s")
+
+
 def section_cured(study: StudyArtifacts) -> Section:
     stage = study.stage("cured") or {}
     lazy = (study.stage("lazy") or {}).get("metrics", {})
@@ -254,7 +260,7 @@ def section_cured(study: StudyArtifacts) -> Section:
         did="Two methods from the intervention registry train the lazy model's architecture "
             "(cnn3) from scratch on the unchanged biased training split, each with its "
             "registered hyperparameters and the same epoch budget "
-            f"({stage.get('epochs') or 'the registry default'}): "
+            f"({_epochs(stage.get('epochs'))}): "
             + ", ".join(f"{name} (uses: {', '.join(row.get('uses', []))})"
                         for name, row in methods.items())
             + ". The cured model is the one with the best accuracy on the color-conflicting "
@@ -358,9 +364,10 @@ def section_attack(study: StudyArtifacts) -> Section:
         section.notes.append(
             f"Paired over the {comparison.get('n_pairs')} images both models could be fooled "
             f"on: the cured model needs more noise on {pct(comparison['compare_needs_more'])} "
-            f"of them, the lazy one on {pct(comparison.get('run_needs_more'))}. A color "
-            f"reader is fooled by repainting the background toward {target}'s color, a shape "
-            "reader by faint strokes: 'robust' to color does not mean robust to noise.")
+            f"of them, the lazy one on {pct(comparison.get('run_needs_more'))}. The "
+            "background-only and digit-only columns show where each model's decision can be "
+            f"moved: a color reader by repainting the background toward {target}'s color, a "
+            "shape reader by strokes on the digit.")
     if not stage:
         section.notes.append("The attack stage has not run: no results.")
     section.figures = study.figures("attack")
