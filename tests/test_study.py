@@ -106,52 +106,54 @@ def test_quick_study_runs_every_stage_and_reports_every_task(quick_study):
     assert html.count("figure missing") == 0
 
 
-def test_rerun_skips_and_a_changed_option_reruns_exactly_its_stages(quick_study, tmp_path):
-    from shortcutlab.study import run_study
-
-    out, config = copy_study(quick_study, tmp_path)
-    assert run_study(out, config, quick=True).ran == []
-    changed = write_config(tmp_path / "attack.toml", "[quick.attack]\nsteps = 6\n")
-    report = run_study(out, changed, quick=True)
-    assert report.ran == ["attack"]
-    assert read_json(out / "attack" / "stage.json")["summary"]["settings"]["steps"] == 6
+def with_stage(stages, name, run):
+    return [dataclasses.replace(stage, run=run) if stage.name == name else stage
+            for stage in stages]
 
 
-def test_a_lazy_change_reruns_its_downstream_and_an_interrupted_study_resumes(
+def test_rerun_skips_a_changed_option_reruns_its_stage_and_an_interruption_resumes(
         quick_study, tmp_path, monkeypatch):
     from shortcutlab import study
 
-    out, _ = copy_study(quick_study, tmp_path)
+    out, config = copy_study(quick_study, tmp_path)
     original = list(study.STAGES)
-    before = {name: read_json(out / name / "stage.json")["started"] for name in ALL_STAGES}
-    config = write_config(tmp_path / "lazy.toml", "[quick.lazy]\nsteps = 15\n")
+    assert study.run_study(out, config, quick=True).ran == []
+    changed = write_config(tmp_path / "attack.toml", "[quick.attack]\nsteps = 6\n")
     entered = []
 
     def interrupted(ctx):
         entered.append(ctx.resume)
-        raise KeyboardInterrupt  # the user presses Ctrl-C during explain
+        (ctx.out / "partial").write_text("work done before the interruption")
+        raise KeyboardInterrupt  # the user presses Ctrl-C during the attack
 
-    stages = [dataclasses.replace(stage, run=interrupted) if stage.name == "explain" else stage
-              for stage in original]
-    monkeypatch.setattr(study, "STAGES", stages)
+    monkeypatch.setattr(study, "STAGES", with_stage(original, "attack", interrupted))
     with pytest.raises(KeyboardInterrupt):
-        study.run_study(out, config, quick=True)
-    assert read_json(out / "explain" / "stage.json")["status"] == "running"
-    for name in ("lazy", "probe"):  # re-run: they read the lazy model
-        marker = read_json(out / name / "stage.json")
-        assert marker["status"] == "done" and marker["started"] > before[name]
-    for name in ("data", "standard", "cured"):  # untouched: they do not
-        assert read_json(out / name / "stage.json")["started"] == before[name]
+        study.run_study(out, changed, quick=True)
+    assert read_json(out / "attack" / "stage.json")["status"] == "running"
 
-    resumed = []
-    stages = [dataclasses.replace(stage, run=lambda ctx, run=stage.run: resumed.append(
-        ctx.resume) or run(ctx)) if stage.name == "explain" else stage
-        for stage in original]
-    monkeypatch.setattr(study, "STAGES", stages)
-    report = study.run_study(out, config, quick=True)
-    assert entered == [False] and resumed == [True]
-    assert report.ran == ["explain", "attack", "sae"]  # lazy and probe finished before
-    assert set(report.skipped) == {"data", "lazy", "standard", "cured", "probe"}
+    attack = next(stage.run for stage in original if stage.name == "attack")
+
+    def resumed(ctx):
+        entered.append(ctx.resume)
+        assert (ctx.out / "partial").is_file()  # the stage's own files are kept to resume
+        return attack(ctx)
+
+    monkeypatch.setattr(study, "STAGES", with_stage(original, "attack", resumed))
+    report = study.run_study(out, changed, quick=True)
+    assert entered == [False, True]
+    assert report.ran == ["attack"]  # only what the change affects
+    assert read_json(out / "attack" / "stage.json")["summary"]["settings"]["steps"] == 6
+
+
+@pytest.mark.slow
+def test_a_lazy_change_reruns_exactly_what_reads_the_lazy_model(quick_study, tmp_path):
+    from shortcutlab.study import run_study
+
+    out, _ = copy_study(quick_study, tmp_path)
+    config = write_config(tmp_path / "lazy.toml", "[quick.lazy]\nsteps = 15\n")
+    report = run_study(out, config, quick=True)
+    assert report.ran == ["lazy", "probe", "explain", "attack", "sae"]
+    assert report.skipped == ["data", "standard", "cured"]
 
 
 def test_print_config_shows_the_effective_config(capsys, tmp_path):

@@ -144,8 +144,12 @@ def section_train(study: StudyArtifacts) -> Section:
     return section
 
 
-def _models_of(stage: dict[str, Any]) -> dict[str, Any]:
-    return stage.get("models", {}) if isinstance(stage.get("models"), dict) else {}
+def _models_of(stage: dict[str, Any], first: tuple[str | None, ...] = ("lazy",)
+               ) -> dict[str, Any]:
+    """A stage's per-model entries, the lazy model first (JSON files sort their keys)."""
+    models = stage.get("models", {}) if isinstance(stage.get("models"), dict) else {}
+    order = [name for name in first if name in models]
+    return {name: models[name] for name in order + sorted(set(models) - set(order))}
 
 
 def section_probe(study: StudyArtifacts) -> Section:
@@ -319,7 +323,7 @@ def section_attack(study: StudyArtifacts) -> Section:
             f"{confidence:g} (to {settings.get('precision', 0.001):g}), perturbing the whole "
             "image, only the background or only the digit.",
     )
-    models = stage.get("models", {})
+    models = _models_of(stage, (stage.get("lazy"), stage.get("cured")))
     for name, entry in models.items():
         rate, perturbed = entry.get("success_rate_at_eps"), entry.get("perturbed_success_rate")
         clean = rate - perturbed if measured(rate) and measured(perturbed) else None
@@ -407,12 +411,21 @@ def section_sae(study: StudyArtifacts) -> Section:
                      pct(entry.get("dead_fraction")),
                      *(features.get(kind, 0) for kind in ("color", "digit", "shape", "mixed")),
                      pct(entry.get("hard_accuracy")), pct(entry.get("hard_accuracy_color_ablated")),
-                     pct(flips) if measured(flips) else "n/a"])
+                     " / ".join(pct(v) for v in flips) if isinstance(flips, list) and flips
+                     else "n/a"])
     if rows:
         section.tables.append(Table(
             "SAE quality, feature labels, and what dialling the color features does",
             ["model", "layer", "r2", "L0", "dead", "color", "digit", "shape", "mixed",
-             "hard acc.", "hard acc., color ablated", "boost flip rate"], rows))
+             "hard acc.", "hard acc., color ablated",
+             "boost flip rate at strength " + " / ".join(
+                 f"{v:g}" for v in next(iter(_models_of(stage).values())).get(
+                     "boost_strengths", []))], rows))
+        section.notes.append(
+            "Boost flip rate: how often boosting one color's features (by the strength times "
+            "the feature's mean activation on that color) turns other digits into the class "
+            "owning the color. Hard-set accuracy with every color feature ablated shows how "
+            "much of the decision rests on them.")
     if not stage:
         section.notes.append("The sae stage has not run: no results.")
     section.figures = study.figures("sae")
