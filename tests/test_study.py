@@ -42,6 +42,7 @@ examples = 2
 [attack]
 limit = 6
 steps = 5
+regions = ["all"]
 max_eps = 0.5
 precision = 0.01
 [sae]
