@@ -8,6 +8,8 @@ silently ignored). ``[quick.*]`` tables are applied on top when ``--quick`` is g
 from __future__ import annotations
 
 import copy
+import json
+import re
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
@@ -41,9 +43,12 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str) -> dic
 
 
 def load_config(path: str | Path | None = None, quick: bool = False) -> dict[str, Any]:
-    """Defaults, then the user's file, then (with ``quick``) the ``[quick]`` overlay."""
+    """Defaults, then (with ``quick``) the ``[quick]`` overlay, then the user's file, then
+    (with ``quick``) the user's own ``[quick]`` tables: what the user writes wins."""
     config = tomllib.loads(default_config_text())
     quick_overlay = config.pop("quick", {})
+    if quick:
+        config = _merge(config, quick_overlay, "")
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -52,8 +57,61 @@ def load_config(path: str | Path | None = None, quick: bool = False) -> dict[str
             user = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ShortcutlabError(f"{path} is not valid TOML: {exc}") from exc
-        quick_overlay = _merge(quick_overlay, user.pop("quick", {}), "quick") if quick else {}
+        user_quick = user.pop("quick", {})
         config = _merge(config, user, "")
-    if quick:
-        config = _merge(config, quick_overlay, "")
+        checked = _merge(config, user_quick, "quick")  # a typo errs even without --quick
+        if quick:
+            config = checked
     return config
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    return repr(value)
+
+
+def _split_comment(text: str) -> tuple[str, str]:
+    """``'value  # comment'`` -> (``'value'``, ``'  # comment'``), quotes respected."""
+    quote = None
+    for position, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            stripped = text[:position].rstrip()
+            return stripped, text[len(stripped):]
+    return text.rstrip(), ""
+
+
+def render_config(config: Mapping[str, Any], quick: bool = False) -> str:
+    """The documented default file with every value replaced by ``config``'s (the
+    effective configuration). With ``quick`` the overlay is already applied, so the
+    ``[quick.*]`` tables are left out."""
+    lines, section = [], None
+    for line in default_config_text().splitlines():
+        header = re.match(r"\[([A-Za-z0-9_.-]+)\]", line)
+        if header:
+            section = header.group(1)
+        elif section and not section.startswith("quick."):
+            assignment = re.match(r"([A-Za-z0-9_-]+)(\s*=\s*)(.*)$", line)
+            if assignment and assignment.group(1) in config.get(section, {}):
+                key, equals, rest = assignment.groups()
+                _, comment = _split_comment(rest)
+                column = len(line) - len(comment.lstrip())  # keep comments aligned
+                line = f"{key}{equals}{_toml_value(config[section][key])}"
+                if comment:
+                    line += " " * max(1, column - len(line)) + comment.lstrip()
+        if quick and section and section.startswith("quick."):
+            continue
+        lines.append(line)
+    text = "\n".join(lines).rstrip() + "\n"
+    if quick:
+        text = text.replace("`[quick.*]` tables override these for --quick.",
+                            "The --quick overlay is applied.")
+    return text

@@ -133,6 +133,18 @@ def run_pipeline(root: str | Path, stages: list[Stage], config: Mapping[str, Any
     return report
 
 
+def stage_timings(root: str | Path, names: Iterable[str]) -> dict[str, dict[str, float]]:
+    """Wall and CPU seconds of each finished stage, as its marker recorded them."""
+    timings = {}
+    for name in names:
+        path = Path(root) / name / MARKER
+        marker = read_json(path) if path.is_file() else {}
+        if marker.get("status") == "done":
+            timings[name] = {"seconds": marker.get("seconds"),
+                             "cpu_seconds": marker.get("cpu_seconds")}
+    return timings
+
+
 def _needed(stages: list[Stage], only: Iterable[str]) -> set[str]:
     by_name = {stage.name: stage for stage in stages}
     unknown = set(only) - set(by_name)
@@ -162,7 +174,7 @@ def _run_stage(root: Path, stage: Stage, key: str, config: Mapping[str, Any],
     if out.exists() and not resume:
         shutil.rmtree(out)  # outputs of another config (or a forced re-run) must not leak in
     out.mkdir(parents=True, exist_ok=True)
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     write_json(marker_path, {"stage": stage.name, "key": key, "status": "running",
                              "started": started})
     log.info("stage %s: %s (key %s)", stage.name, "resuming" if resume else "running", key)
@@ -172,7 +184,10 @@ def _run_stage(root: Path, stage: Stage, key: str, config: Mapping[str, Any],
     )
     summary = stage.run(context) or {}
     seconds = time.time() - started
+    # CPU time of this process, all threads: comparable across loads on a shared machine
+    cpu_seconds = time.process_time() - cpu_started
     write_json(marker_path, {"stage": stage.name, "key": key, "status": "done",
-                             "started": started, "seconds": seconds, "summary": summary})
-    log.info("stage %s: done in %.1f s", stage.name, seconds)
+                             "started": started, "seconds": seconds,
+                             "cpu_seconds": cpu_seconds, "summary": summary})
+    log.info("stage %s: done in %.1f s (%.1f s CPU)", stage.name, seconds, cpu_seconds)
     return StageResult(stage.name, out, summary), True

@@ -6,14 +6,26 @@ the stages' work lives in their packages.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 from shortcutlab.artifacts import write_json
+from shortcutlab.attack.stage import stage_attack
 from shortcutlab.config import load_config
 from shortcutlab.decompose.stage import sae_stage
-from shortcutlab.pipeline import PipelineReport, Stage, StageContext, run_pipeline
+from shortcutlab.explain.stage import stage_explain
+from shortcutlab.intervene.stage import stage_cured
+from shortcutlab.pipeline import (
+    PipelineReport,
+    Stage,
+    StageContext,
+    run_pipeline,
+    stage_timings,
+)
 from shortcutlab.probe.stage import probe_stage
+from shortcutlab.report.study_report import study_headline
 from shortcutlab.runtime import set_threads
 
 
@@ -85,10 +97,19 @@ STAGES: list[Stage] = [
           description="Task 1: train the cheater (preset lazy) and evaluate it"),
     Stage("standard", stage_train, inputs=("data",),
           description="Task 1: train a normal recipe (preset standard) for comparison"),
+    Stage("cured", stage_cured, inputs=("data",),
+          description="Task 4: train the interventions, keep the best on easy-val conflicting"),
 ]
-
-# Tasks 2 and 6 analyse each trained model stage above (probe/stage.py, decompose/stage.py).
-STAGES += [stage for stage in (probe_stage(STAGES), sae_stage(STAGES)) if stage is not None]
+# Task 2 probes each trained model stage above (probe/stage.py); Tasks 3 and 5 compare the
+# lazy model with the cured one; Task 6 decomposes each model (decompose/stage.py).
+STAGES += [stage for stage in (
+    probe_stage(STAGES),
+    Stage("explain", stage_explain, inputs=("data", "lazy", "cured"),
+          description="Task 3: Grad-CAM and LRP, lazy vs cured, background share"),
+    Stage("attack", stage_attack, inputs=("data", "lazy", "cured"),
+          description="Task 5: targeted 7->3 attacks, minimal epsilon, lazy vs cured"),
+    sae_stage(STAGES),
+) if stage is not None]
 
 
 def run_study(out: str | Path, config_path: str | Path | None = None, quick: bool = False,
@@ -101,11 +122,16 @@ def run_study(out: str | Path, config_path: str | Path | None = None, quick: boo
     _log_to(out / "study.log")
     study = config.get("study", {})
     set_threads(study.get("threads") or None)
-    settings = {"quick": quick}
+    settings = {"quick": quick, "device": study.get("device", "auto")}
+    started = time.time()
     report = run_pipeline(out, STAGES, config, settings=settings, force=force, only=only)
     summary = {name: result.summary for name, result in report.results.items()}
-    write_json(out / "summary.json", {"quick": quick, "stages": summary,
-                                      "ran": report.ran, "skipped": report.skipped})
+    write_json(out / "summary.json", {
+        "quick": quick, "headline": study_headline(summary), "stages": summary,
+        "ran": report.ran, "skipped": report.skipped,
+        "timings": stage_timings(out, summary), "seconds": time.time() - started,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    })
     from shortcutlab.report import build_report
 
     build_report(out)

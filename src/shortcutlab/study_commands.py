@@ -8,10 +8,12 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "study", help="run the whole study (data to report), resumably",
-        description="Run every stage in order: data, lazy and standard models, probe, explain, "
-                    "interventions, attack, decomposition, report. Each stage is keyed by its "
-                    "config and inputs: re-running skips what is done, a changed config re-runs "
-                    "exactly the affected stages, and an interrupted study resumes.",
+        description="Run every stage in order: data (Task 0), lazy and standard models "
+                    "(Task 1), cured (Task 4: the interventions), probe (Task 2), explain "
+                    "(Task 3), attack (Task 5), sae (Task 6), then the HTML report. Each stage "
+                    "is keyed by its config and inputs: re-running skips what is done, a "
+                    "changed config re-runs exactly the affected stages, and an interrupted "
+                    "study resumes. Every option is in one TOML file: see --print-config.",
     )
     parser.add_argument("--out", default="study", help="study directory (default: study)")
     parser.add_argument("--config", help="a TOML file overriding the defaults "
@@ -23,15 +25,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--only", action="append", metavar="STAGE",
                         help="run only STAGE and what it needs (repeatable)")
     parser.add_argument("--print-config", action="store_true",
-                        help="print the default configuration, documented, and exit")
+                        help="print the effective configuration (the documented defaults, "
+                             "with --config and --quick applied) as TOML, and exit")
     parser.set_defaults(func=_study)
 
 
 def _study(args: argparse.Namespace) -> int:
     if args.print_config:
-        from shortcutlab.config import default_config_text
+        from shortcutlab.config import load_config, render_config
 
-        print(default_config_text(), end="")
+        print(render_config(load_config(args.config, quick=args.quick), quick=args.quick),
+              end="")
         return 0
     from shortcutlab.study import run_study
 

@@ -283,8 +283,11 @@ def _num_classes(model: nn.Module, device: torch.device) -> int:
 def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
                settings: AttackSettings, *, compare: str | os.PathLike | None = None,
                split: str = "test_hard", save_examples: bool = False,
-               device: str = "auto") -> dict[str, Any]:
-    """Attack one or two models on every source image of a split; write ``attack.json``."""
+               device: str = "auto", labels: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Attack one or two models on every source image of a split; write ``attack.json``.
+
+    ``labels`` name the models in ``attack.json`` and the figures (default: the run
+    directories' names)."""
     from shortcutlab import models
     from shortcutlab.artifacts import save_npz, write_json
     from shortcutlab.attack import figures
@@ -308,7 +311,7 @@ def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     taken: set[str] = set()
     attacked = []
     for role, path, model in zip(("run", "compare"), runs, loaded, strict=False):
-        name = _model_name(path, taken)
+        name = _model_name(path, taken) if labels is None else labels[len(attacked)]
         attacked.append(ModelAttack(role, name, str(path),
                                     clean_probs(model, images.images, settings.batch_size),
                                     attack_model(model, images, settings, label=name)))

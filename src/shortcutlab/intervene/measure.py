@@ -51,7 +51,8 @@ def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor)
 
 def gradcam_background_share(model: torch.nn.Module, images: torch.Tensor,
                              masks: torch.Tensor) -> float:
-    """Mean share of positive Grad-CAM (predicted class) outside the digit."""
+    """Mean share of positive Grad-CAM (predicted class) outside the digit, over the images
+    whose map has any positive attribution."""
     from shortcutlab.explain import background_share, grad_cam
 
     device = next(model.parameters()).device
@@ -60,7 +61,8 @@ def gradcam_background_share(model: torch.nn.Module, images: torch.Tensor,
         x = images[start:start + 250].to(device)
         cam = grad_cam(model, x).detach().cpu()
         shares.append(torch.as_tensor(background_share(cam, masks[start:start + 250])))
-    return float(torch.cat([s.reshape(-1) for s in shares]).float().mean())
+    # an image whose map has no positive attribution has no share (NaN): leave it out
+    return float(torch.nanmean(torch.cat([s.reshape(-1) for s in shares]).float()))
 
 
 def extra_metrics(run_dir: str | os.PathLike, data_dir: str | os.PathLike) -> dict[str, Any]:

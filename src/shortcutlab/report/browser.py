@@ -36,8 +36,10 @@ def find_chromium() -> str:
 
 
 def inspect_page(html_path: str | Path, screenshot: str | Path | None = None,
-                 width: int = 1200) -> PageCheck:
-    """Load ``html_path``; report console errors and images that failed to load."""
+                 width: int = 1200, height: int | None = None) -> PageCheck:
+    """Load ``html_path``; report console errors and images that failed to load.
+
+    The screenshot covers the whole page, or its top ``height`` pixels."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
@@ -59,7 +61,11 @@ def inspect_page(html_path: str | Path, screenshot: str | Path | None = None,
                 ".length")
             if screenshot is not None:
                 check.screenshot = Path(screenshot)
-                page.screenshot(path=str(check.screenshot), full_page=True)
+                clip = None
+                if height is not None:
+                    total = page.evaluate("document.documentElement.scrollHeight")
+                    clip = {"x": 0, "y": 0, "width": width, "height": min(height, total)}
+                page.screenshot(path=str(check.screenshot), full_page=True, clip=clip)
         finally:
             browser.close()
     return check

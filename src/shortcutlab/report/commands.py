@@ -14,6 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--screenshot", metavar="PNG",
                         help="also open the report in headless Chromium, check that it loads "
                              "cleanly and save a full-page screenshot")
+    parser.add_argument("--height", type=int, metavar="PX",
+                        help="screenshot only the top PX pixels of the page (default: all)")
     parser.set_defaults(func=_report)
 
 
@@ -25,7 +27,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.screenshot:
         from shortcutlab.report.browser import inspect_page
 
-        check = inspect_page(path, screenshot=args.screenshot)
+        check = inspect_page(path, screenshot=args.screenshot, height=args.height)
         print(f"{check.images} images, {check.broken_images} broken, "
               f"{len(check.console_errors)} console errors; screenshot: {check.screenshot}")
         return 1 if check.broken_images or check.console_errors else 0

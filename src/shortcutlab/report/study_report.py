@@ -8,6 +8,7 @@ verdicts rather than a missing section, so a miss is never hidden.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,18 @@ class StudyArtifacts:
                 for item in stage.get("figures", [])]
 
 
+def measured(value: Any) -> bool:
+    """A number that was measured (not missing, not NaN)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
 def pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
+    return f"{100 * value:.1f}%" if measured(value) else "n/a"
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if measured(value) else "n/a"
 
 
 def mean_std(values: dict[str, float] | None, key: str = "") -> str:
@@ -53,7 +64,7 @@ def mean_std(values: dict[str, float] | None, key: str = "") -> str:
 
 def check(target: str, value: float | None, passes: Callable[[float], bool],
           fmt: Callable[[float | None], str] = pct) -> Verdict:
-    return Verdict(target, fmt(value), None if value is None else bool(passes(value)))
+    return Verdict(target, fmt(value), bool(passes(value)) if measured(value) else None)
 
 
 def section_data(study: StudyArtifacts) -> Section:
@@ -133,7 +144,364 @@ def section_train(study: StudyArtifacts) -> Section:
     return section
 
 
-SECTIONS: list[Callable[[StudyArtifacts], Section]] = [section_data, section_train]
+def _models_of(stage: dict[str, Any], first: tuple[str | None, ...] = ("lazy",)
+               ) -> dict[str, Any]:
+    """A stage's per-model entries, the lazy model first (JSON files sort their keys)."""
+    models = stage.get("models", {}) if isinstance(stage.get("models"), dict) else {}
+    order = [name for name in first if name in models]
+    return {name: models[name] for name in order + sorted(set(models) - set(order))}
+
+
+def section_probe(study: StudyArtifacts) -> Section:
+    stage = study.stage("probe") or {}
+    section = Section(
+        "task2", "Task 2 — the prober",
+        asked="Optimize input images to maximize chosen units (channel means, class logits) "
+              "and see what the neurons detect: color, digit parts, or mixtures.",
+        did="For the lazy and the cured model: a feature visualization of every class logit "
+            "and of the units of each layer (regularized by total variation), and every unit "
+            "measured on the validation digits rendered in all ten colors, which ranks it "
+            "as a color, digit, shape or mixed unit. The class-logit images are checked "
+            "against each class's own color and by a grayscale MNIST classifier.",
+    )
+    rows = []
+    for name, entry in _models_of(stage).items():
+        for layer, counts in entry.get("layers", {}).items():
+            rows.append([name, layer, counts.get("units"), counts.get("color_units"),
+                         counts.get("digit_units"), counts.get("shape_units"),
+                         counts.get("mixed_units"), counts.get("dead"),
+                         num(counts.get("mean_color_index"), 2)])
+        section.notes.append(
+            f"{name}: the image that maximizes a class logit is dominated by that class's "
+            f"own color for {pct(entry.get('dominant_color_match'))} of the classes; a "
+            f"grayscale MNIST classifier reads the class's digit in it for "
+            f"{pct(entry.get('gray_judge_match'))}.")
+    if rows:
+        section.tables.append(Table(
+            "Units per layer by what they respond to (validation digits in every color)",
+            ["model", "layer", "units", "color", "digit", "shape", "mixed", "dead",
+             "mean color index"], rows))
+    if not stage:
+        section.notes.append("The probe stage has not run: no results.")
+    section.figures = study.figures("probe")
+    return section
+
+
+def section_explain(study: StudyArtifacts) -> Section:
+    stage = study.stage("explain") or {}
+    section = Section(
+        "task3", "Task 3 — the interrogation",
+        asked="Implement Grad-CAM from scratch and compare a biased image (a digit in its "
+              "own color) with a conflicting one: does the map sit on the digit's shape or "
+              "smear over the colored pixels?",
+        did="Grad-CAM (our own implementation, checked against Captum) and LRP-epsilon (our "
+            "own, differentiable, checked against zennit) of the lazy and the cured model. "
+            "The evidence is quantified on sample images of each test split: the share of "
+            "positive attribution that falls outside the digit's mask (the background, "
+            "where the color lives) and the pointing game (is the map's peak on the digit?).",
+    )
+    rows = []
+    lazy_share = cured_share = None
+    for method, entry in stage.get("methods", {}).items():
+        for role in ("model", "compare"):
+            model = entry.get(role)
+            if not model:
+                continue
+            for split, values in model.items():
+                if not isinstance(values, dict):
+                    continue
+                rows.append([method, model["label"], split, pct(values.get("accuracy")),
+                             pct(values.get("background_share")),
+                             pct(values.get("pointing_game"))])
+            if method == "gradcam":
+                hard = model.get("test_hard", {}).get("background_share")
+                if role == "model":
+                    lazy_share = hard
+                else:
+                    cured_share = hard
+        for role, sanity in sorted(entry.get("sanity", {}).items(), reverse=True):
+            if sanity and measured(sanity.get("rank_correlation")):
+                label = entry.get(role, {}).get("label", role)
+                value = sanity["rank_correlation"]
+                section.notes.append(
+                    f"Sanity check ({method}, {label}): with every layer randomized the maps' "
+                    f"rank correlation with the trained model's is {num(value, 2)}; "
+                    + ("the maps depend on the weights." if value < 0.5 else
+                       "the maps barely depend on the weights: read them with suspicion."))
+    if rows:
+        section.tables.append(Table("Where the evidence sits (sample of each split)",
+                                    ["method", "model", "split", "accuracy", "background share",
+                                     "pointing game"], rows))
+    if measured(lazy_share) and measured(cured_share):
+        section.notes.insert(0, (
+            f"On the hard set the lazy model puts {pct(lazy_share)} of its positive Grad-CAM "
+            f"outside the digit, the cured model {pct(cured_share)}: "
+            + ("the lazy model looks at the colored background more than the cured one."
+               if lazy_share > cured_share + 0.05 else
+               "by this measure the lazy model does not look at the background clearly more "
+               "than the cured one here.")))
+    if not stage:
+        section.notes.append("The explain stage has not run: no results.")
+    section.figures = study.figures("explain")
+    return section
+
+
+def _epochs(epochs: float | None) -> str:
+    if not measured(epochs):
+        return "the registry's epoch budget"
+    return f"{epochs:g} epoch" + ("" if epochs == 1 else "s")
+
+
+def section_cured(study: StudyArtifacts) -> Section:
+    stage = study.stage("cured") or {}
+    lazy = (study.stage("lazy") or {}).get("metrics", {})
+    standard = (study.stage("standard") or {}).get("metrics", {})
+    methods = stage.get("methods", {})
+    best = stage.get("method")
+    section = Section(
+        "task4", "Task 4 — the intervention",
+        asked="Retrain so the model ignores color and uses shape, without grayscale images "
+              "and without changing the 95%-biased dataset, with at least two custom training "
+              "strategies. Target: above 70% on the hard set.",
+        did="Two methods from the intervention registry train the lazy model's architecture "
+            "(cnn3) from scratch on the unchanged biased training split, each with its "
+            "registered hyperparameters and the same epoch budget "
+            f"({_epochs(stage.get('epochs'))}): "
+            + ", ".join(f"{name} (uses: {', '.join(row.get('uses', []))})"
+                        for name, row in methods.items())
+            + ". The cured model is the one with the best accuracy on the color-conflicting "
+              "images of the easy validation split; the hard and unbiased test splits choose "
+              "nothing. The full table, every method against its control over three seeds, "
+              "is made by shortcutlab intervene --all.",
+    )
+    section.verdicts = [
+        check(f"the cured model ({best or 'none'}) scores above 70% on the hard set",
+              stage.get("metrics", {}).get("hard"), lambda v: v > 0.70),
+        Verdict("at least two training strategies", f"{len(methods)} trained",
+                len(methods) >= 2 if stage else None),
+    ]
+    for name, row in methods.items():
+        if name != best:
+            section.verdicts.append(check(f"{name} (not chosen) scores above 70% on the hard set",
+                                          row.get("hard"), lambda v: v > 0.70))
+    columns = ["model", "uses", "easy val", "easy val conflicting", "hard", "hard inverted",
+               "unbiased", "Grad-CAM background share", "train s"]
+    rows = []
+    for label, values, uses in (("lazy", lazy, "—"), ("standard", standard, "—")):
+        if values:
+            rows.append([label, uses, pct(values.get("easy_val")), "n/a",
+                         pct(values.get("hard")), "n/a", pct(values.get("unbiased")), "n/a",
+                         num(values.get("total_seconds"), 0)])
+    for name, row in methods.items():
+        rows.append([name + (" (chosen)" if name == best else ""),
+                     ", ".join(row.get("uses", [])), pct(row.get("easy_val")),
+                     pct(row.get("easy_val_conflicting")), pct(row.get("hard")),
+                     pct(row.get("hard_inverted")), pct(row.get("unbiased")),
+                     pct(row.get("background_share")), num(row.get("train_seconds"), 0)])
+    if rows:
+        section.tables.append(Table(f"Interventions (seed {stage.get('seed', 0)})", columns,
+                                    rows))
+    if not stage:
+        section.notes.append("The cured stage has not run: no results.")
+    section.figures = study.figures("cured")
+    return section
+
+
+def section_attack(study: StudyArtifacts) -> Section:
+    stage = study.stage("attack") or {}
+    settings = stage.get("settings", {})
+    eps, confidence = settings.get("eps", 0.05), settings.get("confidence", 0.9)
+    source, target = settings.get("source", 7), settings.get("target", 3)
+    section = Section(
+        "task5", "Task 5 — the invisible cloak",
+        asked=f"Perturb an image of a {source} so that the model says {target} with more than "
+              f"{confidence:.0%} confidence, changing no pixel by more than epsilon = {eps:g}. "
+              "Is the robust model harder to fool than the lazy one, and by how much noise?",
+        did=f"Targeted L-inf {settings.get('attack', 'pgd').upper()} "
+            f"({settings.get('steps', '?')} steps, random start) on the first "
+            f"{settings.get('limit') or 'all'} {source}s of {stage.get('split', 'test_hard')} "
+            "(in split order, never hand-picked), the same images for both models. For every "
+            f"image a batched bisection finds the smallest epsilon that reaches p({target}) >= "
+            f"{confidence:g} (to {settings.get('precision', 0.001):g}), perturbing the whole "
+            "image, only the background or only the digit.",
+    )
+    models = _models_of(stage, (stage.get("lazy"), stage.get("cured")))
+    for name, entry in models.items():
+        rate, perturbed = entry.get("success_rate_at_eps"), entry.get("perturbed_success_rate")
+        clean = rate - perturbed if measured(rate) and measured(perturbed) else None
+        section.verdicts.append(Verdict(
+            f"{name}: a {source} perturbed into a {confidence:.0%}-confident {target} within "
+            f"eps {eps:g}",
+            f"{pct(rate)} of {entry.get('n')} {source}s fooled ({pct(perturbed)} by a "
+            f"perturbation, {pct(clean)} already said {target} unperturbed)",
+            perturbed > 0 if measured(perturbed) else None))
+    lazy, cured = stage.get("lazy"), stage.get("cured")
+    comparison = (stage.get("comparison") or {}).get("all")
+    if lazy in models and cured in models:
+        lazy_median = models[lazy]["min_eps"].get("median")
+        cured_median = models[cured]["min_eps"].get("median")
+        ratio = comparison.get("median_ratio") if comparison else None
+        p_value = comparison.get("p_value") if comparison else None
+        section.verdicts.append(Verdict(
+            "the cured model needs a larger median epsilon than the lazy one",
+            f"median {num(cured_median)} vs {num(lazy_median)} (ratio {num(ratio, 2)}x, "
+            f"paired Wilcoxon p = {p_value:.2g})" if measured(p_value) else
+            f"median {num(cured_median)} vs {num(lazy_median)} (ratio {num(ratio, 2)}x)",
+            bool(ratio > 1) if measured(ratio) else None))
+    else:
+        section.verdicts.append(Verdict("the cured model needs a larger median epsilon than "
+                                        "the lazy one", "n/a", None))
+    rows = []
+    for name, entry in models.items():
+        spread = entry.get("min_eps", {})
+        masked = entry.get("masked", {})
+        rows.append([name, entry.get("n"), pct(entry.get("clean_accuracy")),
+                     pct(entry.get("success_rate_at_eps")), num(spread.get("median")),
+                     num(spread.get("q1")), num(spread.get("q3")),
+                     *(num(masked.get(region, {}).get("median"))
+                       for region in ("background", "digit"))])
+    if rows:
+        section.tables.append(Table(
+            f"Minimal epsilon to turn a {source} into a confident {target} (n/a: not fooled "
+            "even at the search's maximum)",
+            ["model", "images", "clean accuracy", f"fooled at eps {eps:g}", "median", "q1",
+             "q3", "background only, median", "digit only, median"], rows))
+    if comparison and measured(comparison.get("compare_needs_more")):
+        section.notes.append(
+            f"Paired over the {comparison.get('n_pairs')} images both models could be fooled "
+            f"on: the cured model needs more noise on {pct(comparison['compare_needs_more'])} "
+            f"of them, the lazy one on {pct(comparison.get('run_needs_more'))}. The "
+            "background-only and digit-only columns show where each model's decision can be "
+            f"moved: a color reader by repainting the background toward {target}'s color, a "
+            "shape reader by strokes on the digit.")
+    if not stage:
+        section.notes.append("The attack stage has not run: no results.")
+    section.figures = study.figures("attack")
+    return section
+
+
+def section_sae(study: StudyArtifacts) -> Section:
+    stage = study.stage("sae") or {}
+    section = Section(
+        "task6", "Task 6 — the decomposition",
+        asked="Train a sparse autoencoder on intermediate activations, label what its "
+              "features mean (color? stroke?), then dial features up or down and watch the "
+              "predictions change: are color features present in the lazy model?",
+        did="An overcomplete SAE on the last convolutional layer of the lazy and the cured "
+            "model; every feature is labelled by its activation on validation digits rendered "
+            "in all ten colors (color, digit, shape, mixed or dead). Then every color feature "
+            "is ablated, and one color's features are boosted, with the model running on the "
+            "reconstruction.",
+    )
+    rows = []
+    for name, entry in _models_of(stage).items():
+        val = entry.get("accuracy", {}).get("val", {})
+        drop = val["original"] - val["reconstructed"] if measured(val.get("original")) and \
+            measured(val.get("reconstructed")) else None
+        section.verdicts += [
+            check(f"{name}: reconstruction explains at least 90% of the variance (r2)",
+                  entry.get("r2"), lambda v: v >= 0.9, lambda v: num(v)),
+            check(f"{name}: fewer than 10% dead features", entry.get("dead_fraction"),
+                  lambda v: v < 0.1),
+            Verdict(f"{name}: accuracy on the reconstruction within 2 points (easy val)",
+                    f"{pct(val.get('reconstructed'))} vs {pct(val.get('original'))}",
+                    drop <= 0.02 if measured(drop) else None),
+        ]
+        features = entry.get("features", {})
+        flips = entry.get("boost_flip_rate")
+        rows.append([name, entry.get("layer"), num(entry.get("r2")), num(entry.get("l0"), 1),
+                     pct(entry.get("dead_fraction")),
+                     *(features.get(kind, 0) for kind in ("color", "digit", "shape", "mixed")),
+                     pct(entry.get("hard_accuracy")), pct(entry.get("hard_accuracy_color_ablated")),
+                     " / ".join(pct(v) for v in flips) if isinstance(flips, list) and flips
+                     else "n/a"])
+    if rows:
+        section.tables.append(Table(
+            "SAE quality, feature labels, and what dialling the color features does",
+            ["model", "layer", "r2", "L0", "dead", "color", "digit", "shape", "mixed",
+             "hard acc.", "hard acc., color ablated",
+             "boost flip rate at strength " + " / ".join(
+                 f"{v:g}" for v in next(iter(_models_of(stage).values())).get(
+                     "boost_strengths", []))], rows))
+        section.notes.append(
+            "Boost flip rate: how often boosting one color's features (by the strength times "
+            "the feature's mean activation on that color) turns other digits into the class "
+            "owning the color. Hard-set accuracy with every color feature ablated shows how "
+            "much of the decision rests on them.")
+    if not stage:
+        section.notes.append("The sae stage has not run: no results.")
+    section.figures = study.figures("sae")
+    return section
+
+
+def section_run(study: StudyArtifacts) -> Section:
+    timings = study.summary.get("timings", {})
+    load = study.summary.get("load_average")
+    section = Section(
+        "run", "The study run",
+        asked="The whole study on a laptop CPU in minutes: the default within 15 minutes "
+              "(goal 10) and --quick within 3 on a 2-core machine.",
+        did="Each stage is keyed by its config and inputs and skipped when up to date; CPU "
+            "seconds count every thread of the process and do not depend on other load.",
+    )
+    rows = [[name, num(t.get("seconds"), 0), num(t.get("cpu_seconds"), 0)]
+            for name, t in timings.items()]
+    if rows:
+        section.tables.append(Table("Stage times of the run that produced them",
+                                    ["stage", "wall s", "CPU s"], rows))
+    if load:
+        section.notes.append("Load average when the study finished (1, 5, 15 min): "
+                             + ", ".join(f"{value:.1f}" for value in load) + ".")
+    return section
+
+
+SECTIONS: list[Callable[[StudyArtifacts], Section]] = [
+    section_data, section_train, section_probe, section_explain, section_cured,
+    section_attack, section_sae, section_run,
+]
+
+
+def study_headline(stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The headline numbers of every task, from the stages' summaries (what ran)."""
+    def get(stage: str, *keys: str) -> Any:
+        value: Any = stages.get(stage, {})
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    explain = {method: {role: {"label": entry[role]["label"],
+                               "hard_background_share": entry[role].get("test_hard", {})
+                               .get("background_share")}
+                        for role in ("model", "compare") if role in entry}
+               for method, entry in get("explain", "methods").items()} \
+        if get("explain", "methods") else None
+    attack = {name: {key: entry.get(key) for key in ("n", "success_rate_at_eps",
+                                                      "perturbed_success_rate")}
+              | {"median_min_eps": entry.get("min_eps", {}).get("median")}
+              for name, entry in (get("attack", "models") or {}).items()}
+    return {
+        "task0": {"train_aligned_share": get("data", "aligned_share", "train"),
+                  "hard_aligned_share": get("data", "aligned_share", "test_hard")},
+        "task1": {key: get("lazy", "metrics", key)
+                  for key in ("easy_train", "easy_val", "hard", "unbiased")}
+        | {"standard_hard": get("standard", "metrics", "hard")},
+        "task2": {name: {"dominant_color_match": entry.get("dominant_color_match"),
+                         "gray_judge_match": entry.get("gray_judge_match")}
+                  for name, entry in (get("probe", "models") or {}).items()},
+        "task3": explain,
+        "task4": {"method": get("cured", "method"), "uses": get("cured", "uses"),
+                  "hard": get("cured", "metrics", "hard"),
+                  "unbiased": get("cured", "metrics", "unbiased"),
+                  "methods": {name: {"hard": row.get("hard"),
+                                     "easy_val_conflicting": row.get("easy_val_conflicting")}
+                              for name, row in (get("cured", "methods") or {}).items()}},
+        "task5": {"models": attack,
+                  "median_ratio": get("attack", "comparison", "all", "median_ratio"),
+                  "p_value": get("attack", "comparison", "all", "p_value")},
+        "task6": {name: {"r2": entry.get("r2"), "dead_fraction": entry.get("dead_fraction"),
+                         "val_accuracy": entry.get("accuracy", {}).get("val")}
+                  for name, entry in (get("sae", "models") or {}).items()},
+    }
 
 
 def build_report(study_dir: str | Path) -> Path:

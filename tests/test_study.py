@@ -1,0 +1,209 @@
+"""The whole study, end to end on the synthetic source: every stage, the report, resuming,
+re-running exactly what a config change affects, and the report in a real browser."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tomllib
+
+import pytest
+
+from shortcutlab.artifacts import read_json
+
+# A study small enough for the test suite: synthetic digits, tiny budgets everywhere. The
+# plain tables win over the [quick.*] defaults, so the study also runs with quick=True.
+TINY = """
+[data]
+source = "synthetic"
+limit = 400
+[lazy]
+steps = 20
+swap_images = 20
+[standard]
+model = "mlp"
+epochs = 1.0
+swap_images = 20
+[cured]
+epochs = 1.0
+[probe]
+steps = 4
+max_units = 2
+facet_units = 1
+facets = 2
+logit_samples = 1
+per_digit = 1
+exemplar_images = 50
+judge = false
+[explain]
+limit = 20
+sanity_images = 2
+examples = 2
+[attack]
+limit = 6
+steps = 5
+regions = ["all"]
+max_eps = 0.5
+precision = 0.01
+[sae]
+expansion = 2
+steps = 20
+images = 100
+per_digit = 1
+"""
+
+ALL_STAGES = ["data", "lazy", "standard", "cured", "probe", "explain", "attack", "sae"]
+
+
+def write_config(path, extra: str = ""):
+    path.write_text(TINY + extra)
+    return path
+
+
+@pytest.fixture(scope="module")
+def quick_study(tmp_path_factory):
+    from shortcutlab.study import run_study
+
+    root = tmp_path_factory.mktemp("study")
+    config = write_config(root / "study.toml")
+    report = run_study(root / "out", config, quick=True)
+    return root / "out", config, report
+
+
+def copy_study(quick_study, tmp_path):
+    out, config, _ = quick_study
+    shutil.copytree(out, tmp_path / "out")
+    return tmp_path / "out", config
+
+
+def test_quick_study_runs_every_stage_and_reports_every_task(quick_study):
+    out, _, report = quick_study
+    assert report.ran == ALL_STAGES
+    summary = read_json(out / "summary.json")
+    stages = summary["stages"]
+    assert set(stages) == set(ALL_STAGES)
+    cured = stages["cured"]
+    assert set(cured["methods"]) == {"color-consistency", "jtt"}
+    assert cured["run"] == cured["method"] in cured["methods"]
+    chosen = cured["methods"][cured["method"]]["easy_val_conflicting"]
+    assert all(chosen >= row["easy_val_conflicting"] for row in cured["methods"].values())
+    assert (out / "cured" / cured["run"] / "model.json").is_file()
+    # the analyses compare or cover the lazy and the cured model
+    assert set(stages["probe"]["models"]) == set(stages["sae"]["models"]) == {"lazy", "cured"}
+    assert len(stages["attack"]["models"]) == 2 and stages["attack"]["comparison"]
+    assert set(stages["explain"]["methods"]) == {"gradcam", "lrp"}
+    for name in ALL_STAGES:
+        for figure in stages[name].get("figures", []):
+            assert (out / name / figure["path"]).is_file(), (name, figure)
+    headline = summary["headline"]
+    assert set(headline) == {f"task{k}" for k in range(7)}
+    assert headline["task4"]["method"] == cured["method"]
+    assert set(summary["timings"]) == set(ALL_STAGES)
+    html = (out / "report.html").read_text()
+    for task in range(7):
+        assert f'id="task{task}"' in html
+    assert "above 70% on the hard set" in html and "larger median epsilon" in html
+    assert "r2" in html and "dead features" in html
+    assert html.count("figure missing") == 0
+
+
+def with_stage(stages, name, run):
+    return [dataclasses.replace(stage, run=run) if stage.name == name else stage
+            for stage in stages]
+
+
+def test_rerun_skips_a_changed_option_reruns_its_stage_and_an_interruption_resumes(
+        quick_study, tmp_path, monkeypatch):
+    from shortcutlab import study
+
+    out, config = copy_study(quick_study, tmp_path)
+    original = list(study.STAGES)
+    assert study.run_study(out, config, quick=True).ran == []
+    changed = write_config(tmp_path / "attack.toml", "[quick.attack]\nsteps = 6\n")
+    entered = []
+
+    def interrupted(ctx):
+        entered.append(ctx.resume)
+        (ctx.out / "partial").write_text("work done before the interruption")
+        raise KeyboardInterrupt  # the user presses Ctrl-C during the attack
+
+    monkeypatch.setattr(study, "STAGES", with_stage(original, "attack", interrupted))
+    with pytest.raises(KeyboardInterrupt):
+        study.run_study(out, changed, quick=True)
+    assert read_json(out / "attack" / "stage.json")["status"] == "running"
+
+    attack = next(stage.run for stage in original if stage.name == "attack")
+
+    def resumed(ctx):
+        entered.append(ctx.resume)
+        assert (ctx.out / "partial").is_file()  # the stage's own files are kept to resume
+        return attack(ctx)
+
+    monkeypatch.setattr(study, "STAGES", with_stage(original, "attack", resumed))
+    report = study.run_study(out, changed, quick=True)
+    assert entered == [False, True]
+    assert report.ran == ["attack"]  # only what the change affects
+    assert read_json(out / "attack" / "stage.json")["summary"]["settings"]["steps"] == 6
+
+
+@pytest.mark.slow
+def test_a_lazy_change_reruns_exactly_what_reads_the_lazy_model(quick_study, tmp_path):
+    from shortcutlab.study import run_study
+
+    out, _ = copy_study(quick_study, tmp_path)
+    config = write_config(tmp_path / "lazy.toml", "[quick.lazy]\nsteps = 15\n")
+    report = run_study(out, config, quick=True)
+    assert report.ran == ["lazy", "probe", "explain", "attack", "sae"]
+    assert report.skipped == ["data", "standard", "cured"]
+
+
+def test_print_config_shows_the_effective_config(capsys, tmp_path):
+    from shortcutlab.cli import main
+    from shortcutlab.config import load_config
+
+    assert main(["study", "--print-config"]) == 0
+    text = capsys.readouterr().out
+    printed = tomllib.loads(text)
+    assert "[quick.attack]" in text and printed.pop("quick")
+    assert printed == load_config() and "# " in text  # the defaults, documented
+    user = tmp_path / "user.toml"
+    user.write_text("[attack]\nlimit = 17\n")
+    assert main(["study", "--print-config", "--quick", "--config", str(user)]) == 0
+    text = capsys.readouterr().out
+    printed = tomllib.loads(text)
+    assert printed == load_config(user, quick=True)
+    assert printed["attack"]["limit"] == 17  # the user's value wins over the quick default
+    assert printed["data"]["limit"] == load_config(quick=True)["data"]["limit"] > 0
+    assert "quick" not in printed and "limit = 17" in text
+
+
+def test_report_is_rebuilt_from_the_artifacts_alone(quick_study, tmp_path):
+    from shortcutlab.cli import main
+
+    out, _ = copy_study(quick_study, tmp_path)
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert 'id="task5"' in (out / "report.html").read_text()
+
+
+def test_the_cured_model_is_chosen_on_easy_val_conflicting_images_only():
+    from shortcutlab.intervene.stage import choose
+
+    rows = {"a": {"easy_val_conflicting": 0.80, "hard": 0.99},
+            "b": {"easy_val_conflicting": 0.85, "hard": 0.10},
+            "c": {"easy_val_conflicting": 0.85, "hard": 0.50}}
+    assert choose(rows) == "b"  # the hard set plays no part; ties go to the first listed
+
+
+@pytest.mark.browser
+def test_quick_study_report_opens_cleanly_in_chromium(quick_study, tmp_path):
+    import matplotlib.image
+
+    from shortcutlab.report.browser import inspect_page
+
+    out, _, _ = quick_study
+    check = inspect_page(out / "report.html", screenshot=tmp_path / "report.png")
+    assert check.console_errors == []
+    assert check.images >= 15 and check.broken_images == 0
+    pixels = matplotlib.image.imread(tmp_path / "report.png")
+    assert pixels.std() > 0.05, "the screenshot is blank"
