@@ -67,6 +67,15 @@ def check(target: str, value: float | None, passes: Callable[[float], bool],
     return Verdict(target, fmt(value), bool(passes(value)) if measured(value) else None)
 
 
+
+def _with_figures(section: Section, study: StudyArtifacts, stage_name: str,
+                  ran: bool) -> Section:
+    """Attach a stage's figures to its section, saying so when the stage has not run."""
+    if not ran:
+        section.notes.append(f"The {stage_name} stage has not run: no results.")
+    section.figures = study.figures(stage_name)
+    return section
+
 def section_data(study: StudyArtifacts) -> Section:
     stage = study.stage("data") or {}
     section = Section(
@@ -181,10 +190,7 @@ def section_probe(study: StudyArtifacts) -> Section:
             "Units per layer by what they respond to (validation digits in every color)",
             ["model", "layer", "units", "color", "digit", "shape", "mixed", "dead",
              "mean color index"], rows))
-    if not stage:
-        section.notes.append("The probe stage has not run: no results.")
-    section.figures = study.figures("probe")
-    return section
+    return _with_figures(section, study, "probe", ran=bool(stage))
 
 
 def section_explain(study: StudyArtifacts) -> Section:
@@ -240,10 +246,7 @@ def section_explain(study: StudyArtifacts) -> Section:
                if lazy_share > cured_share + 0.05 else
                "by this measure the lazy model does not look at the background clearly more "
                "than the cured one here.")))
-    if not stage:
-        section.notes.append("The explain stage has not run: no results.")
-    section.figures = study.figures("explain")
-    return section
+    return _with_figures(section, study, "explain", ran=bool(stage))
 
 
 def _epochs(epochs: float | None) -> str:
@@ -301,10 +304,7 @@ def section_cured(study: StudyArtifacts) -> Section:
     if rows:
         section.tables.append(Table(f"Interventions (seed {stage.get('seed', 0)})", columns,
                                     rows))
-    if not stage:
-        section.notes.append("The cured stage has not run: no results.")
-    section.figures = study.figures("cured")
-    return section
+    return _with_figures(section, study, "cured", ran=bool(stage))
 
 
 def section_attack(study: StudyArtifacts) -> Section:
@@ -374,10 +374,7 @@ def section_attack(study: StudyArtifacts) -> Section:
             "background-only and digit-only columns show where each model's decision can be "
             f"moved: a color reader by repainting the background toward {target}'s color, a "
             "shape reader by strokes on the digit.")
-    if not stage:
-        section.notes.append("The attack stage has not run: no results.")
-    section.figures = study.figures("attack")
-    return section
+    return _with_figures(section, study, "attack", ran=bool(stage))
 
 
 def section_sae(study: StudyArtifacts) -> Section:
@@ -428,10 +425,7 @@ def section_sae(study: StudyArtifacts) -> Section:
             "the feature's mean activation on that color) turns other digits into the class "
             "owning the color. Hard-set accuracy with every color feature ablated shows how "
             "much of the decision rests on them.")
-    if not stage:
-        section.notes.append("The sae stage has not run: no results.")
-    section.figures = study.figures("sae")
-    return section
+    return _with_figures(section, study, "sae", ran=bool(stage))
 
 
 def section_run(study: StudyArtifacts) -> Section:
