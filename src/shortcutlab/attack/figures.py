@@ -7,18 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from shortcutlab.artifacts import atomic_open
+from shortcutlab.figures import save_figure
 
 FIGURES = ("examples_at_eps.png", "examples_min_eps.png", "min_eps.png")
 EXAMPLES = 6  # the first images of the source class, in split order (never hand-picked)
-
-
-def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 def _hwc(image: np.ndarray) -> np.ndarray:
@@ -72,7 +64,7 @@ def plot_triplets(path: Path, original: np.ndarray, rows: dict[str, dict[str, np
         ax.set_yticks([])
     fig.suptitle(f"{title}: {source} -> {target} at confidence {confidence:g} "
                  "(green: fooled, red: not)", fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_min_eps(path: Path, per_model: dict[str, dict[str, np.ndarray]], budget: float,
@@ -116,7 +108,7 @@ def plot_min_eps(path: Path, per_model: dict[str, dict[str, np.ndarray]], budget
         ecdf.text(budget, 0.02, f" eps={budget:g}", fontsize=8)
     fig.suptitle("Minimal epsilon per image (dashed: the budget)", fontsize=11)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def write_figures(out: Path, original: np.ndarray, attacked: list[Any], settings: Any) -> None:

@@ -3,19 +3,19 @@ every split side by side, so that a reader sees at a glance what the bias looks 
 
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
 
-from shortcutlab.artifacts import write_bytes
 from shortcutlab.data.dataset import SPLITS, load_meta, load_split
 from shortcutlab.data.palette import COLOR_NAMES, NUM_COLORS, palette_array
 from shortcutlab.data.styles import StyleParams
+from shortcutlab.figures import save_figure
 
 _GAP = 4        # pixels between examples
 _SPLIT_GAP = 14  # pixels between splits
 _SIZE = 28
+PIXEL_DPI = 100  # not the house dpi: the layouts below are sized in pixels at this dpi
 
 
 def pick_examples(labels: np.ndarray, colors: np.ndarray, digit: int, aligned: bool,
@@ -66,9 +66,9 @@ def save_grid(data_dir: str | os.PathLike, out: str | os.PathLike, per_cell: int
     config = meta.get("config", {})
     scale = 3.0  # screen pixels per image pixel
     margin_left, margin_top, margin_bottom, margin_right = 2.4, 1.5, 0.5, 0.3  # inches
-    height_in = canvas.shape[0] * scale / 100 + margin_top + margin_bottom
-    width_in = canvas.shape[1] * scale / 100 + margin_left + margin_right
-    figure = Figure(figsize=(width_in, height_in), dpi=100)
+    height_in = canvas.shape[0] * scale / PIXEL_DPI + margin_top + margin_bottom
+    width_in = canvas.shape[1] * scale / PIXEL_DPI + margin_left + margin_right
+    figure = Figure(figsize=(width_in, height_in), dpi=PIXEL_DPI)
     FigureCanvasAgg(figure)
     axes = figure.add_axes((margin_left / width_in, margin_bottom / height_in,
                             1 - (margin_left + margin_right) / width_in,
@@ -102,9 +102,7 @@ def save_grid(data_dir: str | os.PathLike, out: str | os.PathLike, per_cell: int
                 "color; conflicting = another color. Hatched = no such image "
                 "(test_hard has no aligned images by design).",
                 ha="center", va="bottom", fontsize=9)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    write_bytes(out, buffer.getvalue())
+    save_figure(figure, out, dpi=PIXEL_DPI, tight=False)
 
 
 def _swatch(x: float, y: float, rgb: np.ndarray):
@@ -148,9 +146,9 @@ def save_style_sheet(out: str | os.PathLike, source: str = "mnist",
     first = [int(np.flatnonzero(labels == digit)[0]) for digit in range(NUM_COLORS)]
     canvas, names = style_sheet(images[first], params, seed)
     scale, margin_left, margin_top = 3.0, 3.6, 0.6
-    width_in = canvas.shape[1] * scale / 100 + margin_left + 0.2
-    height_in = canvas.shape[0] * scale / 100 + margin_top + 0.2
-    figure = Figure(figsize=(width_in, height_in), dpi=100)
+    width_in = canvas.shape[1] * scale / PIXEL_DPI + margin_left + 0.2
+    height_in = canvas.shape[0] * scale / PIXEL_DPI + margin_top + 0.2
+    figure = Figure(figsize=(width_in, height_in), dpi=PIXEL_DPI)
     FigureCanvasAgg(figure)
     axes = figure.add_axes((margin_left / width_in, 0.2 / height_in,
                             1 - (margin_left + 0.2) / width_in,
@@ -167,6 +165,4 @@ def save_style_sheet(out: str | os.PathLike, source: str = "mnist",
     figure.text(0.5, 1 - 0.15 / height_in,
                 f"Styles: each digit in its class's color (noise_mix {params.noise_mix}, "
                 f"alpha {params.alpha})", ha="center", va="top", fontsize=13)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    write_bytes(out, buffer.getvalue())
+    save_figure(figure, out, dpi=PIXEL_DPI, tight=False)

@@ -32,6 +32,7 @@ from shortcutlab.decompose.activations import (
 )
 from shortcutlab.decompose.sae import SAEConfig, SparseAutoencoder, sae_metrics, train_sae
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.figures import save_figure
 from shortcutlab.probe import figures
 from shortcutlab.probe.inputs import resolve_data_dir
 from shortcutlab.probe.selectivity import (
@@ -347,7 +348,7 @@ def _plot_training(history: list[dict], path: Path, meta: dict) -> None:
     fig.suptitle(f"SAE on {meta['layer']} ({meta['mode']}): r2 {meta['r2']:.3f}, "
                  f"L0 {meta['l0']:.1f}, dead {meta['dead_fraction']:.1%}", fontsize=9)
     figures.tight_under_title(fig)
-    figures.save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_cards(rows: list[dict], chosen: list[int], exemplars: np.ndarray, path: Path,
@@ -373,7 +374,7 @@ def _plot_cards(rows: list[dict], chosen: list[int], exemplars: np.ndarray, path
                              np.array(row["digit_means"]), "digit", fontsize=5)
     fig.suptitle(title, fontsize=9)
     figures.tight_under_title(fig)
-    figures.save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_interventions(result: dict, path: Path) -> None:
@@ -404,4 +405,4 @@ def _plot_interventions(result: dict, path: Path) -> None:
     fig.suptitle("Dialing SAE color features: ablate all, or boost one color on other digits",
                  fontsize=9)
     figures.tight_under_title(fig)
-    figures.save_figure(fig, path)
+    save_figure(fig, path)

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colormaps
 
-from shortcutlab.artifacts import atomic_open
+from shortcutlab import figures
 from shortcutlab.data.palette import COLOR_NAMES
 
 MODEL_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd")
@@ -30,13 +30,16 @@ GAP = 6            # pixels between cells
 TITLE_ROOM = 34    # pixels above each row of cells for cell titles
 LABEL_ROOM = 150   # pixels left of the grid for row labels
 SIGNED_PERCENTILE = 97
+PIXEL_DPI = 100    # at this dpi one canvas pixel is one figure pixel (not the house dpi)
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
-    """Write a PNG atomically and release the figure."""
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    """Write a PNG atomically and release the figure.
+
+    At :data:`PIXEL_DPI`, not the house :data:`shortcutlab.figures.DPI`: the grids are
+    composed in numpy and sized so that one canvas pixel is one figure pixel at that dpi.
+    """
+    figures.save_figure(fig, path, dpi=PIXEL_DPI)
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
@@ -122,11 +125,11 @@ class Grid:
                     fontweight="bold")
 
     def figure_size(self) -> tuple[float, float]:
-        """Inches at 100 dpi, so that one canvas pixel is one figure pixel."""
+        """Inches at :data:`PIXEL_DPI`, so that one canvas pixel is one figure pixel."""
         side = self.size * SCALE
         width = LABEL_ROOM + self.columns * (side + GAP)
         height = self.rows * (side + GAP + TITLE_ROOM) + TITLE_ROOM
-        return width / 100, height / 100
+        return width / PIXEL_DPI, height / PIXEL_DPI
 
 
 def _legend_text(signed: bool) -> str:

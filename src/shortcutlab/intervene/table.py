@@ -30,6 +30,7 @@ from typing import Any
 
 from shortcutlab.artifacts import config_hash, write_bytes, write_json
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.figures import save_figure
 from shortcutlab.intervene.hparams import control_settings, resolve_hparams
 from shortcutlab.intervene.registry import USES, get_method, list_methods
 from shortcutlab.intervene.run import finished, intervene_run
@@ -335,7 +336,4 @@ def plot_table(path: Path, table: dict[str, Any]) -> None:
     ax.set_ylim(0, 100)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    write_bytes(path, buffer.getvalue())
+    save_figure(fig, path, tight=False)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from shortcutlab.artifacts import write_bytes
 from shortcutlab.data.palette import COLOR_NAMES, palette_array
+from shortcutlab.figures import save_figure
 
 
 def pyplot():
@@ -38,13 +37,6 @@ def tight_under_title(fig, pad: float = 0.3, title_inches: float = 0.45) -> None
     """``tight_layout`` that leaves room for the suptitle, whatever the figure's height."""
     height = fig.get_size_inches()[1]
     fig.tight_layout(pad=pad, rect=(0, 0, 1, max(0.5, 1 - title_inches / height)))
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    pyplot().close(fig)
-    write_bytes(path, buffer.getvalue())
 
 
 def image_grid(images: np.ndarray | torch.Tensor, path: str | os.PathLike,

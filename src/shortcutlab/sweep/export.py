@@ -29,6 +29,7 @@ from typing import Any
 
 from shortcutlab.artifacts import atomic_open, write_bytes, write_json
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.figures import STABLE_METADATA, save_figure
 from shortcutlab.sweep.runner import BOOKKEEPING_ATTRS
 from shortcutlab.sweep.storage import normalize_url, open_storage, redact
 
@@ -194,16 +195,6 @@ def cell_means(rows: Sequence[Mapping[str, Any]], x: str, y: str, metric: str
     return xs, ys, means, counts
 
 
-def _save_figure(figure: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight",
-                   metadata={"Software": None})
-    plt.close(figure)
-    write_bytes(path, buffer.getvalue())
-
-
 def _unit_range(metric: str, means: Sequence[Sequence[float]]) -> tuple[float, float]:
     finite = [v for row in means for v in row if math.isfinite(v)]
     if finite and min(finite) >= 0 and max(finite) <= 1:
@@ -251,7 +242,7 @@ def phase_diagram(rows: Sequence[Mapping[str, Any]], x: str, y: str, metric: str
     wrapped = textwrap.fill(subtitle, width=max(50, int(width * 11)))
     axis.set_title(f"{study_name}: {label(metric)}\n{wrapped}", fontsize=9)
     figure.colorbar(image, ax=axis, label=label(metric))
-    _save_figure(figure, path)
+    save_figure(figure, path, metadata=STABLE_METADATA)
     return {"x": x, "y": y, "metric": metric, "x_values": xs, "y_values": ys,
             "mean": means, "count": counts, "file": path.name}
 
@@ -345,7 +336,7 @@ def cheat_window_figure(rows: Sequence[Mapping[str, Any]], params: Sequence[str]
                       if hidden else ""), fontsize=9)
     axis.legend(handles, names, fontsize=7, loc="upper left")
     axis.grid(alpha=0.3)
-    _save_figure(figure, path)
+    save_figure(figure, path, metadata=STABLE_METADATA)
     return {"shown": len(shown), "hidden": hidden}
 
 
@@ -388,7 +379,7 @@ def main_effects_figure(effects: Mapping[str, list[dict[str, Any]]], params: Seq
     figure.suptitle(f"{study_name}: each axis alone (mean ± std over the other axes)",
                     fontsize=10)
     figure.tight_layout(rect=(0, 0.06, 1, 1))
-    _save_figure(figure, path)
+    save_figure(figure, path, metadata=STABLE_METADATA)
 
 
 def _table(header: Sequence[str], body: Sequence[Sequence[Any]]) -> list[str]:

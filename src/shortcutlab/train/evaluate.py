@@ -20,7 +20,6 @@ Everything goes to ``evaluate.json`` and PNG figures in the output directory.
 from __future__ import annotations
 
 import functools
-import io
 import os
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from shortcutlab.artifacts import read_json, read_jsonl, write_bytes, write_json
 from shortcutlab.data import COLOR_NAMES, SPLITS, images_to_tensor, load_meta, load_split
 from shortcutlab.data.build import hard_colors
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.figures import STABLE_METADATA, figure_bytes
 from shortcutlab.progress import progress
 from shortcutlab.runtime import resolve_device, set_threads
 from shortcutlab.train.data import predict_logits
@@ -203,16 +203,6 @@ def _flat_metrics(report: dict[str, Any]) -> dict[str, Any]:
 
 # --- figures ------------------------------------------------------------------------
 
-def _figure_bytes(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight",
-                metadata={"Software": None})
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def _class_ticks(with_colors: bool) -> list[str]:
     return [f"{c} ({COLOR_NAMES[c]})" if with_colors else str(c) for c in range(NUM_CLASSES)]
 
@@ -245,7 +235,7 @@ def plot_confusion(matrix: list[list[int]], title: str, row_colors: list[int] | 
     ax.set_xlabel("predicted class (and the color it owns)")
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="share of the true digit's images")
-    return _figure_bytes(fig)
+    return figure_bytes(fig, metadata=STABLE_METADATA)
 
 
 def plot_color_swap(swap: dict[str, Any], title: str) -> bytes:
@@ -272,7 +262,7 @@ def plot_color_swap(swap: dict[str, Any], title: str) -> bytes:
         ax.set_title(label)
         fig.colorbar(image, ax=ax, label="share of the digit's images", shrink=0.85)
     fig.suptitle(title)
-    return _figure_bytes(fig)
+    return figure_bytes(fig, metadata=STABLE_METADATA)
 
 
 def plot_per_class(report: dict[str, Any], title: str) -> bytes:
@@ -295,7 +285,7 @@ def plot_per_class(report: dict[str, Any], title: str) -> bytes:
     ax.axhline(0.1, color="gray", lw=0.8, ls=":", label="chance")
     ax.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     ax.set_title(title, pad=36)
-    return _figure_bytes(fig)
+    return figure_bytes(fig, metadata=STABLE_METADATA)
 
 
 def plot_training(log: list[dict[str, Any]], selected_step: int | None, title: str) -> bytes:
@@ -332,7 +322,7 @@ def plot_training(log: list[dict[str, Any]], selected_step: int | None, title: s
     if selected_step is not None:
         bottom.text(selected_step, 0.95, f" selected step {selected_step}", va="top", fontsize=8)
     fig.suptitle(title)
-    return _figure_bytes(fig)
+    return figure_bytes(fig, metadata=STABLE_METADATA)
 
 
 def write_figures(report: dict[str, Any], out_dir: Path, name: str) -> list[str]:
