@@ -22,6 +22,7 @@ from shortcutlab.attack.attacks import attack_class
 from shortcutlab.attack.base import eval_mode
 from shortcutlab.attack.minimal import MinimalEpsilon, minimal_epsilon
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.models import batched_forward
 
 REGIONS = ("all", "background", "digit")
 DEFINITION = (
@@ -184,9 +185,12 @@ def region_summary(result: MinimalEpsilon) -> dict[str, Any]:
 
 def clean_probs(model: nn.Module, images: Tensor, batch_size: int) -> Tensor:
     """Softmax outputs on the unperturbed images, in eval mode."""
-    with eval_mode(model), torch.no_grad():
-        return torch.cat([model(images[s:s + batch_size]).softmax(dim=1)
-                          for s in range(0, len(images), batch_size)])
+    with eval_mode(model):
+        return batched_forward(model, images, batch_size, fn=_softmax)
+
+
+def _softmax(model: nn.Module, images: Tensor) -> Tensor:
+    return model(images).softmax(dim=1)
 
 
 @dataclass

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from shortcutlab.attack.attacks import create_attack
 from shortcutlab.attack.base import AttackResult, eval_mode, pixel_mask
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.models import batched_forward
 from shortcutlab.progress import progress
 
 
@@ -137,9 +138,8 @@ def minimal_epsilon(model: nn.Module, x: Tensor, target: Tensor | int,
     hi = torch.full((n,), top, dtype=torch.long, device=x.device)  # succeeds once tested
     hi_tested = torch.zeros(n, dtype=torch.bool, device=x.device)
     adversarial = x.detach().clone()
-    with eval_mode(model), torch.no_grad():
-        logits = torch.cat([model(x[s:s + (batch_size or n)])
-                            for s in range(0, n, batch_size or n)])
+    with eval_mode(model):
+        logits = batched_forward(model, x, batch_size or n)
     clean, _ = atk.goal_reached(logits, target_t)
     probs = logits.softmax(dim=1)
     hi[clean] = 0

@@ -50,14 +50,14 @@ LABELS = "labels.json"
 ACCURACY_SPLITS = ("val", "test_easy", "test_hard")
 
 
-@torch.no_grad()
 def predictions(model: nn.Module, images: np.ndarray, batch_size: int = 1000,
                 device: torch.device | str = "cpu") -> np.ndarray:
-    from shortcutlab.data import images_to_tensor
+    return models.batched_forward(model, images, batch_size, device=device, fn=_argmax,
+                                  to_cpu=True).numpy()
 
-    out = [model(images_to_tensor(images[start:start + batch_size], device)).argmax(1).cpu()
-           for start in range(0, len(images), batch_size)]
-    return torch.cat(out).numpy()
+
+def _argmax(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return model(images).argmax(1)
 
 
 def _predict_under(context: Callable[[], contextlib.AbstractContextManager], model: nn.Module,

@@ -114,14 +114,13 @@ def _subset(split: Split, limit: int | None, seed: int) -> Split:
 
 def _predict(model: nn.Module, images: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
     """Predicted classes and their probabilities."""
-    preds, probs = [], []
-    with torch.no_grad():
-        for start in range(0, images.shape[0], batch_size):
-            p = torch.softmax(model(images[start:start + batch_size]).float(), dim=1)
-            best = p.max(dim=1)
-            preds.append(best.indices.cpu())
-            probs.append(best.values.cpu())
-    return torch.cat(preds), torch.cat(probs)
+    probs, preds = models.batched_forward(model, images, batch_size, fn=_best, to_cpu=True)
+    return preds, probs
+
+
+def _best(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
+    """The highest softmax probability of each image and its class."""
+    return tuple(torch.softmax(model(images).float(), dim=1).max(dim=1))
 
 
 def _targets(config: ExplainConfig, preds: Tensor, labels: np.ndarray) -> Tensor:

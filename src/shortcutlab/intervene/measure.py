@@ -40,13 +40,14 @@ def inverted_hard_set(data_dir: str, dataset_id: str) -> tuple[torch.Tensor, tor
 
 
 def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    device = next(model.parameters()).device
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(labels), _CHUNK):
-            logits = model(images[start:start + _CHUNK].to(device))
-            correct += int((logits.argmax(1).cpu() == labels[start:start + _CHUNK]).sum())
-    return correct / max(1, len(labels))
+    from shortcutlab.models import batched_forward
+
+    predicted = batched_forward(model, images, _CHUNK, fn=_predicted_class, to_cpu=True)
+    return int((predicted == labels).sum()) / max(1, len(labels))
+
+
+def _predicted_class(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return model(images).argmax(1)
 
 
 def gradcam_background_share(model: torch.nn.Module, images: torch.Tensor,

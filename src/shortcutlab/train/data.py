@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from shortcutlab.data import load_split
+from shortcutlab.models import batched_forward
 from shortcutlab.train.algorithm import Batch
 
 
@@ -102,6 +103,8 @@ class BatchOrder:
 def predict_logits(predict: Callable[[Tensor], Tensor], images: Tensor,
                    batch_size: int = 1000) -> Tensor:
     """Logits for every image, in chunks (the caller puts the model in eval mode)."""
-    outputs = [predict(images[start:start + batch_size]).float()
-               for start in range(0, images.shape[0], batch_size)]
-    return torch.cat(outputs) if outputs else torch.empty(0, 0)
+    return batched_forward(predict, images, batch_size, fn=_float_logits)
+
+
+def _float_logits(predict: Callable[[Tensor], Tensor], images: Tensor) -> Tensor:
+    return predict(images).float()

@@ -29,7 +29,7 @@ import torch
 
 from shortcutlab import models
 from shortcutlab.artifacts import read_json, read_jsonl, write_bytes, write_json
-from shortcutlab.data import COLOR_NAMES, SPLITS, images_to_tensor, load_meta, load_split
+from shortcutlab.data import COLOR_NAMES, SPLITS, load_meta, load_split
 from shortcutlab.data.build import hard_colors
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.figures import STABLE_METADATA, figure_bytes
@@ -81,12 +81,16 @@ class _Predictor:
         self.device, self.batch_size = device, batch_size
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        outputs = []
-        for start in range(0, len(images), 10 * self.batch_size):
-            chunk = images_to_tensor(images[start:start + 10 * self.batch_size], self.device)
-            chunk = chunk.contiguous(memory_format=torch.channels_last)
-            outputs.append(predict_logits(self.model, chunk, self.batch_size).argmax(1).cpu())
-        return torch.cat(outputs).numpy() if outputs else np.zeros(0, dtype=np.int64)
+        if len(images) == 0:
+            return np.zeros(0, dtype=np.int64)
+        # uint8 images become float on the device 10 batches at a time (bounded memory)
+        return models.batched_forward(self.model, images, 10 * self.batch_size,
+                                      device=self.device, fn=self._predict,
+                                      to_cpu=True).numpy()
+
+    def _predict(self, model: torch.nn.Module, chunk: torch.Tensor) -> torch.Tensor:
+        chunk = chunk.contiguous(memory_format=torch.channels_last)
+        return predict_logits(model, chunk, self.batch_size).argmax(1)
 
 
 @functools.lru_cache(maxsize=2)
