@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -36,3 +40,96 @@ def small_cnn() -> torch.nn.Module:
 
     torch.manual_seed(0)
     return models.create("cnn3", width=4, hidden=16).eval()
+
+
+@contextlib.contextmanager
+def _threads(count: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a whole test module, its module fixtures included (request it
+    with ``pytestmark = pytest.mark.usefixtures("one_thread")``): the models and tensors of
+    the tests are tiny, so a second thread gains nothing and thread-pool stalls on a busy
+    machine cost a lot."""
+    with _threads(1):
+        yield
+
+
+def _train_tiny(data_dir: Path, steps: int = 200, seed: int = 0) -> torch.nn.Module:
+    """A small cnn3 trained with plain cross-entropy on random batches of 32 of the train
+    split, returned in eval mode."""
+    from shortcutlab import models
+    from shortcutlab.data import load_split
+
+    split = load_split(data_dir, "train")
+    x, y = split.image_tensor(), torch.from_numpy(split.labels)
+    torch.manual_seed(seed)
+    model = models.create("cnn3", width=4, hidden=16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        index = torch.randint(0, len(y), (32,), generator=generator)
+        loss = torch.nn.functional.cross_entropy(model(x[index]), y[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def train_tiny() -> Callable[..., torch.nn.Module]:
+    """Factory: ``train_tiny(data_dir, steps=200, seed=0)``, a small cnn3 trained with
+    plain cross-entropy (see :func:`_train_tiny`)."""
+    return _train_tiny
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small cnn3 trained full-batch for 40 steps on tiny_data, saved as a run directory
+    whose config.json points at tiny_data (one per test module)."""
+    from shortcutlab import models
+    from shortcutlab.data import load_split
+
+    torch.manual_seed(0)
+    model = models.create("cnn3", width=4, hidden=16)
+    train = load_split(tiny_data, "train").tensors()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        loss = torch.nn.functional.cross_entropy(model(train["images"]), train["labels"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    run = tmp_path_factory.mktemp("run")
+    models.save(model, run)
+    (run / "config.json").write_text(json.dumps({"data_dir": str(tiny_data)}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def train_tensors(tiny_data: Path) -> dict[str, torch.Tensor]:
+    """The tiny dataset's train split as tensors (a fresh copy per test module)."""
+    from shortcutlab.data import load_split
+
+    return load_split(tiny_data, "train").tensors()
+
+
+def _batch_of(tensors: dict[str, torch.Tensor], size: int):
+    from shortcutlab.train.algorithm import Batch
+
+    index = torch.arange(size)
+    return Batch(tensors["images"][index], tensors["labels"][index], tensors["colors"][index],
+                 tensors["masks"][index], index)
+
+
+@pytest.fixture(scope="session")
+def batch_of() -> Callable[..., Any]:
+    """Factory: ``batch_of(tensors, size)``, the first ``size`` items of split tensors as a
+    training :class:`~shortcutlab.train.algorithm.Batch`."""
+    return _batch_of

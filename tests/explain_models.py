@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import pytest
 import torch
 from torch import nn
 
@@ -137,12 +136,3 @@ def hooks_left(model: nn.Module) -> list[str]:
         if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
         or getattr(module, "_backward_pre_hooks", None)
     ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP synchronization costing more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-from shortcutlab import models
 from shortcutlab.attack import (
     PGD,
     create_attack,
@@ -23,34 +22,11 @@ TARGET = 3
 CONFIDENCE = 0.9
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The models here are tiny: one thread is as fast and immune to oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def train_tiny(data_dir, steps: int = 200, seed: int = 0) -> nn.Module:
-    """A small cnn3 trained with plain cross-entropy on the tiny dataset's train split."""
-    split = load_split(data_dir, "train")
-    x, y = split.image_tensor(), torch.from_numpy(split.labels)
-    torch.manual_seed(seed)
-    model = models.create("cnn3", width=4, hidden=16)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        index = torch.randint(0, len(y), (32,), generator=generator)
-        loss = nn.functional.cross_entropy(model(x[index]), y[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: immune to oversubscription
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_data) -> nn.Module:
+def trained(tiny_data, train_tiny) -> nn.Module:
     return train_tiny(tiny_data)
 
 

@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from shortcutlab import models
 from shortcutlab.artifacts import load_npz
@@ -19,39 +18,17 @@ from shortcutlab.attack.experiment import (
     source_images,
 )
 from shortcutlab.cli import main
-from shortcutlab.data import Split, load_split
+from shortcutlab.data import Split
 from shortcutlab.errors import ShortcutlabError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _train(data_dir, out, steps: int, seed: int) -> None:
-    split = load_split(data_dir, "train")
-    x, y = split.image_tensor(), torch.from_numpy(split.labels)
-    torch.manual_seed(seed)
-    model = models.create("cnn3", width=4, hidden=16)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        index = torch.randint(0, len(y), (32,), generator=generator)
-        loss = nn.functional.cross_entropy(model(x[index]), y[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    models.save(model.eval(), out)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_data, tmp_path_factory):
+def runs(tiny_data, tmp_path_factory, train_tiny):
     root = tmp_path_factory.mktemp("attack_runs")
-    _train(tiny_data, root / "lazy", steps=150, seed=0)
-    _train(tiny_data, root / "other", steps=60, seed=1)
+    models.save(train_tiny(tiny_data, steps=150, seed=0), root / "lazy")
+    models.save(train_tiny(tiny_data, steps=60, seed=1), root / "other")
     return root / "lazy", root / "other"
 
 

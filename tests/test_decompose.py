@@ -6,11 +6,8 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
-from shortcutlab import models
 from shortcutlab.cli import main
-from shortcutlab.data import load_split
 from shortcutlab.decompose.activations import (
     FeatureEdit,
     collect_activations,
@@ -30,13 +27,7 @@ from shortcutlab.decompose.sae import (
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.hooks import hook_count
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sparse_data(count: int = 3000, dim: int = 16, atoms: int = 48, seed: int = 0) -> torch.Tensor:
@@ -136,23 +127,6 @@ def test_vectors_round_trip_and_modes(small_cnn):
     assert parse_edit("4+2.5") == FeatureEdit(4, 1.0, 2.5)
     with pytest.raises(ShortcutlabError):
         parse_edit("x")
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_data, tmp_path_factory):
-    torch.manual_seed(0)
-    model = models.create("cnn3", width=4, hidden=16)
-    train = load_split(tiny_data, "train").tensors()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(40):
-        loss = nn.functional.cross_entropy(model(train["images"]), train["labels"])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    run = tmp_path_factory.mktemp("run")
-    models.save(model, run)
-    (run / "config.json").write_text(json.dumps({"data_dir": str(tiny_data)}))
-    return run
 
 
 def test_sae_cli_end_to_end(tiny_run, tmp_path, capsys):

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from explain_models import one_thread  # noqa: F401
 from shortcutlab.cli import main
 
 PNG = b"\x89PNG\r\n\x1a\n"
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # the runs below are trained on it too
 
 
 @pytest.fixture(scope="module")
@@ -19,19 +19,14 @@ def tiny_runs(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     """Two tiny cnn3 runs (different recipes and seeds) trained with the real trainer."""
     from shortcutlab.train import train_run
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        root = tmp_path_factory.mktemp("explain_runs")
-        runs = []
-        for name, preset, seed in (("lazy", "lazy", 0), ("standard", "standard", 1)):
-            out = root / name
-            train_run(tiny_data, out, preset=preset, seed=seed, model_kwargs={"width": 4,
-                      "hidden": 16}, steps=40, eval_every=20, select="last")
-            runs.append(out)
-        return runs[0], runs[1]
-    finally:
-        torch.set_num_threads(threads)
+    root = tmp_path_factory.mktemp("explain_runs")
+    runs = []
+    for name, preset, seed in (("lazy", "lazy", 0), ("standard", "standard", 1)):
+        out = root / name
+        train_run(tiny_data, out, preset=preset, seed=seed, model_kwargs={"width": 4,
+                  "hidden": 16}, steps=40, eval_every=20, select="last")
+        runs.append(out)
+    return runs[0], runs[1]
 
 
 def splits_of(summary: dict, role: str) -> dict:

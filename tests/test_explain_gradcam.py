@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from explain_models import hooks_left, one_thread, random_cnn, random_mlp  # noqa: F401
+from explain_models import hooks_left, random_cnn, random_mlp
 from shortcutlab import models
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.explain import (
@@ -19,6 +19,7 @@ from shortcutlab.explain import (
 from shortcutlab.explain.gradcam import layer_activation_and_gradient
 
 captum_attr = pytest.importorskip("captum.attr")
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: no OpenMP overhead
 
 CNNS = [
     dict(seed=0, dtype=torch.float32),

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from explain_models import hooks_left, one_thread, random_cnn, random_mlp, tiny_resnet  # noqa: F401
+from explain_models import hooks_left, random_cnn, random_mlp, tiny_resnet
 from shortcutlab import models
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.explain import Composite, Epsilon, ZPlus, lrp
@@ -20,6 +20,8 @@ from zennit.rules import Epsilon as ZennitEpsilon  # noqa: E402
 from zennit.rules import Norm, Pass  # noqa: E402
 from zennit.rules import ZPlus as ZennitZPlus  # noqa: E402
 from zennit.types import Activation, AvgPool, Convolution, Linear  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: no OpenMP overhead
 
 
 def zennit_lrp(model: nn.Module, x: torch.Tensor, target: torch.Tensor, composite) -> torch.Tensor:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from explain_models import one_thread, random_cnn  # noqa: F401
+from explain_models import random_cnn
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.explain import (
     background_area,
@@ -19,6 +19,8 @@ from shortcutlab.explain import (
     pointing_game,
     rank_correlation,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: no OpenMP overhead
 
 
 def square_mask() -> torch.Tensor:

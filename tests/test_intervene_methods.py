@@ -18,29 +18,12 @@ from shortcutlab.intervene.methods.consistency import (
 )
 from shortcutlab.intervene.methods.groups import group_of
 from shortcutlab.intervene.registry import get_method
-from shortcutlab.train.algorithm import Batch, TrainContext
+from shortcutlab.train.algorithm import TrainContext
 
 BATCH = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and lose a lot on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def train_tensors(tiny_data) -> dict[str, torch.Tensor]:
-    return load_split(tiny_data, "train").tensors()
-
-
-def batch_of(tensors: dict[str, torch.Tensor], size: int = BATCH) -> Batch:
-    index = torch.arange(size)
-    return Batch(tensors["images"][index], tensors["labels"][index], tensors["colors"][index],
-                 tensors["masks"][index], index)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(method: str, tiny_data, tensors, total_steps: int = 20, **overrides):
@@ -60,21 +43,21 @@ LOSS_METHODS = ["erm-control", "teacher", "rrr", "color-consistency", "groupdro"
 
 
 @pytest.mark.parametrize("method", LOSS_METHODS)
-def test_loss_decreases_on_a_repeated_batch(method, tiny_data, train_tensors):
+def test_loss_decreases_on_a_repeated_batch(method, tiny_data, train_tensors, batch_of):
     algorithm = build(method, tiny_data, train_tensors)
-    batch = batch_of(train_tensors)
+    batch = batch_of(train_tensors, BATCH)
     losses = [algorithm.update(batch, step)["loss"] for step in range(15)]
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < 0.9 * losses[0], losses
 
 
-def test_jtt_trains_twice_and_upweights_the_first_models_errors(tiny_data, train_tensors):
+def test_jtt_trains_twice_and_upweights_the_first_models_errors(tiny_data, train_tensors, batch_of):
     small = {key: value[:BATCH] for key, value in train_tensors.items()}
     algorithm = build("jtt", tiny_data, small, total_steps=40, identify_fraction=0.25,
                       upweight=10)
     assert not algorithm.selectable(10) and algorithm.selectable(11)
     initial = copy.deepcopy(algorithm.model.state_dict())
-    batch = batch_of(small)
+    batch = batch_of(small, BATCH)
     first = [algorithm.update(batch, step)["loss"] for step in range(10)]
     assert first[-1] < first[0]
     algorithm.update(batch, 10)  # the switch: errors recorded, model restarted
@@ -90,11 +73,11 @@ def test_jtt_trains_twice_and_upweights_the_first_models_errors(tiny_data, train
     assert not torch.equal(algorithm.model.features.conv1.weight, initial["features.conv1.weight"])
 
 
-def test_jtt_restarts_from_its_initial_weights(tiny_data, train_tensors):
+def test_jtt_restarts_from_its_initial_weights(tiny_data, train_tensors, batch_of):
     small = {key: value[:BATCH] for key, value in train_tensors.items()}
     algorithm = build("jtt", tiny_data, small, total_steps=8, identify_fraction=0.5)
     initial = copy.deepcopy(algorithm.model.state_dict())
-    batch = batch_of(small)
+    batch = batch_of(small, BATCH)
     for step in range(4):
         algorithm.update(batch, step)
     algorithm._start_second_stage()
@@ -103,9 +86,9 @@ def test_jtt_restarts_from_its_initial_weights(tiny_data, train_tensors):
     assert not algorithm.optimizer.state  # fresh moments
 
 
-def test_groupdro_moves_weight_to_the_worst_group(tiny_data, train_tensors):
+def test_groupdro_moves_weight_to_the_worst_group(tiny_data, train_tensors, batch_of):
     algorithm = build("groupdro", tiny_data, train_tensors, eta=1.0)
-    batch = batch_of(train_tensors)
+    batch = batch_of(train_tensors, BATCH)
     groups = group_of(batch.labels, batch.colors)
     with torch.no_grad():
         losses = torch.nn.functional.cross_entropy(algorithm.model(batch.images), batch.labels,
@@ -132,9 +115,9 @@ def test_reweight_balances_label_color_groups(tiny_data, train_tensors):
     assert torch.isclose(weights.mean(), torch.tensor(1.0, dtype=weights.dtype), rtol=1e-4)
 
 
-def test_lff_weights_the_biased_models_failures(tiny_data, train_tensors):
+def test_lff_weights_the_biased_models_failures(tiny_data, train_tensors, batch_of):
     algorithm = build("lff", tiny_data, train_tensors)
-    batch = batch_of(train_tensors)
+    batch = batch_of(train_tensors, BATCH)
     # The debiased model is the one saved and evaluated; the biased one is trained too.
     before = copy.deepcopy(algorithm.biased.state_dict())
     stats = algorithm.update(batch, 0)
@@ -147,10 +130,10 @@ def test_lff_weights_the_biased_models_failures(tiny_data, train_tensors):
 
 
 @pytest.mark.parametrize("method", ["groupdro", "lff", "jtt", "tea-free-erm"])
-def test_training_state_resumes_exactly(method, tiny_data, train_tensors):
+def test_training_state_resumes_exactly(method, tiny_data, train_tensors, batch_of):
     method = "erm-control" if method == "tea-free-erm" else method
     small = {key: value[:BATCH] for key, value in train_tensors.items()}
-    batch = batch_of(small)
+    batch = batch_of(small, BATCH)
     first = build(method, tiny_data, small, total_steps=6, **(
         {"identify_fraction": 0.5} if method == "jtt" else {}))
     for step in range(4):

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from shortcutlab import models
-from shortcutlab.data import load_split
 from shortcutlab.intervene.hparams import resolve_hparams
 from shortcutlab.intervene.methods.saliency import outside_share, trainable_grad_cam
 from shortcutlab.intervene.methods.tea import heat_loss, heatmap_distance
@@ -18,20 +17,12 @@ from shortcutlab.train.algorithm import Batch, TrainContext
 BATCH = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def batch(tiny_data) -> Batch:
-    tensors = load_split(tiny_data, "train").tensors()
-    index = torch.arange(BATCH)
-    return Batch(tensors["images"][index], tensors["labels"][index], tensors["colors"][index],
-                 tensors["masks"][index], index)
+def batch(train_tensors, batch_of) -> Batch:
+    return batch_of(train_tensors, BATCH)
 
 
 def tea_with(teacher: torch.nn.Module, student: torch.nn.Module, tmp_path, tiny_data,

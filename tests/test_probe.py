@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from shortcutlab import models
 from shortcutlab.cli import main
 from shortcutlab.data import load_split
 from shortcutlab.data.palette import palette_array
@@ -38,14 +37,7 @@ from shortcutlab.probe.selectivity import (
 from shortcutlab.probe.transforms import apply_transforms
 from shortcutlab.probe.visualize import VisConfig, visualize
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Many tiny ops: one thread avoids thread-pool stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny ops
 
 
 @pytest.mark.parametrize("param", ["fourier", "pixel"])
@@ -230,24 +222,6 @@ def test_hooks_are_removed_after_exceptions(small_cnn):
         visualize(small_cnn, [Channel("features.conv3", 99)], VisConfig(steps=2),
                   show_progress=False)
     assert hook_count(small_cnn) == 0
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_data, tmp_path_factory):
-    """A small cnn3 trained for a few steps on tiny_data, saved as a run directory."""
-    torch.manual_seed(0)
-    model = models.create("cnn3", width=4, hidden=16)
-    train = load_split(tiny_data, "train").tensors()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(40):
-        loss = nn.functional.cross_entropy(model(train["images"]), train["labels"])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    run = tmp_path_factory.mktemp("run")
-    models.save(model, run)
-    (run / "config.json").write_text(json.dumps({"data_dir": str(tiny_data)}))
-    return run
 
 
 def test_probe_cli_end_to_end(tiny_run, tmp_path, capsys):
