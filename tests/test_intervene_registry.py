@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -12,8 +13,10 @@ from shortcutlab.errors import ShortcutlabError
 from shortcutlab.intervene.hparams import (
     EPOCHS,
     OPTIMIZER_KEYS,
+    HParam,
     default_hparams,
     hparam_space,
+    optimizer_hparams,
     parse_overrides,
     random_hparams,
     resolve_hparams,
@@ -21,9 +24,11 @@ from shortcutlab.intervene.hparams import (
 from shortcutlab.intervene.registry import (
     ROLES,
     USES,
+    Intervention,
     get_method,
     hypothesis,
     list_methods,
+    register_method,
     summary,
 )
 from shortcutlab.intervene.table import control_key, plan, render_csv, render_markdown, summarize
@@ -92,6 +97,57 @@ def test_random_hparams_stay_in_their_ranges():
                 else:
                     assert value == spec.default
     assert random_hparams("rrr", 1) == random_hparams("rrr", 1)
+
+
+def test_each_hyperparameter_draws_from_its_own_stream():
+    class Small:
+        name = "small"
+        hparam_space: ClassVar[dict[str, HParam]] = {
+            **optimizer_hparams(),
+            "penalty": HParam(1.0, "a weight", 0.1, 10.0, log=True),
+            "mode": HParam("x", "a choice", choices=("x", "y", "z")),
+        }
+
+    class Grown:  # one key more, first, and the others in reverse order
+        name = "grown"
+        hparam_space: ClassVar[dict[str, HParam]] = {
+            "new": HParam(0.5, "a new key", 0.0, 1.0),
+            **dict(reversed(Small.hparam_space.items())),
+        }
+
+    for seed in range(5):
+        small, grown = random_hparams(Small, seed), random_hparams(Grown, seed)
+        assert {key: grown[key] for key in small} == small
+    assert len({random_hparams(Small, seed)["penalty"] for seed in range(5)}) == 5
+    # A registered method draws from its class's table; equal specs under equal names
+    # draw equal values, whatever else the method has.
+    assert random_hparams("jtt", 3) == random_hparams(get_method("jtt"), 3)
+    assert {key: random_hparams("rrr", 3)[key] for key in OPTIMIZER_KEYS} == \
+        {key: random_hparams(Small, 3)[key] for key in OPTIMIZER_KEYS}
+
+
+def test_hyperparameters_live_on_the_method_class():
+    for name in list_methods(roles=ROLES):
+        cls = get_method(name)
+        assert hparam_space(name) == cls.hparam_space
+        assert cls.default_hparams == {key: value for key, value in default_hparams(name).items()
+                                       if key not in OPTIMIZER_KEYS}
+    assert get_method("jtt").default_hparams == {"identify_fraction": 0.2, "upweight": 20}
+    assert default_hparams("tea")["optimizer"] == "sgd" and default_hparams("rrr")["lr"] == 1e-3
+
+    class NoOptimizer(Intervention):
+        """A method whose table forgets the optimizer keys.
+
+        Hypothesis: none.
+        """
+
+        name = "no-optimizer-test"
+        hparam_space: ClassVar[dict[str, HParam]] = {"penalty": HParam(1.0, "a weight")}
+
+    with pytest.raises(ValueError, match="optimizer keys"):
+        register_method(NoOptimizer)
+    with pytest.raises(ShortcutlabError, match="no-optimizer-test"):
+        get_method("no-optimizer-test")
 
 
 def test_controls_are_shared_exactly_when_optimizer_settings_match(tmp_path):

@@ -379,3 +379,51 @@ def test_sweep_trains_real_models(tmp_path):
         config = json.loads((run_dir / "config.json").read_text())
         assert json.dumps(config).count(str(trial.params["train.lr"])) >= 1
         assert (run_dir / "model.json").is_file()
+
+
+def test_sweep_trains_an_intervention_by_name(tiny_data, tmp_path):
+    """`algorithm: jtt` trains the intervention with its own hyperparameters swept, typed
+    and defaulted by its table; the data is the session's tiny dataset, put in the cache."""
+    from shortcutlab.data import BuildConfig, load_meta
+    from shortcutlab.sweep.datasets import dataset_key
+
+    data = {"source": "synthetic", "limit": load_meta(tiny_data)["config"]["limit"]}
+    key = dataset_key(BuildConfig(**data))
+    assert key == dataset_key(BuildConfig(**load_meta(tiny_data)["config"]))
+    cache = tmp_path / "datasets"
+    cache.mkdir()
+    (cache / key).symlink_to(tiny_data, target_is_directory=True)
+    spec = parse_spec({
+        "study": "jtt",
+        "fixed": {"data": data,
+                  "train": {"preset": "lazy", "algorithm": "jtt", "steps": 4, "batch_size": 16,
+                            "eval_every": 2, "select": "last",
+                            "model_kwargs": {"width": 2, "hidden": 8}}},
+        "axes": {"train": {"upweight": [5, 10]}},
+    })
+    run_sweep(spec, output=tmp_path / "out", datasets=cache, threads=1)
+    trials = load(str(tmp_path / "out" / "sweep.db"), "jtt").trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for trial in trials:
+        assert trial.user_attrs["dataset_built"] is False
+        run_dir = Path(trial.user_attrs["run_dir"])
+        assert json.loads((run_dir / "metrics.json").read_text())["method"] == "jtt"
+        config = json.loads((run_dir / "config.json").read_text())
+        assert config["hparams"] == {"identify_fraction": 0.2,
+                                     "upweight": trial.params["train.upweight"]}
+
+
+@pytest.mark.parametrize(("train", "axes", "message"), [
+    ({"algorithm": "nonsense"}, {"lr": [0.1]},
+     r"unknown algorithm 'nonsense' in the spec; choose one of .*\berm\b.*\bjtt\b"),
+    ({}, {"algorithm": ["erm", "nonsense"]}, "unknown algorithm 'nonsense'"),
+    ({"algorithm": "jtt", "upweigth": 5}, {"lr": [0.1]},
+     r"fixed\.train\.upweigth; .*hyperparameters of the spec's algorithm: identify_fraction, "
+     "upweight"),
+    ({"algorithm": "jtt"}, {"upweight": [5.5]}, "axes.train.upweight: expected int"),
+    ({}, {"algorithm": ["erm", "jtt"], "upweight": [5]}, "unknown training parameter"),
+    ({}, {"upweight": [5]}, "unknown training parameter axes.train.upweight"),
+])
+def test_spec_checks_the_algorithm_and_its_hyperparameters(train, axes, message):
+    with pytest.raises(ShortcutlabError, match=message):
+        parse_spec({"study": "s", "fixed": {"train": train}, "axes": {"train": axes}})

@@ -204,6 +204,42 @@ def test_a_method_can_exclude_its_first_stage_from_selection(tiny_data, tmp_path
     assert metrics["selected_step"] == 30
 
 
+def test_an_intervention_trains_by_name_in_a_fresh_interpreter(tiny_data, tmp_path):
+    """``algorithm="jtt"`` needs no import of shortcutlab.intervene first, and the
+    intervention's own hyperparameters are resolved by its table (defaults, types)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = tmp_path / "jtt"
+    settings = {**TINY, "model_kwargs": {"width": 2, "hidden": 8}, "batch_size": 16,
+                "steps": 4, "eval_every": 2}
+    script = "\n".join([
+        "import sys",
+        "from shortcutlab.train import get_algorithm, train_run",
+        "assert not [m for m in sys.modules if m.startswith('shortcutlab.intervene')]",
+        f"metrics = train_run({str(tiny_data)!r}, {str(run)!r}, preset=None, "
+        f"algorithm='jtt', upweight='5', **{settings!r})",
+        "assert metrics['method'] == 'jtt', metrics",
+        "assert get_algorithm('jtt').__module__ == 'shortcutlab.intervene.methods.jtt'",
+    ])
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src, "SHORTCUTLAB_PROGRESS": "0"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert read_json(run / "config.json")["hparams"] == {"identify_fraction": 0.2,
+                                                         "upweight": 5}
+    with pytest.raises(ShortcutlabError, match="jtt hyperparameters: identify_fraction"):
+        build_config(None, "jtt", upweigth=5)
+    with pytest.raises(ShortcutlabError, match="upweight"):
+        build_config(None, "jtt", upweight="many")
+    with pytest.raises(ShortcutlabError, match=r"unknown training algorithm 'nonsense'; "
+                                               r"choose one of: .*jtt"):
+        build_config(None, "nonsense")
+
+
 def test_lr_schedules():
     config = TrainConfig(schedule="cosine", warmup_steps=10)
     assert lr_factor(config, 0, 110) == pytest.approx(0.1)

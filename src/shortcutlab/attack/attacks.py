@@ -8,30 +8,25 @@ from typing import Any
 from torch import Tensor, nn
 
 from shortcutlab.attack.base import _TINY, Attack
-from shortcutlab.errors import ShortcutlabError
+from shortcutlab.registry import Registry
 
-_REGISTRY: dict[str, type[Attack]] = {}
+ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 
 def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
+    """Class decorator: register an attack as ``name`` (which becomes its ``name``)."""
     def decorator(cls: type[Attack]) -> type[Attack]:
-        if name in _REGISTRY:
-            raise ValueError(f"attack {name!r} is registered twice")
         cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return ATTACKS.register(name, cls)
     return decorator
 
 
 def list_attacks() -> list[str]:
-    return sorted(_REGISTRY)
+    return ATTACKS.names()
 
 
 def attack_class(name: str) -> type[Attack]:
-    if name not in _REGISTRY:
-        raise ShortcutlabError(f"unknown attack {name!r}; "
-                               f"choose one of {', '.join(list_attacks())}")
-    return _REGISTRY[name]
+    return ATTACKS.get(name)
 
 
 def create_attack(name: str, model: nn.Module, **kwargs: Any) -> Attack:

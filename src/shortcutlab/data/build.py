@@ -56,7 +56,7 @@ class BuildConfig:
         if not 0.0 <= self.bias <= 1.0:
             raise ShortcutlabError(f"--bias must be in [0, 1], got {self.bias}")
         if self.style not in STYLES:
-            raise ShortcutlabError(f"unknown --style {self.style!r}; choose from {sorted(STYLES)}")
+            raise ShortcutlabError(STYLES.unknown_message(self.style))
         if self.hard not in HARD_MODES:
             raise ShortcutlabError(f"unknown --hard {self.hard!r}; choose from {HARD_MODES}")
         if not 0.0 <= self.noise_mix <= 1.0:
@@ -117,14 +117,12 @@ def render_chunks(gray: np.ndarray, colors: np.ndarray, style: str, params: Styl
                   rng: np.random.Generator) -> Iterator[tuple[int, int, np.ndarray]]:
     """Render in fixed-size chunks, each with its own generator seeded from ``rng``:
     yields ``(start, stop, images)``."""
-    if style not in STYLES:
-        raise ShortcutlabError(f"unknown style {style!r}; choose from {sorted(STYLES)}")
+    pattern = STYLES.get(style).pattern
     colors = np.asarray(colors)
     if len(colors) != len(gray):
         raise ValueError(f"{len(colors)} colors for {len(gray)} digits")
     if len(colors) and (colors.min() < 0 or colors.max() >= NUM_COLORS):
         raise ValueError(f"colors must be palette indices 0-{NUM_COLORS - 1}")
-    pattern = STYLES[style].pattern
     table = pixel_table(style, params)
     chunk_seeds = rng.integers(0, 2**63 - 1, size=(len(gray) + _CHUNK - 1) // _CHUNK)
     # The patterns' matrix products are small: BLAS threads cost more than they save, and

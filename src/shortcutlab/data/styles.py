@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shortcutlab.registry import Registry
+
 SIZE = 28
 PatternFn = Callable[[int, np.random.Generator, "StyleParams"], np.ndarray]
 ShadeFn = Callable[[np.ndarray, np.ndarray, np.ndarray, "StyleParams"], np.ndarray]
@@ -54,14 +56,14 @@ class Style:
     forbidden_in_study: bool = False
 
 
-STYLES: dict[str, Style] = {}
+STYLES: Registry[Style] = Registry("style", order="registered")
 
 
 def register_style(name: str, shade: ShadeFn, summary: str,
                    forbidden_in_study: bool = False) -> Callable[[PatternFn], PatternFn]:
     """Register ``pattern`` (the decorated function) with its ``shade`` under ``name``."""
     def decorator(pattern: PatternFn) -> PatternFn:
-        STYLES[name] = Style(name, pattern, shade, summary, forbidden_in_study)
+        STYLES.register(name, Style(name, pattern, shade, summary, forbidden_in_study))
         return pattern
     return decorator
 

@@ -15,6 +15,7 @@ from shortcutlab.explain.gradcam import grad_cam, grad_cam_pp
 from shortcutlab.explain.gradients import input_x_gradient, integrated_gradients
 from shortcutlab.explain.relevance import lrp
 from shortcutlab.progress import progress
+from shortcutlab.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -51,21 +52,20 @@ def _ig(model: nn.Module, x: Tensor, target: Tensor, steps: int = 32, **_: Any) 
     return integrated_gradients(model, x, target, steps=steps)
 
 
-METHODS: dict[str, Method] = {
-    method.name: method for method in (
-        Method("gradcam", "Grad-CAM", _gradcam, False, ("layer",)),
-        Method("gradcampp", "Grad-CAM++", _gradcampp, False, ("layer",)),
-        Method("lrp", "LRP", _lrp, True, ("rule", "epsilon")),
-        Method("ixg", "input x gradient", _ixg, True, ()),
-        Method("ig", "integrated gradients", _ig, True, ("steps",)),
-    )
-}
+METHODS: Registry[Method] = Registry("explanation method", order="registered")
+for _method in (
+    Method("gradcam", "Grad-CAM", _gradcam, False, ("layer",)),
+    Method("gradcampp", "Grad-CAM++", _gradcampp, False, ("layer",)),
+    Method("lrp", "LRP", _lrp, True, ("rule", "epsilon")),
+    Method("ixg", "input x gradient", _ixg, True, ()),
+    Method("ig", "integrated gradients", _ig, True, ("steps",)),
+):
+    METHODS.register(_method.name, _method)
+del _method
 
 
 def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise ShortcutlabError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[name]
+    return METHODS.get(name)
 
 
 def method_options(method: Method, options: dict[str, Any]) -> dict[str, Any]:

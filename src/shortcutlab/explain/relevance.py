@@ -48,6 +48,7 @@ from shortcutlab.explain._common import (
     resolve_target,
     target_score,
 )
+from shortcutlab.registry import Registry
 
 AFFINE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
 NORM_TYPES: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -274,16 +275,12 @@ class Composite:
 
 
 CompositeFactory = Callable[[Epsilon_, float], Composite]
-COMPOSITES: dict[str, CompositeFactory] = {}
+COMPOSITES: Registry[CompositeFactory] = Registry("LRP rule")
 
 
 def register_composite(name: str) -> Callable[[CompositeFactory], CompositeFactory]:
-    def decorator(factory: CompositeFactory) -> CompositeFactory:
-        if name in COMPOSITES:
-            raise ValueError(f"LRP composite {name!r} is registered twice")
-        COMPOSITES[name] = factory
-        return factory
-    return decorator
+    """Decorator: make a composite factory selectable as ``rule=name``."""
+    return COMPOSITES.register_as(name)
 
 
 @register_composite("epsilon")
@@ -312,7 +309,7 @@ def _epsilon_plus_flat(epsilon: Epsilon_, stabilizer: float) -> Composite:
 
 
 def list_rules() -> list[str]:
-    return sorted(COMPOSITES)
+    return COMPOSITES.names()
 
 
 def make_composite(rule: str | Rule | Composite, epsilon: Epsilon_ = DEFAULT_EPSILON,
@@ -325,11 +322,7 @@ def make_composite(rule: str | Rule | Composite, epsilon: Epsilon_ = DEFAULT_EPS
             return Composite(((AFFINE_TYPES, Epsilon(epsilon)),), first=rule,
                              pool=Epsilon(stabilizer))
         return Composite(((AFFINE_TYPES, rule),), pool=Epsilon(stabilizer))
-    if rule not in COMPOSITES:
-        raise ShortcutlabError(
-            f"unknown LRP rule {rule!r}; choose one of {', '.join(list_rules())}"
-        )
-    return COMPOSITES[rule](epsilon, stabilizer)
+    return COMPOSITES.get(rule)(epsilon, stabilizer)
 
 
 # --------------------------------------------------------------------------- the pass

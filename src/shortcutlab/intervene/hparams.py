@@ -1,10 +1,15 @@
-"""Every intervention's hyperparameters, in one registry of defaults and ranges.
+"""Every intervention's hyperparameters: their defaults and ranges, and how runs read them.
 
-In the spirit of DomainBed's ``hparams_registry``: each method declares its
-hyperparameters here (not in its class), each with a default, the range a random search
-draws from, and one line of help. ``default_hparams(method)`` is what a run uses unless
-``--set key=value`` overrides it; ``random_hparams(method, seed)`` draws a point of the
-search space, for tuning on easy validation data (never on the hard or unbiased splits).
+In the spirit of DomainBed's ``hparams_registry``, each method declares its
+hyperparameters, each with a default, the range a random search draws from, and one
+line of help; it does so on its own class, next to its code, as the class attribute
+``hparam_space`` (name -> :class:`HParam`, starting with :func:`optimizer_hparams`), so
+adding a method is one new file under ``shortcutlab.intervene.methods`` and its test.
+This module holds what every method shares and reads the registered class's table:
+``hparam_space(method)``; ``default_hparams(method)``, what a run uses unless
+``--set key=value`` overrides it (``resolve_hparams`` types and checks the overrides);
+``random_hparams(method, seed)``, a point of the search space, for tuning on easy
+validation data (never on the hard or unbiased splits).
 
 Every method shares the optimizer keys (``OPTIMIZER_KEYS``): they are exactly what its
 ``erm-control`` copies, so a method and its control differ only in the loss.
@@ -18,6 +23,7 @@ number.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,9 +73,11 @@ class HParam:
         return f"[{self.low:g}, {self.high:g}]" + (" log" if self.log else "")
 
 
-def _optimizer(optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
-               weight_decay: float = 0.0, batch_size: int = 128, grad_clip: float = 0.0,
-               schedule: str = "cosine") -> dict[str, HParam]:
+def optimizer_hparams(optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
+                      weight_decay: float = 0.0, batch_size: int = 128, grad_clip: float = 0.0,
+                      schedule: str = "cosine") -> dict[str, HParam]:
+    """The optimizer keys (:data:`OPTIMIZER_KEYS`) with a method's defaults; every
+    method's ``hparam_space`` starts with them."""
     return {
         "optimizer": HParam(optimizer, "sgd | adam | adamw", choices=("sgd", "adam", "adamw")),
         "lr": HParam(lr, "learning rate", 1e-4, 3e-2, log=True),
@@ -83,102 +91,51 @@ def _optimizer(optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
     }
 
 
-def _define(method: str) -> dict[str, HParam]:
-    """The hyperparameters of ``method``: the optimizer keys, then the method's own."""
-    if method == "erm-control":
-        return _optimizer()
-    if method == "teacher":
-        return _optimizer()
-    if method == "tea":
-        # Bassi et al., appendix F.3: SGD, lr 0.01, momentum 0.99, batch 128, clip 1.0.
-        return {
-            **_optimizer("sgd", lr=0.01, momentum=0.99, grad_clip=1.0),
-            "teacher": HParam("", "run directory of the shape teacher (--teacher)"),
-            "explain_prediction": HParam(0.5, "probability of explaining the teacher's "
-                                              "predicted class (else a random other class)",
-                                         0.0, 1.0),
-            "epsilon_low": HParam(0.01, "LRP epsilon, lower end of the log-uniform draw"),
-            "epsilon_high": HParam(0.1, "LRP epsilon, upper end of the log-uniform draw"),
-            "min_size": HParam(8, "coarsest pyramid level, in pixels"),
-            # Tuned on easy-val (seed 0, 1 epoch): keep 0.23, sum 0.55.
-            "channels": HParam("sum", "keep: match relevance per color channel | sum: match "
-                                       "the usual per-pixel heatmap (channels summed)",
-                               choices=("keep", "sum")),
-            "freeze_last": HParam(1, "copy the teacher's last layer and freeze it (1) or not (0)",
-                                  choices=(0, 1)),
-        }
-    if method == "rrr":
-        return {
-            **_optimizer(),
-            "penalty": HParam(10.0, "weight of the background input-gradient penalty",
-                              0.1, 1000.0, log=True),
-            "erode": HParam(0, "shrink the digit mask by this many pixels first", choices=(0, 1)),
-            "norm": HParam("l2", "l2 (squared gradients, as Ross et al.) | l1 (absolute)",
-                           choices=("l2", "l1")),
-        }
-    if method == "saliency-guide":
-        return {
-            **_optimizer(),
-            "penalty": HParam(1.0, "weight of the outside-the-digit attribution share",
-                              0.1, 100.0, log=True),
-            "attribution": HParam("lrp", "lrp | gradcam", choices=("lrp", "gradcam")),
-            "epsilon": HParam(0.05, "LRP epsilon", 0.01, 0.1, log=True),
-            "erode": HParam(0, "shrink the digit mask by this many pixels first", choices=(0, 1)),
-        }
-    if method == "color-consistency":
-        return {
-            **_optimizer(),
-            # Tuned on easy-val's conflicting images (seed 0, 1 epoch): hue alone 0.89,
-            # penalty 10 0.90, penalty 10 with jitter 0.97.
-            "penalty": HParam(10.0, "weight of the consistency loss", 0.1, 100.0, log=True),
-            "transform": HParam("jitter", "hue (rotate every hue by one random angle) | "
-                                       "permute (swap the RGB channels) | jitter (hue, "
-                                       "saturation and brightness)",
-                                choices=("hue", "permute", "jitter")),
-        }
-    if method == "groupdro":
-        return {
-            **_optimizer(),
-            "eta": HParam(0.01, "step size of the group weights", 1e-3, 1.0, log=True),
-        }
-    if method == "reweight":
-        return {
-            **_optimizer(),
-            "power": HParam(1.0, "weight = count(label, color)^-power (1: groups balanced)",
-                            0.25, 1.0),
-        }
-    if method == "lff":
-        return {
-            **_optimizer(),
-            "q": HParam(0.7, "generalized cross-entropy exponent of the biased model", 0.3, 0.9),
-            "ema": HParam(0.7, "per-sample loss moving-average decay", 0.5, 0.99),
-        }
-    if method == "jtt":
-        return {
-            **_optimizer(),
-            "identify_fraction": HParam(0.2, "share of the step budget spent on the "
-                                             "identification model", 0.05, 0.5),
-            "upweight": HParam(20, "how many times more often errors are drawn", 5, 100,
-                               log=True),
-        }
-    raise ShortcutlabError(f"no hyperparameters are registered for method {method!r}")
+Method = str | type
+"""A registered method's name, or a class with a ``hparam_space`` (registered or not)."""
 
 
-def hparam_space(method: str) -> dict[str, HParam]:
-    """The registered hyperparameters of ``method`` (name -> :class:`HParam`)."""
-    return _define(method)
+def _space(method: Method) -> dict[str, HParam]:
+    if isinstance(method, str):
+        from shortcutlab.intervene.registry import get_method
+
+        return get_method(method).hparam_space
+    return method.hparam_space
 
 
-def default_hparams(method: str) -> dict[str, Any]:
-    return {name: spec.default for name, spec in _define(method).items()}
+def _name(method: Method) -> str:
+    return method if isinstance(method, str) else getattr(method, "name", method.__name__)
 
 
-def random_hparams(method: str, seed: int) -> dict[str, Any]:
-    """A random point of the search space (fixed keys keep their default)."""
+def hparam_space(method: Method) -> dict[str, HParam]:
+    """The hyperparameters of ``method`` (name -> :class:`HParam`): the optimizer keys,
+    then the method's own, as its class declares them."""
+    return dict(_space(method))
+
+
+def default_hparams(method: Method) -> dict[str, Any]:
+    return {name: spec.default for name, spec in _space(method).items()}
+
+
+def draw_seed(seed: int, name: str) -> list[int]:
+    """The seed of hyperparameter ``name``'s own stream in the draw number ``seed``.
+
+    A stable digest of the name (crc32, not Python's salted ``hash``), so a draw does not
+    depend on the process, nor on which other keys the space holds or in what order.
+    """
+    return [int(seed), zlib.crc32(name.encode("utf-8"))]
+
+
+def random_hparams(method: Method, seed: int) -> dict[str, Any]:
+    """A random point of the search space (fixed keys keep their default).
+
+    Every hyperparameter is drawn from its own stream (:func:`draw_seed`): adding,
+    removing or reordering keys of a method never changes the draws of the others.
+    """
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-    return {name: spec.sample(rng) for name, spec in _define(method).items()}
+    return {name: spec.sample(np.random.default_rng(draw_seed(seed, name)))
+            for name, spec in _space(method).items()}
 
 
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -192,18 +149,19 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def resolve_hparams(method: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def resolve_hparams(method: Method, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Defaults of ``method`` updated by ``overrides``, each converted to its default's type.
 
     Unknown keys are errors that list the known ones, so a typo never silently trains
     with the default.
     """
-    space = _define(method)
+    space = _space(method)
     hparams = {name: spec.default for name, spec in space.items()}
     for key, raw in (overrides or {}).items():
         if key not in space:
             raise ShortcutlabError(
-                f"method {method!r} has no hyperparameter {key!r}; it has: {', '.join(space)}"
+                f"method {_name(method)!r} has no hyperparameter {key!r}; "
+                f"it has: {', '.join(space)}"
             )
         hparams[key] = _convert(key, raw, space[key])
     return hparams

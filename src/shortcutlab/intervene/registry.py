@@ -10,11 +10,17 @@ everything else. On top of that an intervention declares
 - its hypothesis: the docstring paragraph starting with ``Hypothesis:``, printed by
   ``--list`` under the one-line summary that opens the docstring;
 - resources it needs (a teacher, re-rendered images) are built in ``setup(context)``
-  from the run's ``data_dir``, ``seed`` and hyperparameters.
+  from the run's ``data_dir``, ``seed`` and hyperparameters;
+- its hyperparameters, on the class next to its code: ``hparam_space``, a table of
+  :class:`~shortcutlab.intervene.hparams.HParam` (default, search range, help) that
+  starts with the shared optimizer keys (``**optimizer_hparams(...)``) and goes on with
+  the method's own; :mod:`shortcutlab.intervene.hparams` reads it.
 
-Its hyperparameters live in :mod:`shortcutlab.intervene.hparams`, not in the class:
-registering copies the method's own keys into ``default_hparams`` (what the trainer
-accepts for it), and registers the class with the trainer so ``config.json`` can name it.
+Registering checks those declarations, copies the method's own keys and defaults into
+``default_hparams`` (what the trainer accepts for it), and registers the class with the
+trainer too, so ``config.json``, a sweep spec or ``train_run(algorithm=...)`` can name it;
+the trainer's registry imports :mod:`shortcutlab.intervene.methods` on its first lookup.
+Both registries are :class:`shortcutlab.registry.Registry` objects.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from shortcutlab.errors import ShortcutlabError
+from shortcutlab.intervene.hparams import OPTIMIZER_KEYS, HParam, optimizer_hparams
+from shortcutlab.registry import Registry
 from shortcutlab.train.algorithm import Algorithm, TrainContext, register_algorithm
 
 USES: dict[str, str] = {
@@ -45,7 +52,15 @@ ROLES = ("method", "control", "teacher")
 ORDER = ("tea", "rrr", "saliency-guide", "color-consistency", "groupdro", "reweight", "lff",
          "jtt", "erm-control", "teacher")
 
-_METHODS: dict[str, type[Intervention]] = {}
+
+def _load_all() -> None:
+    from shortcutlab.intervene import methods  # noqa: F401  (registration)
+
+
+METHODS: Registry[type[Intervention]] = Registry(
+    "method", loader=_load_all, order=ORDER,
+    hint=" (shortcutlab intervene --list describes them)",
+)
 
 
 class Intervention(Algorithm):
@@ -57,6 +72,18 @@ class Intervention(Algorithm):
     """
 
     role: ClassVar[str] = "method"
+    hparam_space: ClassVar[dict[str, HParam]] = optimizer_hparams()
+    """Its hyperparameters: the optimizer keys, then the method's own (not ``hparams``:
+    that is the instance's dict of the values a run uses)."""
+
+    @classmethod
+    def resolve_hparams(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The method's own hyperparameters from ``overrides``: its defaults, updated by
+        the overrides typed and checked against ``hparam_space``."""
+        from shortcutlab.intervene.hparams import resolve_hparams
+
+        return {key: value for key, value in resolve_hparams(cls, overrides).items()
+                if key not in OPTIMIZER_KEYS}
 
     def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
         super().__init__(model, hparams)
@@ -80,8 +107,6 @@ class Intervention(Algorithm):
 
 def register_method(cls: type[Intervention]) -> type[Intervention]:
     """Class decorator: add ``cls`` under ``cls.name`` after checking its declarations."""
-    if cls.name in _METHODS:
-        raise ValueError(f"method {cls.name!r} is registered twice")
     unknown = [use for use in cls.uses if use not in USES]
     if unknown or not cls.uses:
         raise ValueError(f"method {cls.name!r} declares unknown uses {unknown}; use {list(USES)}")
@@ -89,34 +114,23 @@ def register_method(cls: type[Intervention]) -> type[Intervention]:
         raise ValueError(f"method {cls.name!r} has role {cls.role!r}; use one of {ROLES}")
     if not hypothesis(cls):
         raise ValueError(f"method {cls.name!r} needs a docstring paragraph 'Hypothesis: ...'")
-    from shortcutlab.intervene.hparams import OPTIMIZER_KEYS, default_hparams
-
-    cls.default_hparams = {key: value for key, value in default_hparams(cls.name).items()
+    missing = [key for key in OPTIMIZER_KEYS if key not in cls.hparam_space]
+    if missing:
+        raise ValueError(f"method {cls.name!r}: hparam_space lacks the optimizer keys {missing}; "
+                         "start it with **optimizer_hparams(...)")
+    cls.default_hparams = {key: spec.default for key, spec in cls.hparam_space.items()
                            if key not in OPTIMIZER_KEYS}
-    _METHODS[cls.name] = cls
+    METHODS.register(cls.name, cls)  # ValueError when another class holds the name
     return register_algorithm(cls)
 
 
-def _load_all() -> None:
-    from shortcutlab.intervene import methods  # noqa: F401  (registration)
-
-
 def get_method(name: str) -> type[Intervention]:
-    _load_all()
-    if name not in _METHODS:
-        raise ShortcutlabError(
-            f"unknown method {name!r}; choose one of {', '.join(list_methods(roles=ROLES))} "
-            "(shortcutlab intervene --list describes them)"
-        )
-    return _METHODS[name]
+    return METHODS.get(name)
 
 
 def list_methods(roles: tuple[str, ...] = ("method",)) -> list[str]:
     """Registered names with one of ``roles``, in :data:`ORDER`."""
-    _load_all()
-    rank = {name: index for index, name in enumerate(ORDER)}
-    names = sorted(_METHODS, key=lambda name: rank.get(name, len(ORDER)))
-    return [name for name in names if _METHODS[name].role in roles]
+    return [name for name, cls in METHODS.items() if cls.role in roles]
 
 
 def _paragraphs(cls: type) -> list[str]:

@@ -23,32 +23,28 @@ from torch import nn
 
 from shortcutlab.artifacts import load_torch, read_json, save_torch, write_json
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.registry import Registry
 
 MODEL_FILE = "model.pt"
 MODEL_META = "model.json"
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = factory
-        return factory
-    return decorator
+    """Decorator: make a model factory buildable by ``create(name)``."""
+    return MODELS.register_as(name)
 
 
 def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def create(name: str, **kwargs: Any) -> nn.Module:
     """Build a registered model; ``model.spec`` records how, so it can be saved and rebuilt."""
-    if name not in _REGISTRY:
-        raise ShortcutlabError(f"unknown model {name!r}; choose one of {', '.join(list_models())}")
+    factory = MODELS.get(name)
     try:
-        model = _REGISTRY[name](**kwargs)
+        model = factory(**kwargs)
     except TypeError as exc:
         raise ShortcutlabError(f"bad arguments for model {name!r}: {exc}") from exc
     model.spec = {"name": name, "kwargs": dict(kwargs)}

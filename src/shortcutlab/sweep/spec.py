@@ -2,7 +2,8 @@
 
 A spec is a small YAML file (see the package docstring for an example). Parameters live
 in two sections: ``data`` (the fields of :class:`shortcutlab.data.BuildConfig`) and
-``train`` (the trainer's preset, model, ``model_kwargs.*`` entries and hyperparameters).
+``train`` (the trainer's preset, model, ``model_kwargs.*`` entries and hyperparameters,
+the ``algorithm`` and that algorithm's own hyperparameters, e.g. ``upweight`` for jtt).
 Each parameter is named ``section.key`` inside the study (``data.bias``,
 ``train.model_kwargs.width``), so the dataset seed and the training seed never collide.
 
@@ -205,7 +206,8 @@ def _flatten_section(section: str, entries: Any, where: str) -> dict[str, Any]:
     return flat
 
 
-def _check_key(section: str, key: str, where: str) -> type | tuple[type, ...]:
+def _check_key(section: str, key: str, where: str,
+               method_keys: Mapping[str, type] | None = None) -> type | tuple[type, ...]:
     if section == "data":
         known = _data_keys()
         if key not in known:
@@ -220,17 +222,23 @@ def _check_key(section: str, key: str, where: str) -> type | tuple[type, ...]:
             raise ShortcutlabError(f"{where}.train.{key}: {sub!r} is not a keyword name")
         return (str, int, float, bool, type(None))
     known = train_keys()
+    method_keys = method_keys or {}
+    if key not in known and key in method_keys:
+        return method_keys[key]
     if key not in known:
         raise ShortcutlabError(
             f"unknown training parameter {where}.train.{key}; training parameters are: "
             f"{', '.join(known)} and model_kwargs.<name> (width, kernel_size, ...)"
+            + (f"; hyperparameters of the spec's algorithm: {', '.join(method_keys)}"
+               if method_keys else "")
         )
     return known[key]
 
 
-def _parse_axis(section: str, key: str, raw: Any, mode: str) -> Axis:
+def _parse_axis(section: str, key: str, raw: Any, mode: str,
+                method_keys: Mapping[str, type] | None = None) -> Axis:
     name = f"axes.{section}.{key}"
-    expected = _check_key(section, key, "axes")
+    expected = _check_key(section, key, "axes", method_keys)
     if isinstance(raw, Mapping) and "choices" in raw:
         raw = raw["choices"]
     if isinstance(raw, Sequence) and not isinstance(raw, str):
@@ -334,7 +342,7 @@ def _check_training_names(fixed: Mapping[str, Any], axes: Sequence[Axis]) -> Non
                 f"unknown model {name!r} in the spec; "
                 f"choose one of {', '.join(models.list_models())}"
             )
-    from shortcutlab.train import list_algorithms, list_presets
+    from shortcutlab.train import list_presets
 
     for name in _values_of("preset", fixed, axes):
         if name not in (*list_presets(), "none"):
@@ -343,11 +351,47 @@ def _check_training_names(fixed: Mapping[str, Any], axes: Sequence[Axis]) -> Non
                 f"{', '.join(list_presets())} (or none: the trainer's defaults)"
             )
     for name in _values_of("algorithm", fixed, axes):
-        if name not in list_algorithms():
-            raise ShortcutlabError(
-                f"unknown algorithm {name!r} in the spec; choose one of "
-                f"{', '.join(list_algorithms())}"
-            )
+        _check_algorithm(name)
+
+
+def _check_algorithm(name: Any) -> None:
+    from shortcutlab.train import list_algorithms
+
+    if name not in list_algorithms():
+        raise ShortcutlabError(
+            f"unknown algorithm {name!r} in the spec; choose one of "
+            f"{', '.join(list_algorithms())}"
+        )
+
+
+def _named_algorithms(fixed_raw: Mapping[str, Any], axes_raw: Mapping[str, Any]) -> list[str]:
+    """The algorithm names a spec gives, fixed or swept, read before the spec is checked."""
+    names: list[Any] = []
+    fixed = fixed_raw.get("train")
+    if isinstance(fixed, Mapping) and fixed.get("algorithm") is not None:
+        names.append(fixed["algorithm"])
+    swept = axes_raw.get("train")
+    values = swept.get("algorithm") if isinstance(swept, Mapping) else None
+    if isinstance(values, Mapping):
+        values = values.get("choices")
+    if isinstance(values, Sequence) and not isinstance(values, str):
+        names.extend(values)
+    return names
+
+
+def _method_keys(fixed_raw: Mapping[str, Any], axes_raw: Mapping[str, Any]) -> dict[str, type]:
+    """The method hyperparameters a spec may set beside the trainer's settings: those every
+    algorithm it names takes (``default_hparams``), typed by their defaults. A trial hands
+    them to ``train_run``, where an intervention types and checks them (``resolve_hparams``)."""
+    from shortcutlab.train import get_algorithm
+
+    common: dict[str, type] | None = None
+    for name in _named_algorithms(fixed_raw, axes_raw):
+        _check_algorithm(name)
+        keys = {key: type(value) for key, value in get_algorithm(name).default_hparams.items()}
+        common = keys if common is None else {
+            key: kind for key, kind in common.items() if keys.get(key) is kind}
+    return common or {}
 
 
 def parse_spec(raw: Any, path: Path | None = None) -> SweepSpec:
@@ -405,12 +449,13 @@ def parse_spec(raw: Any, path: Path | None = None) -> SweepSpec:
                 "use data: (dataset parameters) and train: (training parameters)"
             )
 
+    method_keys = _method_keys(fixed_raw, axes_raw)
     fixed: dict[str, dict[str, Any]] = {}
     for section in SECTIONS:
         entries = _flatten_section(section, fixed_raw.get(section), "fixed")
         checked = {}
         for key, value in entries.items():
-            expected = _check_key(section, key, "fixed")
+            expected = _check_key(section, key, "fixed", method_keys)
             checked[key] = check_type(f"fixed.{section}.{key}", value, expected)
         fixed[section] = checked
 
@@ -421,7 +466,7 @@ def parse_spec(raw: Any, path: Path | None = None) -> SweepSpec:
                 raise ShortcutlabError(
                     f"{section}.{key} is both fixed and swept; keep it in one place"
                 )
-            axes.append(_parse_axis(section, key, value, mode))
+            axes.append(_parse_axis(section, key, value, mode, method_keys))
     if not axes:
         raise ShortcutlabError("the spec sweeps nothing; list at least one axis under axes:")
 

@@ -28,8 +28,9 @@ The contract a subclass sees (``shortcutlab.train.trainer`` drives it):
   around every evaluation and back; a method with frozen helpers (a teacher) keeps them
   in eval mode itself, e.g. by overriding ``train``.
 
-Methods register themselves with :func:`register_algorithm` so a run's ``config.json``
-can name its method and ``train_run(algorithm="name")`` can find it.
+Methods register themselves with :func:`register_algorithm` (in :data:`ALGORITHMS`) so a
+run's ``config.json`` can name its method and ``train_run(algorithm="name")`` can find it;
+the interventions of ``shortcutlab.intervene`` are registered on the first lookup.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from shortcutlab.registry import Registry
 
 EXTRA_INFORMATION = ("none", "color-labels", "masks", "teacher")
 
@@ -92,30 +95,30 @@ def make_optimizer(params: Any, hparams: dict[str, Any]) -> torch.optim.Optimize
     raise ShortcutlabError(f"unknown optimizer {name!r}; choose sgd, adam or adamw")
 
 
-_ALGORITHMS: dict[str, type[Algorithm]] = {}
+def _load_interventions() -> None:
+    # The interventions are algorithms too, defined in a package that imports this one:
+    # imported on the first lookup, so that a name in config.json, a sweep spec or
+    # ``train_run(algorithm="jtt")`` never depends on what the caller imported first.
+    import shortcutlab.intervene.methods  # noqa: F401  (registration)
+
+
+ALGORITHMS: Registry[type[Algorithm]] = Registry(
+    "training algorithm", loader=_load_interventions,
+    hint=" (an algorithm of your own is listed once its module is imported)",
+)
 
 
 def register_algorithm(cls: type[Algorithm]) -> type[Algorithm]:
     """Class decorator: make a method findable by its ``name``."""
-    if cls.name in _ALGORITHMS and _ALGORITHMS[cls.name] is not cls:
-        raise ValueError(f"algorithm {cls.name!r} is registered twice")
-    _ALGORITHMS[cls.name] = cls
-    return cls
+    return ALGORITHMS.register(cls.name, cls)
 
 
 def list_algorithms() -> list[str]:
-    return sorted(_ALGORITHMS)
+    return ALGORITHMS.names()
 
 
 def get_algorithm(name: str) -> type[Algorithm]:
-    if name not in _ALGORITHMS:
-        from shortcutlab.errors import ShortcutlabError
-
-        raise ShortcutlabError(
-            f"unknown method {name!r}; registered: {', '.join(list_algorithms())} "
-            "(import the module that defines it first)"
-        )
-    return _ALGORITHMS[name]
+    return ALGORITHMS.get(name)
 
 
 class Algorithm(nn.Module):
@@ -134,6 +137,13 @@ class Algorithm(nn.Module):
         self.model = model
         self.hparams = dict(hparams)
         self.optimizer = make_optimizer(self.trainable_parameters(), self.hparams)
+
+    @classmethod
+    def resolve_hparams(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The method hyperparameters a run passes on, from the user's ``overrides``
+        (already limited to keys of ``default_hparams``); default: them, unchanged.
+        An intervention fills in its defaults and checks and types every value."""
+        return dict(overrides)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]

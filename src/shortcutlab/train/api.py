@@ -28,7 +28,8 @@ def build_config(preset: str | None = "lazy", algorithm: type[Algorithm] | str |
         )
     settings = {**get_preset(preset),
                 **{k: v for k, v in overrides.items() if k in trainer_keys}}
-    hparams = {k: v for k, v in overrides.items() if k in method_keys and k not in trainer_keys}
+    hparams = method.resolve_hparams(
+        {k: v for k, v in overrides.items() if k in method_keys and k not in trainer_keys})
     config = TrainConfig.from_dict(settings)
     config.validate()
     return config, hparams

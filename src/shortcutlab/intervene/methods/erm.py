@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch.nn import functional as F
 
+from shortcutlab.intervene.hparams import HParam, optimizer_hparams
 from shortcutlab.intervene.registry import Intervention, register_method
 from shortcutlab.train.algorithm import Batch
 
@@ -21,6 +24,7 @@ class ErmControl(Intervention):
     name = "erm-control"
     uses = ("none",)
     role = "control"
+    hparam_space: ClassVar[dict[str, HParam]] = optimizer_hparams()
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         loss = F.cross_entropy(self.model(batch.images), batch.labels)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from shortcutlab.data.palette import NUM_COLORS
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.intervene.hparams import HParam, optimizer_hparams
 from shortcutlab.intervene.registry import Intervention, register_method
 from shortcutlab.train.algorithm import Batch, TrainContext
 
@@ -32,6 +33,10 @@ class GroupDRO(Intervention):
 
     name = "groupdro"
     uses = ("color-labels",)
+    hparam_space: ClassVar[dict[str, HParam]] = {
+        **optimizer_hparams(),
+        "eta": HParam(0.01, "step size of the group weights", 1e-3, 1.0, log=True),
+    }
 
     def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
         super().__init__(model, hparams)
@@ -74,6 +79,11 @@ class Reweight(Intervention):
 
     name = "reweight"
     uses = ("color-labels",)
+    hparam_space: ClassVar[dict[str, HParam]] = {
+        **optimizer_hparams(),
+        "power": HParam(1.0, "weight = count(label, color)^-power (1: groups balanced)",
+                        0.25, 1.0),
+    }
 
     def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
         super().__init__(model, hparams)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.intervene.hparams import HParam, optimizer_hparams
 from shortcutlab.intervene.registry import Intervention, register_method
 from shortcutlab.train.algorithm import Batch, TrainContext
 
@@ -31,6 +32,13 @@ class JustTrainTwice(Intervention):
 
     name = "jtt"
     uses = ("none",)
+    hparam_space: ClassVar[dict[str, HParam]] = {
+        **optimizer_hparams(),
+        "identify_fraction": HParam(0.2, "share of the step budget spent on the "
+                                         "identification model", 0.05, 0.5),
+        "upweight": HParam(20, "how many times more often errors are drawn", 5, 100,
+                           log=True),
+    }
 
     def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
         super().__init__(model, hparams)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from shortcutlab.intervene.hparams import HParam, optimizer_hparams
 from shortcutlab.intervene.registry import Intervention, register_method
 from shortcutlab.train.algorithm import Batch, TrainContext, make_optimizer
 
@@ -49,6 +50,11 @@ class LearningFromFailure(Intervention):
 
     name = "lff"
     uses = ("none",)
+    hparam_space: ClassVar[dict[str, HParam]] = {
+        **optimizer_hparams(),
+        "q": HParam(0.7, "generalized cross-entropy exponent of the biased model", 0.3, 0.9),
+        "ema": HParam(0.7, "per-sample loss moving-average decay", 0.5, 0.99),
+    }
 
     def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
         biased = reinitialized(model)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch.nn import functional as F
 
+from shortcutlab.intervene.hparams import HParam, optimizer_hparams
 from shortcutlab.intervene.registry import Intervention, register_method
 from shortcutlab.train.algorithm import Batch
 
@@ -58,6 +61,14 @@ class RightForRightReasons(Intervention):
 
     name = "rrr"
     uses = ("masks",)
+    hparam_space: ClassVar[dict[str, HParam]] = {
+        **optimizer_hparams(),
+        "penalty": HParam(10.0, "weight of the background input-gradient penalty",
+                          0.1, 1000.0, log=True),
+        "erode": HParam(0, "shrink the digit mask by this many pixels first", choices=(0, 1)),
+        "norm": HParam("l2", "l2 (squared gradients, as Ross et al.) | l1 (absolute)",
+                       choices=("l2", "l1")),
+    }
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         masks = erode(batch.masks, int(self.hparams["erode"]))

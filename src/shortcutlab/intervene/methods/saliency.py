@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from shortcutlab.intervene.hparams import HParam, optimizer_hparams
 from shortcutlab.intervene.methods.rrr import erode
 from shortcutlab.intervene.registry import Intervention, register_method
 from shortcutlab.train.algorithm import Batch
@@ -69,6 +72,14 @@ class SaliencyGuide(Intervention):
 
     name = "saliency-guide"
     uses = ("masks",)
+    hparam_space: ClassVar[dict[str, HParam]] = {
+        **optimizer_hparams(),
+        "penalty": HParam(1.0, "weight of the outside-the-digit attribution share",
+                          0.1, 100.0, log=True),
+        "attribution": HParam("lrp", "lrp | gradcam", choices=("lrp", "gradcam")),
+        "epsilon": HParam(0.05, "LRP epsilon", 0.01, 0.1, log=True),
+        "erode": HParam(0, "shrink the digit mask by this many pixels first", choices=(0, 1)),
+    }
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         if self.hparams["attribution"] == "gradcam":

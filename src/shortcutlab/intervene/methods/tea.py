@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.intervene.hparams import HParam, optimizer_hparams
 from shortcutlab.intervene.registry import Intervention, register_method
 from shortcutlab.train.algorithm import Batch, TrainContext
 
@@ -111,6 +112,23 @@ class TrainingWithExplanationsAlone(Intervention):
 
     name = "tea"
     uses = ("teacher",)
+    # Bassi et al., appendix F.3: SGD, lr 0.01, momentum 0.99, batch 128, clip 1.0.
+    hparam_space: ClassVar[dict[str, HParam]] = {
+        **optimizer_hparams("sgd", lr=0.01, momentum=0.99, grad_clip=1.0),
+        "teacher": HParam("", "run directory of the shape teacher (--teacher)"),
+        "explain_prediction": HParam(0.5, "probability of explaining the teacher's "
+                                          "predicted class (else a random other class)",
+                                     0.0, 1.0),
+        "epsilon_low": HParam(0.01, "LRP epsilon, lower end of the log-uniform draw"),
+        "epsilon_high": HParam(0.1, "LRP epsilon, upper end of the log-uniform draw"),
+        "min_size": HParam(8, "coarsest pyramid level, in pixels"),
+        # Tuned on easy-val (seed 0, 1 epoch): keep 0.23, sum 0.55.
+        "channels": HParam("sum", "keep: match relevance per color channel | sum: match "
+                                   "the usual per-pixel heatmap (channels summed)",
+                           choices=("keep", "sum")),
+        "freeze_last": HParam(1, "copy the teacher's last layer and freeze it (1) or not (0)",
+                              choices=(0, 1)),
+    }
 
     def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
         super().__init__(model, hparams)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.intervene.hparams import HParam, optimizer_hparams
 from shortcutlab.intervene.registry import Intervention, register_method
 from shortcutlab.train.algorithm import Batch, TrainContext
 
@@ -45,6 +46,7 @@ class ShapeTeacher(Intervention):
     name = "teacher"
     uses = ("recolored-digits",)
     role = "teacher"
+    hparam_space: ClassVar[dict[str, HParam]] = optimizer_hparams()
 
     def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
         super().__init__(model, hparams)
