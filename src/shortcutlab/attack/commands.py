@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from shortcutlab.arguments import add_runtime_arguments
+
 DESCRIPTION = """\
 Targeted adversarial attack on every image of one class (Task 5): for each image, the
 smallest L-inf epsilon at which PGD makes the model say TARGET with at least CONFIDENCE
@@ -71,8 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="attack only the first N images of --source (default: all)")
     tuning.add_argument("--batch-size", type=int, default=256,
                         help="images per batched attack call (default: 256)")
-    tuning.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    tuning.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    add_runtime_arguments(tuning)
     parser.set_defaults(func=_attack)
 
 

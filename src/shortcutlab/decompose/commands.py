@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from shortcutlab.arguments import add_runtime_arguments, apply_runtime
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands; heavy imports happen inside the handlers."""
@@ -45,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--images", type=int, default=5000,
                        help="training-split images whose activations train the SAE")
     train.add_argument("--seed", type=int, default=0)
-    _device_options(train)
+    add_runtime_arguments(train)
     train.set_defaults(func=_train)
 
     label = commands.add_parser(
@@ -59,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="digits per class in the color grid")
     label.add_argument("--cards", type=int, default=16, help="feature cards to draw")
     label.add_argument("--seed", type=int, default=0)
-    _device_options(label)
+    add_runtime_arguments(label)
     label.set_defaults(func=_label)
 
     intervene = commands.add_parser(
@@ -81,27 +83,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     intervene.add_argument("--boost-images", type=int, default=1000,
                            help="test_easy images of other digits per boosted color")
     intervene.add_argument("--seed", type=int, default=0)
-    _device_options(intervene)
+    add_runtime_arguments(intervene)
     intervene.set_defaults(func=_intervene)
 
 
-def _device_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads")
-
-
-def _setup(args: argparse.Namespace):
-    from shortcutlab.runtime import resolve_device, set_threads
-
-    set_threads(args.threads)
-    return resolve_device(args.device)
 
 
 def _train(args: argparse.Namespace) -> int:
     from shortcutlab.decompose.run import train_on_run
     from shortcutlab.decompose.sae import SAEConfig
 
-    device = _setup(args)
+    device = apply_runtime(args)
     config = SAEConfig(expansion=args.expansion, activation=args.activation, k=args.k,
                        l1=args.l1, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        resample_every=args.resample_every, seed=args.seed)
@@ -117,7 +109,7 @@ def _train(args: argparse.Namespace) -> int:
 def _label(args: argparse.Namespace) -> int:
     from shortcutlab.decompose.run import label_features
 
-    device = _setup(args)
+    device = apply_runtime(args)
     result = label_features(args.sae_dir, args.out, per_digit=args.per_digit, cards=args.cards,
                             seed=args.seed, device=device)
     print(f"features: {result['summary']}; colors with a feature: "
@@ -131,7 +123,7 @@ def _intervene(args: argparse.Namespace) -> int:
     from shortcutlab.decompose.run import intervene, parse_edit
     from shortcutlab.errors import ShortcutlabError
 
-    device = _setup(args)
+    device = apply_runtime(args)
     try:
         strengths = [float(v) for v in args.strengths.split(",") if v.strip()]
     except ValueError:

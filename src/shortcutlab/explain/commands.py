@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from shortcutlab.arguments import add_runtime_arguments
+
 METHOD_CHOICES = ("gradcam", "gradcampp", "lrp", "ixg", "ig")
 RULE_CHOICES = ("epsilon", "zplus", "epsilon-plus", "epsilon-plus-flat")
 
@@ -64,8 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the image subset and of the sanity check's re-initialization")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads")
+    add_runtime_arguments(parser)
     parser.set_defaults(func=_run)
 
 

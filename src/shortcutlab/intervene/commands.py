@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from shortcutlab.arguments import add_runtime_arguments
+
 EPILOG = """\
 examples:
   shortcutlab intervene --list
@@ -55,9 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "training nothing (rows count their seeds)")
     parser.add_argument("--workers", type=int, default=1,
                         help="--all: training processes in parallel, one thread each")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: $SHORTCUTLAB_THREADS or torch's)")
+    add_runtime_arguments(parser)
     parser.set_defaults(func=_intervene)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from shortcutlab.arguments import add_runtime_arguments, apply_runtime
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands; heavy imports happen inside the handlers."""
@@ -60,8 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="skip the grayscale MNIST judge (it trains once, then is cached)")
     parser.add_argument("--batch-units", type=int, default=64, help="units optimized together")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads")
+    add_runtime_arguments(parser)
     parser.set_defaults(func=_probe)
 
 
@@ -72,10 +73,7 @@ def _probe(args: argparse.Namespace) -> int:
     from shortcutlab.probe.run import ProbeConfig, run_probe
     from shortcutlab.probe.transforms import DEFAULT_TRANSFORMS
     from shortcutlab.probe.visualize import VisConfig
-    from shortcutlab.runtime import resolve_device, set_threads
-
-    set_threads(args.threads)
-    device = resolve_device(args.device)
+    device = apply_runtime(args)
     vis = VisConfig(param=args.param, steps=args.steps, lr=args.lr, tv=args.tv, l2=args.l2,
                     transforms=() if args.no_transforms else DEFAULT_TRANSFORMS,
                     batch_units=args.batch_units, seed=args.seed)

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from shortcutlab.arguments import add_runtime_arguments
+
 TRAIN_EPILOG = """\
 presets:
   lazy       Adam, stopped at the first checkpoint whose accuracy on easy val and on the
@@ -89,9 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        metavar="KEY=VALUE", help="any other trainer setting, e.g. "
                        "eval_dense_every=5 (repeatable)")
     runtime = parser.add_argument_group("runtime")
-    runtime.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
-                         help="where to train (default auto)")
-    runtime.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    add_runtime_arguments(runtime, device_default=None, default_help="auto")
     parser.set_defaults(func=run_train)
 
     evaluate = subparsers.add_parser(
@@ -106,8 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", metavar="DIR", help="output directory (default RUN/evaluate)")
     evaluate.add_argument("--swap-images", type=int, default=1000, metavar="N",
                           help="test digits used in the color-swap test (default 1000)")
-    evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    evaluate.add_argument("--threads", type=int)
+    add_runtime_arguments(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
 

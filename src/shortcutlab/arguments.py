@@ -1,0 +1,59 @@
+"""Command-line options every command that runs a model shares: ``--device`` and ``--threads``.
+
+One definition, so that every command accepts the same devices, checks them the same way
+before any work starts, and documents them in the same words. Only :mod:`argparse` is
+imported here (``shortcutlab --help`` must not import torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def device_name(text: str) -> str:
+    """argparse type of ``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    if not DEVICE_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a device; use auto, cpu, cuda or cuda:N")
+    return text
+
+
+def thread_count(text: str) -> int:
+    """argparse type of ``--threads``: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of threads")
+    return value
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *,
+                          device_default: str | None = "auto",
+                          default_help: str = "auto: a CUDA GPU when there is one, else "
+                                              "the CPU") -> None:
+    """Add ``--device`` and ``--threads`` to ``parser`` (a parser or an argument group).
+
+    ``device_default=None`` leaves the choice to something else (a preset, a config file,
+    a run being resumed); ``default_help`` then says what decides.
+    """
+    parser.add_argument("--device", type=device_name, default=device_default,
+                        metavar="DEVICE",
+                        help=f"auto | cpu | cuda | cuda:N (default: {default_help})")
+    parser.add_argument("--threads", type=thread_count, default=None, metavar="N",
+                        help="CPU threads for torch (default: $SHORTCUTLAB_THREADS, else "
+                             "torch's own choice)")
+
+
+def apply_runtime(args: argparse.Namespace) -> Any:
+    """Set the thread count and resolve the device of parsed ``args``: a ``torch.device``
+    (a clear error when CUDA is asked for and absent)."""
+    from shortcutlab.runtime import resolve_device, set_threads
+
+    set_threads(args.threads)
+    return resolve_device(args.device or "auto")
