@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.intervene.hparams import HParam, optimizer_hparams
 from shortcutlab.intervene.registry import Intervention, register_method
+from shortcutlab.models import batched_forward
 from shortcutlab.train.algorithm import Batch, TrainContext
 
 
@@ -89,11 +90,9 @@ class JustTrainTwice(Intervention):
     def _start_second_stage(self) -> None:
         """Record the identification model's training errors, then restart from scratch."""
         images, labels = self.train_tensors["images"], self.train_tensors["labels"]
-        wrong = []
-        for start in range(0, len(labels), 1024):
-            chunk = images[start:start + 1024].to(self.device)
-            wrong.append(self.model(chunk).argmax(1).cpu() != labels[start:start + 1024].cpu())
-        self.error_set = torch.cat(wrong)
+        predicted = batched_forward(self.model, images, 1024, device=self.device,
+                                    fn=lambda model, x: model(x).argmax(1), to_cpu=True)
+        self.error_set = predicted != labels.cpu()
         self.model.load_state_dict(self.initial_state)
         # Fresh moments, same optimizer object (a scheduler may hold a reference to it).
         self.optimizer.state.clear()
