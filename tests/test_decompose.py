@@ -173,22 +173,22 @@ def test_sae_cli_reports_bad_input(tiny_run, tmp_path, capsys):
 def test_study_stages_probe_and_decompose_each_model_stage(tiny_run, tmp_path):
     import shutil
 
-    from shortcutlab.config import load_config
-    from shortcutlab.decompose.stage import sae_stage
-    from shortcutlab.pipeline import Stage, run_pipeline
-    from shortcutlab.probe.stage import probe_stage
+    from shortcutlab.study.config import load_config
+    from shortcutlab.study.pipeline import Stage, run_pipeline
+    from shortcutlab.study.probe import stage_probe
+    from shortcutlab.study.sae import stage_sae
 
     def fake_lazy(ctx):
         shutil.copytree(tiny_run, ctx.out / "run")
         return {"run": "run"}
 
-    stages = [Stage("lazy", fake_lazy)]
-    stages += [probe_stage(stages), sae_stage(stages)]
+    stages = [Stage("lazy", fake_lazy), Stage("probe", stage_probe, inputs=("lazy",)),
+              Stage("sae", stage_sae, inputs=("lazy",))]
     config = load_config(quick=True)
     config["probe"].update(steps=4, max_units=2, facet_units=1, logit_samples=1, per_digit=2,
                            exemplar_images=100, judge=False)
     config["sae"].update(steps=20, images=100, strengths=[2.0], per_digit=2)
-    report = run_pipeline(tmp_path, stages, config, settings={"quick": True, "device": "cpu"})
+    report = run_pipeline(tmp_path, stages, config, settings={"quick": True}, device="cpu")
     assert report.ran == ["lazy", "probe", "sae"]
     probe = report.results["probe"].summary["models"]["lazy"]
     assert 0.0 <= probe["dominant_color_match"] <= 1.0

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from shortcutlab.config import load_config
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.pipeline import Stage, StageContext, run_pipeline
+from shortcutlab.study.config import load_config
+from shortcutlab.study.pipeline import Stage, StageContext, run_pipeline
 
 
 class Recorder:
@@ -106,4 +107,62 @@ def test_config_rejects_unknown_keys_and_applies_quick(tmp_path):
         load_config(user)
     user.write_text("[data\n")
     with pytest.raises(ShortcutlabError, match="not valid TOML"):
+        load_config(user)
+
+
+def test_the_device_reaches_every_stage_and_no_key(tmp_path):
+    seen = []
+
+    def stage(ctx: StageContext) -> dict:
+        seen.append((ctx.name, ctx.device))
+        return {}
+
+    stages = [Stage("a", stage), Stage("b", stage, inputs=("a",))]
+    run_pipeline(tmp_path, stages, {}, device="cpu")
+    assert seen == [("a", torch.device("cpu")), ("b", torch.device("cpu"))]
+    seen.clear()
+    # another device is a runtime setting: a finished pipeline is not re-run for it
+    report = run_pipeline(tmp_path, stages, {}, device="meta")
+    assert seen == [] and report.skipped == ["a", "b"]
+    run_pipeline(tmp_path, stages, {}, device="meta", force=["a"])
+    assert seen == [("a", torch.device("meta")), ("b", torch.device("meta"))]
+
+
+def test_the_context_finds_the_dataset_and_the_models(tmp_path):
+    found = {}
+
+    def data(ctx):
+        return {"dataset": "dataset"}
+
+    def model(ctx):
+        return {"run": "run", "method": "jtt"}
+
+    def reader(ctx):
+        found.update(dataset=ctx.dataset_dir, models=list(ctx.model_stages()),
+                     run=ctx.run_dir("cured"), label=ctx.label("cured"))
+        with pytest.raises(ShortcutlabError, match="does not read stage 'lazy'"):
+            ctx.input("lazy")
+        return {}
+
+    stages = [Stage("data", data), Stage("cured", model),
+              Stage("reader", reader, inputs=("data", "cured"))]
+    run_pipeline(tmp_path, stages, {})
+    assert found == {"dataset": tmp_path / "data" / "dataset", "models": ["cured"],
+                     "run": tmp_path / "cured" / "run", "label": "cured (jtt)"}
+
+
+def test_one_study_seed_is_every_stage_seed_unless_a_stage_sets_its_own(tmp_path):
+    default = load_config()
+    seeded = [name for name, table in default.items() if "seed" in table]
+    assert {"data", "lazy", "standard", "cured", "probe", "explain", "attack", "sae"} <= \
+        set(seeded)
+    assert all(default[name]["seed"] == default["study"]["seed"] == 0 for name in seeded)
+    replicated = load_config(seed=1)
+    assert all(replicated[name]["seed"] == 1 for name in seeded)
+    user = tmp_path / "user.toml"
+    user.write_text("[study]\nseed = 4\n[lazy]\nseed = 9\n")
+    config = load_config(user)
+    assert config["lazy"]["seed"] == 9 and config["data"]["seed"] == 4
+    user.write_text("[study]\nseed = -3\n")
+    with pytest.raises(ShortcutlabError, match=r"\[study\] seed"):
         load_config(user)

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from shortcutlab.report.document import Figure, Section, Table, Verdict, render_html
+from shortcutlab.study.report.document import Figure, Section, Table, Verdict, render_html
 
 
 def test_render_embeds_images_and_shows_every_verdict(tmp_path):
@@ -36,8 +36,8 @@ def test_render_embeds_images_and_shows_every_verdict(tmp_path):
 @pytest.mark.browser
 def test_report_opens_cleanly_in_chromium(tmp_path, tiny_data):
     from shortcutlab.artifacts import write_json
-    from shortcutlab.report import build_report
-    from shortcutlab.report.browser import inspect_page
+    from shortcutlab.study import build_report
+    from shortcutlab.study.report.browser import inspect_page
 
     # A study directory with the data stage's artifacts is enough to exercise the report.
     shutil.copytree(tiny_data, tmp_path / "data" / "dataset")

@@ -14,6 +14,8 @@ from shortcutlab.artifacts import read_json
 # A study small enough for the test suite: synthetic digits, tiny budgets everywhere. The
 # plain tables win over the [quick.*] defaults, so the study also runs with quick=True.
 TINY = """
+[study]
+device = "cpu"
 [data]
 source = "synthetic"
 limit = 400
@@ -62,12 +64,33 @@ def write_config(path, extra: str = ""):
 
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory):
+    """The tiny study with ``device = "cpu"`` on a machine that claims a CUDA GPU: a stage
+    that ignored the study's device would pick CUDA (and fail on a CPU-only build); every
+    device a module is moved to is recorded."""
+    import torch
+
     from shortcutlab.study import run_study
 
     root = tmp_path_factory.mktemp("study")
     config = write_config(root / "study.toml")
-    report = run_study(root / "out", config, quick=True)
+    moves: list[torch.device] = []
+    original_to = torch.nn.Module.to
+
+    def recording_to(module, *args, **kwargs):
+        device = kwargs.get("device", args[0] if args else None)
+        if isinstance(device, str | torch.device):
+            moves.append(torch.device(device))
+        return original_to(module, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.cuda, "is_available", lambda: True)
+        patch.setattr(torch.nn.Module, "to", recording_to)
+        report = run_study(root / "out", config, quick=True)
+    QUICK_STUDY_DEVICES.extend(moves)
     return root / "out", config, report
+
+
+QUICK_STUDY_DEVICES: list = []
 
 
 def copy_study(quick_study, tmp_path):
@@ -107,6 +130,13 @@ def test_quick_study_runs_every_stage_and_reports_every_task(quick_study):
     assert html.count("figure missing") == 0
 
 
+def test_a_cpu_study_keeps_every_model_on_the_cpu_beside_a_gpu(quick_study):
+    out, _, _ = quick_study
+    assert QUICK_STUDY_DEVICES, "no stage moved a model: the check saw nothing"
+    assert {device.type for device in QUICK_STUDY_DEVICES} == {"cpu"}
+    assert read_json(out / "summary.json")["device"] == "cpu"
+
+
 def with_stage(stages, name, run):
     return [dataclasses.replace(stage, run=run) if stage.name == name else stage
             for stage in stages]
@@ -114,11 +144,13 @@ def with_stage(stages, name, run):
 
 def test_rerun_skips_a_changed_option_reruns_its_stage_and_an_interruption_resumes(
         quick_study, tmp_path, monkeypatch):
-    from shortcutlab import study
+    from shortcutlab.study import run as study
 
     out, config = copy_study(quick_study, tmp_path)
     original = list(study.STAGES)
     assert study.run_study(out, config, quick=True).ran == []
+    # the device is a runtime setting: another one re-runs nothing
+    assert study.run_study(out, config, quick=True, runtime={"device": "auto"}).ran == []
     changed = write_config(tmp_path / "attack.toml", "[quick.attack]\nsteps = 6\n")
     entered = []
 
@@ -157,9 +189,39 @@ def test_a_lazy_change_reruns_exactly_what_reads_the_lazy_model(quick_study, tmp
     assert report.skipped == ["data", "standard", "cured"]
 
 
+def test_one_seed_flag_replicates_the_whole_study_on_another_seed(quick_study, tmp_path):
+    from shortcutlab.cli import main
+    from shortcutlab.study.config import load_config
+    from shortcutlab.study.pipeline import stage_keys
+    from shortcutlab.study.run import STAGES
+
+    out, config = copy_study(quick_study, tmp_path)
+    keys = {seed: stage_keys(STAGES, load_config(config, quick=True, seed=seed),
+                             {"quick": True}) for seed in (0, 1)}
+    assert all(keys[0][name] != keys[1][name] for name in ALL_STAGES)  # nothing is reused
+    assert main(["study", "--out", str(out), "--config", str(config), "--quick",
+                 "--seed", "1", "--only", "lazy"]) == 0
+    summary = read_json(out / "summary.json")
+    assert summary["seed"] == 1 and summary["ran"] == ["data", "lazy"]
+    assert summary["stages"]["lazy"]["seed"] == 1
+    assert read_json(out / "config.json")["attack"]["seed"] == 1
+    first = read_json(quick_study[0] / "summary.json")["stages"]["data"]["dataset_id"]
+    assert summary["stages"]["data"]["dataset_id"] != first  # another dataset draw
+
+
+def test_print_config_shows_the_effective_seeds(capsys):
+    from shortcutlab.cli import main
+
+    assert main(["study", "--print-config", "--seed", "7"]) == 0
+    printed = tomllib.loads(capsys.readouterr().out)
+    assert printed["study"]["seed"] == 7
+    assert {table["seed"] for name, table in printed.items()
+            if name not in ("study", "quick") and "seed" in table} == {7}
+
+
 def test_print_config_shows_the_effective_config(capsys, tmp_path):
     from shortcutlab.cli import main
-    from shortcutlab.config import load_config
+    from shortcutlab.study.config import load_config
 
     assert main(["study", "--print-config"]) == 0
     text = capsys.readouterr().out
@@ -187,7 +249,7 @@ def test_report_is_rebuilt_from_the_artifacts_alone(quick_study, tmp_path):
 
 
 def test_the_cured_model_is_chosen_on_easy_val_conflicting_images_only():
-    from shortcutlab.intervene.stage import choose
+    from shortcutlab.study.cured import choose
 
     rows = {"a": {"easy_val_conflicting": 0.80, "hard": 0.99},
             "b": {"easy_val_conflicting": 0.85, "hard": 0.10},
@@ -199,7 +261,7 @@ def test_the_cured_model_is_chosen_on_easy_val_conflicting_images_only():
 def test_quick_study_report_opens_cleanly_in_chromium(quick_study, tmp_path):
     import matplotlib.image
 
-    from shortcutlab.report.browser import inspect_page
+    from shortcutlab.study.report.browser import inspect_page
 
     out, _, _ = quick_study
     check = inspect_page(out / "report.html", screenshot=tmp_path / "report.png")

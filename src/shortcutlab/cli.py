@@ -24,8 +24,8 @@ COMMAND_MODULES = (
     "shortcutlab.attack.commands",
     "shortcutlab.decompose.commands",
     "shortcutlab.sweep.commands",
-    "shortcutlab.report.commands",
-    "shortcutlab.study_commands",
+    "shortcutlab.study.report.commands",
+    "shortcutlab.study.commands",
 )
 
 

@@ -66,12 +66,14 @@ def gradcam_background_share(model: torch.nn.Module, images: torch.Tensor,
     return float(torch.nanmean(torch.cat([s.reshape(-1) for s in shares]).float()))
 
 
-def extra_metrics(run_dir: str | os.PathLike, data_dir: str | os.PathLike) -> dict[str, Any]:
+def extra_metrics(run_dir: str | os.PathLike, data_dir: str | os.PathLike,
+                  device: torch.device | str = "auto") -> dict[str, Any]:
     """``hard_inverted`` and ``background_share`` of the model saved in ``run_dir``."""
     from shortcutlab import models
     from shortcutlab.data import load_meta, load_split
+    from shortcutlab.runtime import resolve_device
 
-    model = models.load(run_dir)
+    model = models.load(run_dir, resolve_device(device))
     data_dir = str(Path(data_dir).resolve())
     images, labels = inverted_hard_set(data_dir, load_meta(data_dir)["dataset_id"])
     hard = load_split(data_dir, "test_hard").subset(slice(0, SHARE_IMAGES))

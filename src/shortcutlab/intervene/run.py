@@ -86,7 +86,8 @@ def intervene_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, metho
     if measure and "hard_inverted" not in metrics:
         from shortcutlab.intervene.measure import extra_metrics
 
-        metrics.update(extra_metrics(out_dir, data_dir))
+        metrics.update(extra_metrics(out_dir, data_dir,
+                                     device=trainer_options.get("device", "auto")))
     write_json(Path(out_dir) / METRICS, metrics)
     return metrics
 

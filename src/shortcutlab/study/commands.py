@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from shortcutlab.arguments import add_runtime_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -24,23 +26,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="re-run STAGE and everything downstream (repeatable)")
     parser.add_argument("--only", action="append", metavar="STAGE",
                         help="run only STAGE and what it needs (repeatable)")
+    parser.add_argument("--seed", type=_seed, metavar="N",
+                        help="the study seed, which every stage's seed defaults to: replicate "
+                             "the whole study on seed N (default: [study] seed, 0)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the effective configuration (the documented defaults, "
-                             "with --config and --quick applied) as TOML, and exit")
+                             "with --config, --quick and --seed applied, every stage's "
+                             "seed resolved) as TOML, and exit")
+    add_runtime_arguments(parser, device_default=None,
+                          default_help="[study] device, auto; a runtime setting: changing it "
+                                       "re-runs nothing")
     parser.set_defaults(func=_study)
 
 
-def _study(args: argparse.Namespace) -> int:
-    if args.print_config:
-        from shortcutlab.config import load_config, render_config
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer seed")
+    return value
 
-        print(render_config(load_config(args.config, quick=args.quick), quick=args.quick),
-              end="")
+
+def _study(args: argparse.Namespace) -> int:
+    runtime = {"device": args.device, "threads": args.threads}
+    if args.print_config:
+        from shortcutlab.study.config import load_config, render_config
+
+        config = load_config(args.config, quick=args.quick, seed=args.seed, runtime=runtime)
+        print(render_config(config, quick=args.quick), end="")
         return 0
     from shortcutlab.study import run_study
 
     report = run_study(args.out, args.config, quick=args.quick, force=tuple(args.force),
-                       only=tuple(args.only) if args.only else None)
+                       only=tuple(args.only) if args.only else None, seed=args.seed,
+                       runtime=runtime)
     print(f"ran: {', '.join(report.ran) or 'nothing'}; "
           f"up to date: {', '.join(report.skipped) or 'nothing'}")
     print(f"summary: {args.out}/summary.json")

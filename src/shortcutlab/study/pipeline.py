@@ -9,6 +9,10 @@ config section together with the keys of the stages it reads, so:
 - a stage interrupted mid-way (status ``running`` with the same key) is re-entered with
   ``resume=True`` so that it can pick up its own checkpoints;
 - ``force`` re-runs the named stages and everything that depends on them.
+
+Run-wide *runtime* options (the device) reach every stage through its context but never
+enter a key: where a study runs does not change what it computes, so moving a finished
+study to another device re-runs nothing (as ``train/config.py:RUNTIME_KEYS`` says of runs).
 """
 
 from __future__ import annotations
@@ -21,13 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from shortcutlab import __version__
 from shortcutlab.artifacts import config_hash, read_json, write_json
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.progress import progress
 
 MARKER = "stage.json"
-log = logging.getLogger("shortcutlab.pipeline")
+log = logging.getLogger("shortcutlab.study.pipeline")
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,12 @@ class StageResult:
 
 @dataclass
 class StageContext:
-    """Everything a stage function may use; it writes only below ``out``."""
+    """Everything a stage function may use; it writes only below ``out``.
+
+    Besides its config section and its inputs' results, a stage asks its context for what
+    every stage needs: the study's dataset directory, the device (resolved once for the
+    whole study), and a model stage's run directory and display label.
+    """
 
     name: str
     out: Path
@@ -49,9 +60,46 @@ class StageContext:
     inputs: dict[str, StageResult]
     settings: dict[str, Any]
     resume: bool = False
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def input(self, name: str) -> StageResult:
+        if name not in self.inputs:
+            raise ShortcutlabError(f"stage {self.name!r} does not read stage {name!r}; "
+                                   f"it reads {sorted(self.inputs) or 'nothing'}")
         return self.inputs[name]
+
+    @property
+    def dataset_dir(self) -> Path:
+        """The dataset directory the ``data`` stage built (its summary's ``dataset``)."""
+        data = self.input(DATA_STAGE)
+        return data.out / data.summary["dataset"]
+
+    def model_stages(self) -> dict[str, StageResult]:
+        """The inputs that are model stages (they name a run directory), in input order."""
+        return {name: result for name, result in self.inputs.items() if _is_model(result)}
+
+    def run_dir(self, name: str) -> Path:
+        """The run directory model stage ``name`` wrote (its summary's ``run``)."""
+        return run_dir_of(self.input(name))
+
+    def label(self, name: str) -> str:
+        """How reports and figures name model stage ``name``: ``lazy``, ``cured (jtt)``."""
+        method = self.input(name).summary.get("method")
+        return f"{name} ({method})" if method else name
+
+
+DATA_STAGE = "data"
+
+
+def _is_model(result: StageResult) -> bool:
+    return isinstance(result.summary.get("run"), str)
+
+
+def run_dir_of(result: StageResult) -> Path:
+    """The run directory a model stage wrote (its summary's ``run``, else its own dir)."""
+    if _is_model(result):
+        return result.out / result.summary["run"]
+    return result.out
 
 
 @dataclass(frozen=True)
@@ -105,13 +153,16 @@ def downstream(stages: list[Stage], names: Iterable[str]) -> set[str]:
 
 def run_pipeline(root: str | Path, stages: list[Stage], config: Mapping[str, Any],
                  settings: Mapping[str, Any] | None = None, force: Iterable[str] = (),
-                 only: Iterable[str] | None = None) -> PipelineReport:
+                 only: Iterable[str] | None = None,
+                 device: torch.device | str = "cpu") -> PipelineReport:
     """Run ``stages`` in order under ``root``; see the module docstring for the rules.
 
     ``settings`` are run-wide options that every stage's key depends on (e.g. quick
-    mode); ``only`` limits the run to the named stages and what they need.
+    mode); ``only`` limits the run to the named stages and what they need; ``device``
+    reaches every stage's context and no key.
     """
     root = Path(root)
+    device = torch.device(device)
     settings = dict(settings or {})
     keys = stage_keys(stages, config, settings)
     forced = downstream(stages, force)
@@ -124,7 +175,7 @@ def run_pipeline(root: str | Path, stages: list[Stage], config: Mapping[str, Any
                 continue
             bar.set_postfix_str(stage.name)
             result, ran = _run_stage(root, stage, keys[stage.name], config, settings,
-                                     report.results, stage.name in forced)
+                                     report.results, stage.name in forced, device)
             report.results[stage.name] = result
             (report.ran if ran else report.skipped).append(stage.name)
             bar.update(1)
@@ -162,7 +213,7 @@ def _needed(stages: list[Stage], only: Iterable[str]) -> set[str]:
 
 def _run_stage(root: Path, stage: Stage, key: str, config: Mapping[str, Any],
                settings: dict[str, Any], results: dict[str, StageResult],
-               forced: bool) -> tuple[StageResult, bool]:
+               forced: bool, device: torch.device) -> tuple[StageResult, bool]:
     out = root / stage.name
     marker_path = out / MARKER
     marker = read_json(marker_path) if marker_path.is_file() else None
@@ -181,6 +232,7 @@ def _run_stage(root: Path, stage: Stage, key: str, config: Mapping[str, Any],
     context = StageContext(
         name=stage.name, out=out, config=dict(config.get(stage.name, {})),
         inputs={name: results[name] for name in stage.inputs}, settings=settings, resume=resume,
+        device=device,
     )
     summary = stage.run(context) or {}
     seconds = time.time() - started

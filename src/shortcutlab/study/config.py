@@ -3,6 +3,10 @@
 ``study.toml`` beside this module holds every default with a comment; a user file may
 override any subset of it. A key the defaults do not know is an error (a typo must not be
 silently ignored). ``[quick.*]`` tables are applied on top when ``--quick`` is given.
+
+One study seed: ``[study] seed`` (``shortcutlab study --seed N``) is what every stage's
+``seed = -1`` becomes, so a study is replicated on another seed with one flag; a stage
+table that sets its own seed keeps it.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from typing import Any
 from shortcutlab.errors import ShortcutlabError
 
 DEFAULT_CONFIG_NAME = "study.toml"
+STUDY_SEED = -1
+"""A stage's ``seed`` value meaning: the ``[study] seed``."""
 
 
 def default_config_text() -> str:
-    return resources.files("shortcutlab").joinpath(DEFAULT_CONFIG_NAME).read_text()
+    return resources.files("shortcutlab.study").joinpath(DEFAULT_CONFIG_NAME).read_text()
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -42,9 +48,14 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str) -> dic
     return merged
 
 
-def load_config(path: str | Path | None = None, quick: bool = False) -> dict[str, Any]:
+def load_config(path: str | Path | None = None, quick: bool = False,
+                seed: int | None = None,
+                runtime: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Defaults, then (with ``quick``) the ``[quick]`` overlay, then the user's file, then
-    (with ``quick``) the user's own ``[quick]`` tables: what the user writes wins."""
+    (with ``quick``) the user's own ``[quick]`` tables: what the user writes wins. Then
+    ``seed`` (``--seed``), when given, replaces ``[study] seed``, and every stage seed
+    left at -1 becomes the study seed; ``runtime`` values that are not None
+    (``--device``, ``--threads``) replace ``[study]``'s."""
     config = tomllib.loads(default_config_text())
     quick_overlay = config.pop("quick", {})
     if quick:
@@ -62,6 +73,27 @@ def load_config(path: str | Path | None = None, quick: bool = False) -> dict[str
         checked = _merge(config, user_quick, "quick")  # a typo errs even without --quick
         if quick:
             config = checked
+    if seed is not None:
+        config["study"]["seed"] = seed
+    config["study"].update({key: value for key, value in (runtime or {}).items()
+                            if value is not None})
+    return resolve_seeds(config)
+
+
+def resolve_seeds(config: dict[str, Any]) -> dict[str, Any]:
+    """Every stage table's ``seed = -1`` replaced by the ``[study] seed`` (checked)."""
+    study_seed = config["study"].get("seed")
+    if not isinstance(study_seed, int) or isinstance(study_seed, bool) or study_seed < 0:
+        raise ShortcutlabError(f"[study] seed must be a non-negative integer, got {study_seed!r}")
+    for name, table in config.items():
+        if name == "study" or not isinstance(table, dict) or "seed" not in table:
+            continue
+        value = table["seed"]
+        if not isinstance(value, int) or isinstance(value, bool) or value < STUDY_SEED:
+            raise ShortcutlabError(f"[{name}] seed must be a non-negative integer, or -1 for "
+                                   f"the [study] seed; got {value!r}")
+        if value == STUDY_SEED:
+            table["seed"] = study_seed
     return config
 
 

@@ -20,12 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from shortcutlab.report import build_report
+    from shortcutlab.study import build_report
 
     path = build_report(args.study_dir)
     print(path)
     if args.screenshot:
-        from shortcutlab.report.browser import inspect_page
+        from shortcutlab.study.report.browser import inspect_page
 
         check = inspect_page(path, screenshot=args.screenshot, height=args.height)
         print(f"{check.images} images, {check.broken_images} broken, "
