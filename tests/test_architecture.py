@@ -4,6 +4,8 @@
   ``cli.py``) never imports the study wing.
 - A task file of the study never imports another task file.
 - No library package holds a ``stage.py``: stages live in the study wing.
+- The packages form layers (:data:`LAYERS`): a module imports only its own layer and the
+  layers below, with the one lazy exception the docs name.
 """
 
 from __future__ import annotations
@@ -60,6 +62,58 @@ def violations(root: Path, task_modules: set[str]) -> list[str]:
             if bad:
                 problems.append(f"task file {name} imports task file(s) {', '.join(bad)}")
     return problems
+
+
+LAYERS = (
+    {"shortcutlab", "errors", "artifacts", "registry", "runtime", "progress", "figures",
+     "arguments"},
+    {"data"},
+    {"models", "hooks"},
+    {"train"},
+    {"probe", "explain", "attack"},
+    {"decompose", "intervene"},
+    {"sweep"},
+    {"study"},
+    {"cli", "__main__"},
+)
+# The trainer's algorithm registry imports the interventions on its first lookup, so that a
+# run can name "jtt" without importing shortcutlab.intervene first (an import at call time).
+LAZY_UPWARD = {("shortcutlab.train.algorithm", "intervene")}
+
+
+def layer_of(module: str) -> int:
+    parts = module.split(".")
+    part = parts[1] if len(parts) > 1 else "shortcutlab"
+    if part == "__version__":
+        part = "shortcutlab"
+    return next(index for index, names in enumerate(LAYERS) if part in names)
+
+
+def layer_violations(root: Path) -> list[str]:
+    problems = []
+    for path in sorted(root.rglob("*.py")):
+        name = module_name(path, root)
+        own = layer_of(name)
+        for imported in sorted(imported_modules(path, root)):
+            if imported.split(".")[0] != "shortcutlab":
+                continue
+            if layer_of(imported) > own and (name, imported.split(".")[1]) not in LAZY_UPWARD:
+                problems.append(f"{name} (layer {own}) imports {imported} "
+                                f"(layer {layer_of(imported)})")
+    return problems
+
+
+def test_the_packages_import_only_their_own_layer_and_those_below():
+    assert layer_violations(SOURCE) == []
+
+
+def test_the_layer_rule_catches_an_upward_import(tmp_path):
+    root = tmp_path / "src"
+    (root / "shortcutlab" / "data").mkdir(parents=True)
+    (root / "shortcutlab" / "data" / "bad.py").write_text("from shortcutlab.train import x\n")
+    assert layer_violations(root) == [
+        "shortcutlab.data.bad (layer 1) imports shortcutlab.train (layer 3)",
+        "shortcutlab.data.bad (layer 1) imports shortcutlab.train.x (layer 3)"]
 
 
 def task_modules() -> set[str]:
