@@ -1,22 +1,27 @@
 """Every style: shapes and ranges, the table lookup equal to the plain formula, what
---noise-mix and --alpha mean, and that the class color is recognizable in every image."""
+--noise-mix and --alpha mean, that the class color is recognizable in every image, and
+that a new module in the backgrounds package is a new style."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from shortcutlab.data import PALETTE, load_source
+from shortcutlab.data import PALETTE, load_meta, load_source, load_split
+from shortcutlab.data.backgrounds import BUILT_IN, module_names
+from shortcutlab.data.backgrounds.perlin import _PERLIN_OCTAVES, _PERLIN_X, _PERLIN_Y, perlin_noise
 from shortcutlab.data.build import render
 from shortcutlab.data.styles import (
-    _PERLIN_OCTAVES,
-    _PERLIN_X,
-    _PERLIN_Y,
     STROKE_BACKGROUND,
     STYLES,
     StyleParams,
     apply_byte_table,
-    perlin_noise,
     shade_direct,
     shade_table,
 )
@@ -165,3 +170,77 @@ def test_byte_table_equals_take():
     values = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
     table = np.random.default_rng(1).integers(0, 256, 256, dtype=np.uint8)
     np.testing.assert_array_equal(apply_byte_table(values, table), np.take(table, values))
+
+
+def test_the_built_in_styles_keep_their_order():
+    """The order of --help, ``data styles`` and error messages."""
+    order = ["noise", "smooth", "perlin", "stripes", "stroke", "solid"]
+    assert list(BUILT_IN) == order
+    assert module_names() == order
+    assert list(STYLES) == order
+
+
+# A style as a user adds one: one file in the backgrounds package. This one is dark in the
+# top half and bright in the bottom half, which shows in the images.
+HALVES = textwrap.dedent("""
+    import numpy as np
+
+    from shortcutlab.data.styles import SIZE, StyleParams, register_style, tinted_background
+
+
+    @register_style("halves", tinted_background, "dark top, bright bottom (a test style)")
+    def halves_pattern(n: int, rng: np.random.Generator, params: StyleParams) -> np.ndarray:
+        levels = np.zeros((n, SIZE, SIZE), dtype=np.uint8)
+        levels[:, SIZE // 2:] = 255
+        return levels
+""")
+
+BUILD_WITH_EXTRA_FOLDER = textwrap.dedent("""
+    import sys
+
+    from shortcutlab.data import backgrounds
+
+    backgrounds.__path__.append(sys.argv[1])  # as if its files were in the package
+
+    from shortcutlab.data import STYLES, BuildConfig, build_dataset, load_source
+
+    print(",".join(STYLES))
+    source = load_source("synthetic", limit=30)
+    for name, style in [("first", "halves"), ("again", "halves"), ("noise", "noise")]:
+        config = BuildConfig(source="synthetic", limit=30, style=style)
+        build_dataset(config, f"{sys.argv[2]}/{name}", source)
+""")
+
+
+def test_a_new_module_in_backgrounds_is_a_new_style(tmp_path):
+    """Dropping a file into the package is all it takes: the registry finds it on its
+    first lookup (in a fresh interpreter, as a user's would), after the built-in styles
+    and in name order; private modules are skipped; a dataset builds with it, the same
+    bytes twice, with the labels and colors of every other style."""
+    folder = tmp_path / "more_backgrounds"
+    folder.mkdir()
+    (folder / "halves.py").write_text(HALVES)
+    (folder / "checks.py").write_text(HALVES.replace('"halves"', '"checks"'))
+    (folder / "_helpers.py").write_text("raise ImportError('a private module is not a style')")
+    out = tmp_path / "dataset"
+    paths = [str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "SHORTCUTLAB_PROGRESS": "0",
+           "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
+    done = subprocess.run([sys.executable, "-c", BUILD_WITH_EXTRA_FOLDER, str(folder), str(out)],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [",".join([*BUILT_IN, "checks", "halves"])]
+
+    meta, again, noise = (load_meta(out / name) for name in ("first", "again", "noise"))
+    assert meta["config"]["style"] == "halves"
+    assert meta["files"] == again["files"]                    # deterministic
+    assert meta["counts"] == noise["counts"]                  # the same bias counts
+    split, reference = load_split(out / "first", "train"), load_split(out / "noise", "train")
+    np.testing.assert_array_equal(split.colors, reference.colors)
+    np.testing.assert_array_equal(split.labels, reference.labels)
+    palette = np.asarray(PALETTE, dtype=np.float64)[split.colors]
+    top = split.images[:, :3].reshape(len(split), -1, 3)        # no ink in the top rows
+    bottom = split.images[:, -3:].reshape(len(split), -1, 3)    # nor in the bottom ones
+    np.testing.assert_array_equal(top, np.broadcast_to(
+        np.rint(palette * 0.4)[:, None], top.shape))            # 1 - noise_mix
+    np.testing.assert_array_equal(bottom, np.broadcast_to(palette[:, None], bottom.shape))

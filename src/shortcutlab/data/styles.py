@@ -1,4 +1,11 @@
-"""Ways of putting a class color into an image: the dataset's *styles*.
+"""Ways of putting a class color into an image: the dataset's *styles*, their framework.
+
+This module defines what a style is (:class:`Style`, :class:`StyleParams`), the
+:data:`STYLES` registry and its :func:`register_style` decorator, the shades, the shade
+tables that rendering reads, and helpers for writing patterns (:func:`random_levels`,
+:func:`lattice_weights`, :func:`apply_byte_table`). The styles themselves live in
+:mod:`shortcutlab.data.backgrounds`, one module each; :data:`STYLES` imports every module
+of that package before its first lookup, so a new style is one new file there.
 
 A style is two small pure functions:
 
@@ -32,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shortcutlab.data.backgrounds import BUILT_IN, load_backgrounds
 from shortcutlab.registry import Registry
 
 SIZE = 28
@@ -56,7 +64,10 @@ class Style:
     forbidden_in_study: bool = False
 
 
-STYLES: Registry[Style] = Registry("style", order="registered")
+# The order of --help, ``data styles`` and error messages: the built-in styles, then any
+# other style in registration order (the backgrounds package imports the other modules in
+# name order).
+STYLES: Registry[Style] = Registry("style", loader=load_backgrounds, order=BUILT_IN)
 
 
 def register_style(name: str, shade: ShadeFn, summary: str,
@@ -119,7 +130,7 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 # that float32 holds every product and partial sum exactly (< 2**24): any BLAS, any order
 # of summation, same result. The rest is integer arithmetic; no per-pixel trigonometry.
 
-_WEIGHT_UNIT = 256  # interpolation weights are integers in units of 1/256
+WEIGHT_UNIT = 256  # lattice_weights' interpolation weights are integers in units of 1/256
 
 
 def random_levels(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -135,7 +146,7 @@ def _fade(t: np.ndarray) -> np.ndarray:
     return t * t * t * (t * (t * 6 - 15) + 10)
 
 
-def _lattice_weights(cells: int) -> tuple[np.ndarray, np.ndarray]:
+def lattice_weights(cells: int) -> tuple[np.ndarray, np.ndarray]:
     """For ``cells`` lattice cells across the image: the fade weight of each lattice line
     for each pixel, W (28, cells+1), and that weight times the pixel's offset from the
     line, D (28, cells+1); integers in units of 1/256. A 2-D lattice sum factors into
@@ -143,135 +154,14 @@ def _lattice_weights(cells: int) -> tuple[np.ndarray, np.ndarray]:
     t = (np.arange(SIZE) + 0.5) / SIZE * cells
     cell = np.floor(t).astype(int)
     f = t - cell
-    near = np.rint(_WEIGHT_UNIT * (1 - _fade(f)))
+    near = np.rint(WEIGHT_UNIT * (1 - _fade(f)))
     weights = np.zeros((SIZE, cells + 1))
     offsets = np.zeros((SIZE, cells + 1))
     rows = np.arange(SIZE)
-    weights[rows, cell], weights[rows, cell + 1] = near, _WEIGHT_UNIT - near  # rows sum to 1
+    weights[rows, cell], weights[rows, cell + 1] = near, WEIGHT_UNIT - near  # rows sum to 1
     offsets[rows, cell] = np.rint(near * f)
-    offsets[rows, cell + 1] = np.rint((_WEIGHT_UNIT - near) * (f - 1))
+    offsets[rows, cell + 1] = np.rint((WEIGHT_UNIT - near) * (f - 1))
     return weights, offsets
-
-
-_SMOOTH_KNOTS = 4
-_SMOOTH_WEIGHTS = _lattice_weights(_SMOOTH_KNOTS - 1)[0]
-# (knots^2, 784): each pixel a convex combination of the knots, the weights (integers up to
-# 256**2) scaled by 2**-16 so that the product is the level itself
-_SMOOTH_BASIS = (np.kron(_SMOOTH_WEIGHTS, _SMOOTH_WEIGHTS).T / _WEIGHT_UNIT**2).astype(
-    np.float32)
-
-_PERLIN_OCTAVES = ((4, 2), (8, 1))  # (cells across the image, relative amplitude)
-# Perlin's improved noise draws gradients from a small fixed set; these eight are exact.
-_PERLIN_GRADIENTS = np.array([(1, 1), (-1, 1), (1, -1), (-1, -1), (1, 0), (-1, 0), (0, 1),
-                              (0, -1)], dtype=np.float32)
-_PERLIN_TABLES = [np.ascontiguousarray(np.tile(_PERLIN_GRADIENTS[:, axis], 32))
-                  for axis in (0, 1)]  # random byte -> gradient component
-# levels per unit of noise, a power of two (exact): strong contrast, with about 10% of
-# pixels at the darkest or brightest level
-_PERLIN_SCALE = 2.0**-9
-_PERLIN_MID = 128.0
-
-
-def _perlin_factors() -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """The y-side and x-side factors of every octave and both gradient components, side
-    by side, so that noise = Y @ blockdiag(Gx1, Gy1, Gx2, Gy2) @ X.T (x-gradients pair
-    with W along y and D along x; y-gradients with D along y and W along x). Y carries the
-    output scale and a last column that adds the mid level."""
-    y_side, x_side, blocks = [], [], []
-    for cells, amplitude in _PERLIN_OCTAVES:
-        weights, offsets = _lattice_weights(cells)
-        y_side += [weights * _PERLIN_SCALE, offsets * _PERLIN_SCALE]
-        x_side += [amplitude * offsets, amplitude * weights]
-        blocks += [cells + 1, cells + 1]
-    y_side.append(np.ones((SIZE, 1)))
-    return (np.concatenate(y_side, axis=1).astype(np.float32),
-            np.concatenate(x_side, axis=1).astype(np.float32), blocks)
-
-
-_PERLIN_Y, _PERLIN_X, _PERLIN_BLOCKS = _perlin_factors()
-
-_STRIPE_PERIOD = (4.0, 8.0)  # pixels
-_STRIPE_SHARPNESS = 2.5      # > 1 flattens the triangle wave into crisp bands
-
-
-def _stripe_wave() -> np.ndarray:
-    phase = np.arange(256) / 256.0
-    triangle = 1.0 - np.abs(2.0 * phase - 1.0)
-    return np.rint(255 * np.clip(0.5 + _STRIPE_SHARPNESS * (triangle - 0.5), 0, 1)).astype(
-        np.uint8)
-
-
-_STRIPE_WAVE = _stripe_wave()  # phase (1/256 of a period) -> level
-
-
-@register_style("noise", tinted_background,
-                "high-frequency color-tinted noise behind a white digit (the default)")
-def noise_pattern(n: int, rng: np.random.Generator, params: StyleParams) -> np.ndarray:
-    """Independent uniform brightness per pixel."""
-    return random_levels(rng, (n, SIZE, SIZE))
-
-
-@register_style("smooth", tinted_background,
-                "low-frequency color fields: soft blobs of the class color")
-def smooth_pattern(n: int, rng: np.random.Generator, params: StyleParams) -> np.ndarray:
-    """A 4x4 grid of random levels, stretched to the full range, interpolated smoothly
-    (Perlin's fade) across the image."""
-    knots = random_levels(rng, (n, _SMOOTH_KNOTS * _SMOOTH_KNOTS)).astype(np.int32)
-    low = knots.min(axis=1, keepdims=True)
-    span = np.maximum(knots.max(axis=1, keepdims=True) - low, 1)
-    stretched = ((knots - low) * 255 // span).astype(np.float32)
-    # exact (8-bit knots times 16-bit weights) and within [0, 255]: truncation is the level
-    return (stretched @ _SMOOTH_BASIS).astype(np.uint8).reshape(n, SIZE, SIZE)
-
-
-def perlin_noise(gradient_index: list[np.ndarray]) -> np.ndarray:
-    """Fractal Perlin (gradient) noise as levels around 128, float32 (28, n, 28) laid out
-    (y, image, x), from one uint8 array (c+1, n, c+1) of random gradient choices per
-    octave (lattice row, image, lattice column).
-
-    Per octave the noise at pixel (y, x) is the sum over lattice corners of
-    ``w(y) w(x) (gx (x - cx) + gy (y - cy))``, which factors into
-    ``W @ Gx @ D.T + D @ Gy @ W.T``. Laying the random gradients out (row, image,
-    column) turns the per-image products into two big matrix products for the batch.
-    """
-    n = gradient_index[0].shape[1]
-    middle = np.empty((_PERLIN_Y.shape[1], n * SIZE), dtype=np.float32)
-    row = 0
-    for index in gradient_index:
-        size = index.shape[0]
-        for table in _PERLIN_TABLES:
-            gradients = np.take(table, index).reshape(-1, size)          # (size * n, size)
-            np.matmul(gradients, _PERLIN_X[:, row:row + size].T,
-                      out=middle[row:row + size].reshape(-1, SIZE))
-            row += size
-    middle[row] = _PERLIN_MID
-    return (_PERLIN_Y @ middle).reshape(SIZE, n, SIZE)
-
-
-@register_style("perlin", tinted_background,
-                "a Perlin-noise texture (two octaves) in the class color")
-def perlin_pattern(n: int, rng: np.random.Generator, params: StyleParams) -> np.ndarray:
-    index = [random_levels(rng, (cells + 1, n, cells + 1)) for cells, _ in _PERLIN_OCTAVES]
-    noise = perlin_noise(index)
-    np.clip(noise, 0.0, 255.0, out=noise)
-    return noise.astype(np.uint8).transpose(1, 0, 2).copy()
-
-
-@register_style("stripes", tinted_background,
-                "parallel stripes of the class color, random angle, period and phase")
-def stripes_pattern(n: int, rng: np.random.Generator, params: StyleParams) -> np.ndarray:
-    """Stripes as integer phase: each image's phase at (y, x) is the sum of a per-column
-    and a per-row term in 1/256 of a period, wrapping around in uint8."""
-    direction = _unit_vectors(n, rng)
-    period, shift = rng.random((2, n, 1))
-    cycles = 256.0 / (_STRIPE_PERIOD[0] + (_STRIPE_PERIOD[1] - _STRIPE_PERIOD[0]) * period)
-    coords = np.arange(SIZE) + 0.5
-    along_x = np.floor(cycles * direction[:, :1] * coords + 256.0 * shift)
-    along_y = np.floor(cycles * direction[:, 1:] * coords)
-    along_x = (along_x.astype(np.int64) & 255).astype(np.uint8)
-    along_y = (along_y.astype(np.int64) & 255).astype(np.uint8)
-    phase = along_y[:, :, None] + along_x[:, None, :]                # wraps modulo 256
-    return apply_byte_table(phase, _STRIPE_WAVE)
 
 
 def apply_byte_table(values: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -280,27 +170,3 @@ def apply_byte_table(values: np.ndarray, table: np.ndarray) -> np.ndarray:
     The result is read-only."""
     translated = np.ascontiguousarray(values).tobytes().translate(table.tobytes())
     return np.frombuffer(translated, dtype=np.uint8).reshape(values.shape)
-
-
-def _unit_vectors(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Directions uniform in angle, by rejection from the square (no trigonometry)."""
-    found = np.empty((0, 2))
-    while len(found) < n:
-        points = rng.random((2 * n, 2)) * 2.0 - 1.0
-        radius = np.sqrt((points**2).sum(axis=1))
-        keep = (radius <= 1.0) & (radius > 1e-3)
-        found = np.concatenate([found, points[keep] / radius[keep, None]])
-    return found[:n]
-
-
-@register_style("stroke", colored_stroke,
-                "the digit's stroke in the class color over a dark gray noise texture")
-def stroke_pattern(n: int, rng: np.random.Generator, params: StyleParams) -> np.ndarray:
-    return random_levels(rng, (n, SIZE, SIZE))
-
-
-@register_style("solid", tinted_background,
-                "a flat class-colored background (ReBias' Biased MNIST); the study forbids it",
-                forbidden_in_study=True)
-def solid_pattern(n: int, rng: np.random.Generator, params: StyleParams) -> np.ndarray:
-    return np.full((n, SIZE, SIZE), 255, dtype=np.uint8)
