@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            "`erm-control` a control)")
     mode.add_argument("--all", action="store_true",
                       help="train every method and its control for each seed and write "
-                           "table.md, table.csv, table.json and table.png into --out")
+                           "table.md, table.csv, table.json, table.png and "
+                           "convergence/METHOD.png into --out")
     parser.add_argument("--data", help="dataset directory (from `shortcutlab data build`)")
     parser.add_argument("--out", help="run directory (--method) or table directory (--all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of a single run (default 0)")
@@ -81,15 +82,24 @@ def _intervene(args: argparse.Namespace) -> int:
     trainer_options = {"device": args.device}
     if args.all:
         return _all(args, trainer_options)
+    import sys
+    import warnings
+
+    from shortcutlab.intervene.convergence import UndertrainedWarning, warning_text
     from shortcutlab.intervene.run import intervene_run
 
-    metrics = intervene_run(args.data, args.out, args.method, seed=args.seed,
-                            teacher_dir=args.teacher, overrides=parse_overrides(args.set),
-                            resume=args.resume, **trainer_options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndertrainedWarning)  # said below, in one line
+        metrics = intervene_run(args.data, args.out, args.method, seed=args.seed,
+                                teacher_dir=args.teacher, overrides=parse_overrides(args.set),
+                                resume=args.resume, **trainer_options)
     print(f"{args.method} (uses {', '.join(metrics['uses'])}): easy val "
           f"{metrics['easy_val']:.3f}, hard {metrics['hard']:.3f}, hard inverted "
           f"{metrics['hard_inverted']:.3f}, unbiased {metrics['unbiased']:.3f}")
-    print(f"run: {args.out}")
+    print(f"run: {args.out} (learning curves: {args.out}/convergence.png)")
+    if metrics.get("undertrained"):
+        print(f"shortcutlab: warning: {warning_text(args.method, metrics['convergence'])}",
+              file=sys.stderr)
     return 0
 
 

@@ -13,17 +13,23 @@ intervention shares are fixed here:
   :data:`EVALS_PER_EPOCH` times per epoch; the hard and unbiased splits choose nothing.
 
 Afterwards it adds to ``metrics.json`` what the results table needs beyond the
-trainer's keys: ``hparams``, ``hard_inverted`` and ``background_share``.
+trainer's keys: ``hparams``, ``hard_inverted`` and ``background_share``; and whether the
+run converged (:mod:`shortcutlab.intervene.convergence`): ``undertrained`` and
+``convergence`` (the reason, the suggested ``--set epochs=N``), with ``convergence.png``
+(its learning curves) in the run directory and an :class:`UndertrainedWarning` when the
+selected checkpoint is the last evaluation and easy-val accuracy was still rising.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 from shortcutlab.artifacts import read_json, write_json
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.intervene import convergence
 from shortcutlab.intervene.hparams import OPTIMIZER_KEYS, resolve_hparams
 from shortcutlab.intervene.registry import get_method
 
@@ -88,8 +94,25 @@ def intervene_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, metho
 
         metrics.update(extra_metrics(out_dir, data_dir,
                                      device=trainer_options.get("device", "auto")))
+    metrics.update(check_convergence(out_dir, metrics, label=method))
     write_json(Path(out_dir) / METRICS, metrics)
     return metrics
+
+
+def check_convergence(run_dir: str | os.PathLike, metrics: dict[str, Any],
+                      label: str) -> dict[str, Any]:
+    """Draw the run's ``convergence.png`` and return its metrics keys ``undertrained``
+    and ``convergence``; warn (:class:`~shortcutlab.intervene.convergence.UndertrainedWarning`)
+    when it looks undertrained."""
+    records = convergence.read_log(run_dir)
+    assessment = convergence.assess(records, metrics)
+    if records:
+        convergence.plot_run(run_dir, label, metrics)
+        assessment["figure"] = convergence.FIGURE
+    if assessment["undertrained"]:
+        warnings.warn(convergence.warning_text(f"{label} ({run_dir})", assessment),
+                      convergence.UndertrainedWarning, stacklevel=3)
+    return {"undertrained": assessment["undertrained"], "convergence": assessment}
 
 
 def finished(run_dir: str | os.PathLike) -> dict[str, Any] | None:

@@ -8,11 +8,14 @@ Layout of the output directory::
     OUT/table.md, table.csv         mean +- std over seeds, each method followed by its control
     OUT/table.json                  every run's metrics, and the pairing
     OUT/table.png                   hard-set accuracy of each method next to its control
+    OUT/convergence/<method>.png    learning curves of each method and its control, every seed
 
 A control is plain cross-entropy with exactly its method's optimizer keys
 (:data:`~shortcutlab.intervene.hparams.OPTIMIZER_KEYS`), named by the hash of those
 settings, so methods that train with the same settings share one control. Re-running
-skips finished runs and resumes interrupted ones.
+skips finished runs and resumes interrupted ones. Every finished run is checked for
+convergence (:func:`shortcutlab.intervene.convergence.assess`); the undertrained ones are
+logged, listed in ``table.json`` (``convergence.undertrained``) and under the table.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import io
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -31,7 +35,8 @@ from typing import Any
 from shortcutlab.artifacts import config_hash, write_bytes, write_json
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.figures import save_figure
-from shortcutlab.intervene.hparams import control_settings, resolve_hparams
+from shortcutlab.intervene import convergence
+from shortcutlab.intervene.hparams import EPOCHS, control_settings, resolve_hparams
 from shortcutlab.intervene.registry import USES, get_method, list_methods
 from shortcutlab.intervene.run import finished, intervene_run
 
@@ -113,6 +118,7 @@ def _run_in_worker(job: Job, data_dir: str, trainer_options: dict[str, Any]) -> 
 
     torch.set_num_threads(1)  # N one-thread workers beat one N-thread run for a small CNN
     os.environ.setdefault("SHORTCUTLAB_PROGRESS", "0")
+    warnings.simplefilter("ignore", convergence.UndertrainedWarning)  # run_all reports them
     return run_job(job, data_dir, trainer_options)
 
 
@@ -149,20 +155,84 @@ def run_all(data_dir: str | os.PathLike, out: str | os.PathLike, *, seeds: Seque
                    initial=len(jobs) - len(todo))
     data_dir = str(data_dir)
     try:
-        # Teachers first: the methods that distill them cannot start before.
-        for stage in (["teacher"], ["method", "control"]):
-            batch = [job for job in jobs if job.kind in stage]
-            for job, metrics in _execute(batch, data_dir, trainer_options, workers):
-                results[(job.kind, job.name, job.seed)] = metrics
-                if job in todo:
-                    bar.update(1)
-                    log(f"{job.kind} {job.name} seed {job.seed}: hard "
-                        f"{metrics.get('hard', float('nan')):.3f}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", convergence.UndertrainedWarning)  # reported below
+            # Teachers first: the methods that distill them cannot start before.
+            for stage in (["teacher"], ["method", "control"]):
+                batch = [job for job in jobs if job.kind in stage]
+                for job, metrics in _execute(batch, data_dir, trainer_options, workers):
+                    results[(job.kind, job.name, job.seed)] = metrics
+                    if job in todo:
+                        bar.update(1)
+                        log(f"{job.kind} {job.name} seed {job.seed}: hard "
+                            f"{metrics.get('hard', float('nan')):.3f}")
     finally:
         bar.close()
     table = summarize(results, methods, pairing, seeds)
+    table["convergence"] = check_convergence(out, jobs, results, methods, pairing, seeds)
+    for run in table["convergence"]["undertrained"]:
+        log(f"warning: {run['kind']} {run['name']} seed {run['seed']} looks undertrained: "
+            f"{run['reason']}; raise the budget: {run['advice']}")
+    for method, path in table["convergence"]["figures"].items():
+        log(f"convergence of {method}: {out / path}")
     write_table(out, table)
     return table
+
+
+def epochs_advice(job: Job, pairing: dict[str, str], epochs: int) -> str:
+    """The ``--set`` options that give ``job`` a budget of ``epochs``: a control follows
+    the epochs of its method(s)."""
+    if job.kind == "control":
+        names = [method for method, key in pairing.items() if key == job.name]
+    else:
+        names = [job.name]
+    return " ".join(f"--set {name}.epochs={epochs}" for name in names)
+
+
+def check_convergence(out: Path, jobs: Sequence[Job],
+                      results: dict[tuple[str, str, int], dict[str, Any]],
+                      methods: Sequence[str], pairing: dict[str, str],
+                      seeds: Sequence[int]) -> dict[str, Any]:
+    """Draw ``convergence/METHOD.png`` (each method and its control, every finished seed)
+    and list the finished runs that look undertrained."""
+    logs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    undertrained = []
+    for job in jobs:
+        key = (job.kind, job.name, job.seed)
+        if key not in results:
+            continue
+        logs[key] = convergence.read_log(job.run_dir)
+        verdict = convergence.assess(logs[key], results[key])
+        if verdict["undertrained"]:
+            epochs = verdict["suggested_epochs"] or convergence.suggested_epochs(EPOCHS)
+            undertrained.append({
+                "kind": job.kind, "name": job.name, "seed": job.seed,
+                "run": str(job.run_dir.relative_to(out)), "reason": verdict["reason"],
+                "suggested_epochs": epochs,
+                "advice": epochs_advice(job, pairing, epochs),
+            })
+    figures = {}
+    for method in methods:
+        series = []
+        for kind, name, label, color in (
+            ("method", method, method, "#1f77b4"),
+            ("control", pairing[method], f"erm-control {pairing[method]}", "#888888"),
+        ):
+            for index, seed in enumerate(seeds):
+                records = logs.get((kind, name, seed))
+                if records:
+                    series.append(convergence.Series(
+                        f"{label}, seed {seed}", records,
+                        results[(kind, name, seed)].get("selected_step"), color,
+                        convergence.LINESTYLES[index % len(convergence.LINESTYLES)]))
+        if series:
+            path = Path("convergence") / f"{method}.png"
+            convergence.plot_convergence(out / path, series,
+                                         f"{method} and its control, seeds "
+                                         f"{', '.join(str(s) for s in seeds)}")
+            figures[method] = path.as_posix()
+    return {"rule": convergence.assess([], {})["rule"], "figures": figures,
+            "undertrained": undertrained}
 
 
 def _execute(jobs: list[Job], data_dir: str, trainer_options: dict[str, Any], workers: int):
@@ -279,7 +349,25 @@ def render_markdown(table: dict[str, Any]) -> str:
         "",
         "Extra information: " + "; ".join(f"`{k}`: {v}" for k, v in USES.items()) + ".",
     ]
+    lines += convergence_lines(table.get("convergence"))
     return "\n".join(lines) + "\n"
+
+
+def convergence_lines(checked: dict[str, Any] | None) -> list[str]:
+    """The learning-curve figures and the undertrained runs, as lines under the table."""
+    if not checked:
+        return []
+    lines = []
+    if checked["figures"]:
+        lines += ["", "Learning curves (easy val and its color-conflicting images against "
+                      "steps, each method with its control): "
+                  + ", ".join(f"`{path}`" for path in checked["figures"].values()) + "."]
+    if checked["undertrained"]:
+        lines += ["", "Undertrained (the selected checkpoint is the last evaluation and easy "
+                      "val was still rising; keep one budget for every method):"]
+        lines += [f"- {run['kind']} `{run['name']}` seed {run['seed']}: {run['reason']}; "
+                  f"raise the budget: `{run['advice']}`" for run in checked["undertrained"]]
+    return lines
 
 
 def _pct(value: float | None) -> str:
