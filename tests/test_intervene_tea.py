@@ -59,7 +59,7 @@ def test_tea_loss_is_zero_when_student_and_teacher_are_the_same_network(tmp_path
                                                                          batch):
     torch.manual_seed(0)
     teacher = models.create("cnn3", width=4, hidden=16)
-    algorithm = tea_with(teacher, copy.deepcopy(teacher), tmp_path, tiny_data)
+    algorithm = tea_with(teacher, copy.deepcopy(teacher), tmp_path, tiny_data, init="default")
     stats = algorithm.update(batch, 0)
     assert stats["loss"] == 0.0
 
@@ -90,7 +90,7 @@ def test_tea_shares_and_freezes_the_last_layer_and_learns_the_heatmaps(tmp_path,
 def test_tea_explains_the_teachers_prediction_half_of_the_time(tmp_path, tiny_data):
     torch.manual_seed(0)
     teacher = models.create("cnn3", width=4, hidden=16)
-    algorithm = tea_with(teacher, copy.deepcopy(teacher), tmp_path, tiny_data)
+    algorithm = tea_with(teacher, copy.deepcopy(teacher), tmp_path, tiny_data, init="default")
     logits = torch.randn(4000, 10)
     targets = algorithm.explained_classes(logits)
     same = (targets == logits.argmax(1)).float().mean()
@@ -101,6 +101,79 @@ def test_tea_explains_the_teachers_prediction_half_of_the_time(tmp_path, tiny_da
     assert float(epsilons.min()) >= 0.01 and float(epsilons.max()) <= 0.1
     # Log-uniform: the median is the geometric mean of the ends.
     assert abs(float(epsilons.median()) - 0.0316) < 0.004
+
+
+def _step_with_two_teacher_passes(algorithm, images: torch.Tensor) -> torch.Tensor:
+    """TEA's step as it was before the teacher's single pass: a plain forward to choose
+    the explained classes, then a separate LRP pass, then the student's."""
+    from shortcutlab.explain import lrp
+    from shortcutlab.intervene.methods.tea import heat_loss
+
+    with torch.no_grad():
+        targets = algorithm.explained_classes(algorithm.teacher(images))
+    epsilon = algorithm.epsilons(images.shape[0])
+    teacher_map = lrp(algorithm.teacher, images, targets, rule="epsilon",
+                      epsilon=epsilon).detach()
+    student_map = lrp(algorithm.model, images, targets, rule="epsilon", epsilon=epsilon,
+                      create_graph=True)
+    teacher_map, student_map = teacher_map.sum(1), student_map.sum(1)
+    return heat_loss(student_map, teacher_map, int(algorithm.hparams["min_size"]))
+
+
+def test_tea_step_with_one_teacher_pass_gives_the_same_loss_and_gradients(tmp_path,
+                                                                          tiny_data, batch):
+    torch.manual_seed(0)
+    teacher = models.create("cnn3", width=4, hidden=16).double()
+    torch.manual_seed(1)
+    student = models.create("cnn3", width=4, hidden=16).double()
+    images = batch.images.double()
+    runs = []
+    for step in ("new", "old"):
+        algorithm = tea_with(teacher, copy.deepcopy(student), tmp_path / step, tiny_data)
+        algorithm.teacher.double()
+        if step == "new":
+            captured = {}
+            algorithm.step_optimizer = lambda loss, keep=captured: keep.update(loss=loss) or \
+                loss.backward()
+            algorithm.update(Batch(images, batch.labels, batch.colors, batch.masks,
+                                   batch.index), 0)
+            loss = captured["loss"]
+        else:
+            loss = _step_with_two_teacher_passes(algorithm, images)
+            loss.backward()
+        grads = [p.grad.clone() for p in algorithm.model.parameters() if p.requires_grad]
+        runs.append((loss.detach(), grads))
+    torch.testing.assert_close(runs[0][0], runs[1][0], rtol=0, atol=1e-12)
+    for new, old in zip(runs[0][1], runs[1][1], strict=True):
+        torch.testing.assert_close(new, old, rtol=0, atol=1e-12)
+
+
+def test_the_teachers_heatmap_builds_no_graph_and_reaches_no_teacher_weight(tmp_path,
+                                                                            tiny_data, batch):
+    torch.manual_seed(0)
+    teacher = models.create("cnn3", width=4, hidden=16)
+    algorithm = tea_with(teacher, models.create("cnn3", width=4, hidden=16), tmp_path,
+                         tiny_data)
+    choose = algorithm.class_chooser(BATCH, 10)
+    heatmap, targets = algorithm.teacher_heatmap(batch.images, choose,
+                                                 algorithm.epsilons(BATCH))
+    assert heatmap.grad_fn is None and not heatmap.requires_grad
+    assert targets.shape == (BATCH,)
+    algorithm.update(batch, 0)
+    assert all(p.grad is None for p in algorithm.teacher.parameters())
+
+
+def test_tea_starts_the_student_he_initialized(tmp_path, tiny_data):
+    torch.manual_seed(0)
+    teacher = models.create("cnn3", width=4, hidden=16)
+    student = models.create("cnn3", width=4, hidden=16)
+    default = copy.deepcopy(student.features.conv2.weight)
+    algorithm = tea_with(teacher, student, tmp_path, tiny_data)
+    weight = algorithm.model.features.conv2.weight
+    assert not torch.equal(weight, default)
+    fan_in = weight[0].numel()
+    assert abs(float(weight.detach().std()) - (2.0 / fan_in) ** 0.5) < 0.35 * (2.0 / fan_in) ** 0.5
+    assert float(algorithm.model.features.conv2.bias.abs().max()) == 0.0
 
 
 @pytest.mark.parametrize("attribution", ["lrp", "gradcam"])

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.models import get_layer, last_conv
 
-Target = int | Tensor | None
+Target = int | Tensor | Callable[[Tensor], Tensor] | None
 Layer = nn.Module | str | None
 
 
@@ -37,10 +37,14 @@ def check_input(x: Tensor) -> None:
 
 
 def resolve_target(target: Target, logits: Tensor) -> Tensor:
-    """Class indices (N,) from an int, a tensor of indices, or None (the predicted class)."""
+    """Class indices (N,) from an int, a tensor of indices, None (the predicted class), or
+    a function of the (detached) logits, so that a caller choosing the class from the
+    prediction needs no forward pass of its own."""
     batch, classes = logits.shape[0], logits.shape[-1]
     if target is None:
         return logits.detach().argmax(dim=-1)
+    if callable(target) and not isinstance(target, Tensor):
+        target = target(logits.detach())
     if isinstance(target, bool) or not isinstance(target, int | Tensor):
         raise ShortcutlabError(
             f"target must be an int, a tensor of class indices or None, got {type(target).__name__}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -95,6 +96,28 @@ def share_last_layer(teacher: nn.Module, student: nn.Module) -> None:
             mine.requires_grad_(False)
 
 
+def he_initialize(model: nn.Module, generator: torch.Generator | None = None) -> None:
+    """Re-draw every Conv2d and Linear weight with He's normal init (fan-in, ReLU gain) and
+    zero every bias.
+
+    Why TEA needs it: PyTorch's default init (uniform with a = sqrt(5)) shrinks each ReLU
+    layer's activations by about sqrt(3), so a BatchNorm-free network like cnn3 starts
+    with logits and LRP heatmaps hundreds of times weaker than a trained teacher's; the
+    heatmap loss and its gradient are then huge, clipping is always active and momentum
+    overshoots. He's init keeps the activations' scale through the layers, so the
+    student's first heatmaps are comparable to the teacher's.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            fan_in = module.weight[0].numel()
+            std = math.sqrt(2.0 / fan_in)
+            with torch.no_grad():
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator)
+                                    * std)
+                if module.bias is not None:
+                    module.bias.zero_()
+
+
 @register_method
 class TrainingWithExplanationsAlone(Intervention):
     """TEA: the student is trained only to reproduce a shape teacher's LRP heatmaps.
@@ -112,9 +135,11 @@ class TrainingWithExplanationsAlone(Intervention):
 
     name = "tea"
     uses = ("teacher",)
-    # Bassi et al., appendix F.3: SGD, lr 0.01, momentum 0.99, batch 128, clip 1.0.
+    # Bassi et al., appendix F.3 and the reference code: SGD, lr 0.01, momentum 0.99,
+    # batch 128, clip 1.0, a constant learning rate.
     hparam_space: ClassVar[dict[str, HParam]] = {
-        **optimizer_hparams("sgd", lr=0.01, momentum=0.99, grad_clip=1.0),
+        **optimizer_hparams("sgd", lr=0.01, momentum=0.99, grad_clip=1.0,
+                            schedule="constant"),
         "teacher": HParam("", "run directory of the shape teacher (--teacher)"),
         "explain_prediction": HParam(0.5, "probability of explaining the teacher's "
                                           "predicted class (else a random other class)",
@@ -128,6 +153,9 @@ class TrainingWithExplanationsAlone(Intervention):
                            choices=("keep", "sum")),
         "freeze_last": HParam(1, "copy the teacher's last layer and freeze it (1) or not (0)",
                               choices=(0, 1)),
+        "init": HParam("he", "student init: he (He normal, zero biases: heatmaps start at "
+                             "the teacher's scale) | default (PyTorch's)",
+                       choices=("he", "default")),
     }
 
     def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
@@ -139,6 +167,8 @@ class TrainingWithExplanationsAlone(Intervention):
         if self.teacher is None:
             self.teacher = load_teacher(self.hparams.get("teacher", ""))
         self.teacher.to(context.device).eval()
+        if self.hparams.get("init", "he") == "he":
+            he_initialize(self.model, torch.Generator().manual_seed(int(context.seed)))
         if int(self.hparams.get("freeze_last", 1)):
             share_last_layer(self.teacher, self.model)
 
@@ -151,11 +181,20 @@ class TrainingWithExplanationsAlone(Intervention):
     def explained_classes(self, teacher_logits: Tensor) -> Tensor:
         """The teacher's prediction with probability ``explain_prediction``, else a
         uniformly random other class; the same class is explained for both networks."""
-        predicted = teacher_logits.argmax(1)
-        batch, classes = teacher_logits.shape
-        other = (predicted + self.randint(1, classes, batch)) % classes
+        return self.class_chooser(*teacher_logits.shape)(teacher_logits)
+
+    def class_chooser(self, batch: int, classes: int) -> Callable[[Tensor], Tensor]:
+        """Draw this step's class choice now (the random stream does not depend on the
+        logits) and return it as a function of the teacher's logits, so that the teacher's
+        LRP pass picks its own explained class without a separate forward pass."""
+        offset = self.randint(1, classes, batch)
         keep = self.rand(batch) < float(self.hparams["explain_prediction"])
-        return torch.where(keep, predicted, other)
+
+        def choose(teacher_logits: Tensor) -> Tensor:
+            predicted = teacher_logits.argmax(1)
+            return torch.where(keep, predicted, (predicted + offset) % classes)
+
+        return choose
 
     def epsilons(self, batch: int) -> Tensor:
         """LRP epsilon per image, log-uniform in [epsilon_low, epsilon_high]."""
@@ -163,15 +202,23 @@ class TrainingWithExplanationsAlone(Intervention):
         high = math.log(float(self.hparams["epsilon_high"]))
         return torch.exp(low + (high - low) * self.rand(batch))
 
+    def teacher_heatmap(self, images: Tensor, choose: Callable[[Tensor], Tensor],
+                        epsilon: Tensor) -> tuple[Tensor, Tensor]:
+        """The teacher's LRP heatmap and the classes it explained, from one pass: no
+        gradient reaches the frozen teacher and no graph is kept (the map is a target)."""
+        from shortcutlab.explain import lrp
+
+        heatmap, logits = lrp(self.teacher, images, choose, rule="epsilon", epsilon=epsilon,
+                              return_output=True)
+        return heatmap, choose(logits)
+
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         from shortcutlab.explain import lrp
 
         images = batch.images
-        with torch.no_grad():
-            targets = self.explained_classes(self.teacher(images))
+        choose = self.class_chooser(images.shape[0], last_linear(self.teacher).out_features)
         epsilon = self.epsilons(images.shape[0])
-        teacher_map = lrp(self.teacher, images, targets, rule="epsilon",
-                          epsilon=epsilon).detach()
+        teacher_map, targets = self.teacher_heatmap(images, choose, epsilon)
         student_map = lrp(self.model, images, targets, rule="epsilon", epsilon=epsilon,
                           create_graph=True)
         if self.hparams["channels"] == "sum":
