@@ -12,3 +12,8 @@ class ShortcutlabError(Exception):
 
 class ChecksumError(ShortcutlabError):
     """A file does not match the checksum recorded for it (truncated, corrupt or edited)."""
+
+
+class TrainingDiverged(ShortcutlabError):
+    """A training run diverged (a non-finite loss or output, or easy-val accuracy below
+    chance) and was stopped before it wrote a model; the message says what to try."""

@@ -20,6 +20,34 @@ METRIC_NAMES = {
 }
 
 
+# An accuracy counts as below chance under (1 - CHANCE_MARGIN) times the chance floor of
+# the split (chance_floor): 1/classes, or less where the rarest class is rarer, since a
+# model that answers one class for every image scores that class's share (on the 133
+# images of a tiny validation split, as little as 6%). Under the margin a model is not
+# stuck but anti-correlated with the labels.
+CHANCE_MARGIN = 0.25
+
+
+def chance_level(num_classes: int) -> float:
+    """The accuracy of guessing uniformly among ``num_classes`` classes."""
+    return 1.0 / max(1, int(num_classes))
+
+
+def chance_floor(labels: Tensor, num_classes: int) -> float:
+    """The lower of 1/classes and the worst constant answer's accuracy (the smallest
+    class share of ``labels``; absent classes do not count)."""
+    counts = torch.bincount(labels.reshape(-1).cpu(), minlength=num_classes).float()
+    present = counts[counts > 0]
+    if not len(present):
+        return chance_level(num_classes)
+    return min(chance_level(num_classes), float(present.min() / counts.sum()))
+
+
+def below_chance(acc: float | None, floor: float, margin: float = CHANCE_MARGIN) -> bool:
+    """Whether ``acc`` is clearly worse than chance: under ``(1 - margin) * floor``."""
+    return acc is not None and acc < (1.0 - margin) * floor
+
+
 def _mean(mask: Tensor) -> float | None:
     """The share of True values; None for an empty selection (JSON has no NaN)."""
     return float(mask.float().mean()) if mask.numel() else None

@@ -11,10 +11,35 @@ Resuming is exact on CPU: the batch order is a pure function of (seed, epoch), t
 learning rate a pure function of the step, and the checkpoint holds the algorithm's full
 training state, the torch RNG and the selection state, so an interrupted run continued
 with ``resume=True`` ends with the same weights as an uninterrupted one.
+
+A run that diverges stops with :class:`~shortcutlab.errors.TrainingDiverged` instead of
+writing a model. The rule, checked as the run goes:
+
+- after every step: the ``loss`` the algorithm returns is not finite (NaN or inf);
+- at every evaluation: the easy-val loss is not finite (the model's outputs are NaN or
+  inf);
+- at every evaluation whose checkpoint may be selected (``Algorithm.selectable``): the
+  easy-val accuracy is below chance, under ``(1 - CHANCE_MARGIN)`` times the split's
+  chance floor, 1/classes or the share of its rarest class if lower (the score of a
+  constant answer; :func:`~shortcutlab.train.metrics.below_chance`): 7.5% for ten
+  balanced classes. It is judged once the run has trained a full epoch and at least
+  :data:`MIN_JUDGED_STEPS` steps, or earlier once an earlier such evaluation was clearly
+  above chance (at least :data:`CLEARLY_ABOVE_CHANCE` times 1/classes). Before that an
+  untrained model may score anything: on this data a fresh network reads color, and a
+  random color-to-class map without a fixed point scores near 0%.
+
+Steps are counted as in ``log.jsonl``: step N is the N-th update. The error names the
+method, the step, what went wrong and what to try (a lower ``--lr``, ``--set
+grad_clip=...``). The run directory keeps ``config.json`` and ``log.jsonl`` (the
+evaluations up to the one that failed) and loses any ``model.pt``, ``model.json`` and
+``metrics.json``, and its resumable checkpoint too: resuming is exact, so continuing
+from it would replay the same divergence, and a retry with other settings is another run,
+which ``--resume`` refuses (train again with ``--force``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -37,7 +62,7 @@ from shortcutlab.artifacts import (
     write_json,
 )
 from shortcutlab.data import load_meta
-from shortcutlab.errors import ShortcutlabError
+from shortcutlab.errors import ShortcutlabError, TrainingDiverged
 from shortcutlab.progress import progress
 from shortcutlab.runtime import resolve_device, seed_everything, set_threads
 from shortcutlab.train.algorithm import ERM, Algorithm, TrainContext, get_algorithm
@@ -49,7 +74,14 @@ from shortcutlab.train.config import (
     steps_per_epoch,
 )
 from shortcutlab.train.data import BatchOrder, TensorSplit, load_tensor_split, predict_logits
-from shortcutlab.train.metrics import METRIC_NAMES, split_scores
+from shortcutlab.train.metrics import (
+    CHANCE_MARGIN,
+    METRIC_NAMES,
+    below_chance,
+    chance_floor,
+    chance_level,
+    split_scores,
+)
 
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
@@ -60,6 +92,13 @@ RUN_FILES = (CONFIG_FILE, LOG_FILE, METRICS_FILE, models.registry.MODEL_FILE,
              models.registry.MODEL_META)
 
 EvalCallback = Callable[[dict[str, Any]], None]
+
+# The chance check of a run (see the module docstring) applies after a full epoch and at
+# least MIN_JUDGED_STEPS steps (an epoch of a small training split is a few steps, too
+# few for plain SGD to leave its first plateau), or earlier once a selectable evaluation
+# scored at least CLEARLY_ABOVE_CHANCE times 1/classes.
+MIN_JUDGED_STEPS = 100
+CLEARLY_ABOVE_CHANCE = 2.0
 
 
 def resolve_algorithm(algorithm: type[Algorithm] | str | None) -> type[Algorithm]:
@@ -272,6 +311,8 @@ class Trainer:
         val = load_tensor_split(self.data_dir, "val", device, config.channels_last)
         per_epoch = steps_per_epoch(len(train), config.batch_size)
         total = config.total_steps(len(train))
+        classes = max(int(train.labels.max()), int(val.labels.max())) + 1
+        floor = chance_floor(val.labels, classes)
 
         seed_everything(self.seed)
         model = models.create(config.model, **config.model_kwargs)
@@ -289,6 +330,7 @@ class Trainer:
 
         selector = _Selector(config.select)
         step, dense, elapsed = 0, False, 0.0
+        peak: float | None = None  # best easy_val of a selectable evaluation so far
         sums: dict[str, float] = {}
         count = 0
         if mode == "resume":
@@ -302,6 +344,7 @@ class Trainer:
             selector.load(state["selection"])
             step, dense, elapsed = state["step"], state["dense"], state["elapsed"]
             sums, count = dict(state["sums"]), state["count"]
+            peak = state.get("peak_val")
             self._truncate_log(step)
         else:
             (self.out_dir / LOG_FILE).unlink(missing_ok=True)
@@ -317,6 +360,10 @@ class Trainer:
                 index = order.indices(step)
                 batch = train.batch(index.to(device) if device.type != "cpu" else index)
                 scalars = algorithm.update(batch, step)
+                loss = scalars.get("loss")
+                if loss is not None and not math.isfinite(float(loss)):
+                    raise self._diverged(algorithm.name, step + 1, total,
+                                         f"its training loss is {float(loss)}")
                 for key, value in scalars.items():
                     sums[key] = sums.get(key, 0.0) + float(value)
                 count += 1
@@ -332,6 +379,8 @@ class Trainer:
                                                     elapsed + time.perf_counter() - loop_start)
                     sums, count = {}, 0
                     append_jsonl(self.out_dir / LOG_FILE, record)
+                    peak = self._check_evaluation(record, algorithm, step, total, per_epoch,
+                                                  classes, floor, peak)
                     if algorithm.selectable(step):
                         selector.observe(record, algorithm.model, scores)
                         dense = selector.near(record, config.eval_dense_margin)
@@ -341,13 +390,13 @@ class Trainer:
                     if checkpoint_due and not (stopped or step == total):
                         self._save_checkpoint(step, algorithm, generator, selector, dense,
                                               elapsed + time.perf_counter() - loop_start,
-                                              sums, count, device)
+                                              sums, count, device, peak)
                     if self.on_eval is not None:
                         self.on_eval(record)
                 elif checkpoint_due:
                     self._save_checkpoint(step, algorithm, generator, selector, dense,
                                           elapsed + time.perf_counter() - loop_start, sums,
-                                          count, device)
+                                          count, device, peak)
         finally:
             bar.close()
         train_seconds = elapsed + time.perf_counter() - loop_start
@@ -385,6 +434,46 @@ class Trainer:
         shutil.rmtree(self.out_dir / CHECKPOINT_DIR, ignore_errors=True)
         return metrics
 
+    def _check_evaluation(self, record: Mapping[str, Any], algorithm: Algorithm, step: int,
+                          total: int, per_epoch: int, classes: int, floor: float,
+                          peak: float | None) -> float | None:
+        """Raise :class:`TrainingDiverged` when the evaluation ``record`` shows a diverged
+        run (the rule of the module docstring); return the updated peak easy_val."""
+        val_loss = record.get("val_loss")
+        if val_loss is not None and not math.isfinite(val_loss):
+            raise self._diverged(algorithm.name, step, total,
+                                 f"its outputs on easy val are not finite (val loss "
+                                 f"{val_loss})")
+        if not algorithm.selectable(step):
+            return peak
+        acc, chance = record["easy_val"], chance_level(classes)
+        was_above = peak is not None and peak >= CLEARLY_ABOVE_CHANCE * chance
+        armed = was_above or step >= max(per_epoch, MIN_JUDGED_STEPS)
+        if armed and below_chance(acc, floor):
+            before = f", down from {peak:.3f} at best," if was_above else ""
+            raise self._diverged(
+                algorithm.name, step, total,
+                f"its easy-val accuracy is {acc:.3f}{before} below chance ({chance:.3f} for "
+                f"{classes} classes; a trained run is stopped under "
+                f"{(1 - CHANCE_MARGIN) * floor:.3f})")
+        return acc if peak is None else max(peak, acc)
+
+    def _diverged(self, method: str, step: int, total: int, what: str) -> TrainingDiverged:
+        """Remove what a finished run would hold (model, metrics, checkpoint) and return
+        the error that says what went wrong and what to try."""
+        for name in (METRICS_FILE, models.registry.MODEL_FILE, models.registry.MODEL_META):
+            (self.out_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(self.out_dir / CHECKPOINT_DIR, ignore_errors=True)
+        lr, clip = self.config.lr, self.config.grad_clip
+        clipping = f"--set grad_clip={clip / 2:g} (now {clip:g})" if clip else \
+            "--set grad_clip=1.0 (now off)"
+        return TrainingDiverged(
+            f"{method} diverged at step {step} of {total}: {what}. No model was written; "
+            f"{self.out_dir} keeps config.json and log.jsonl. Try a lower learning rate "
+            f"(now {lr:g}: --lr {lr / 10:g}, or --set lr={lr / 10:g} for an intervention) "
+            f"or gradient clipping ({clipping}), and train again with --force"
+        )
+
     def _evaluate(self, algorithm: Algorithm, train: TensorSplit, val: TensorSplit,
                   selector: _Selector, step: int, per_epoch: int, lr: float,
                   sums: Mapping[str, float], count: int, elapsed: float
@@ -421,7 +510,8 @@ class Trainer:
 
     def _save_checkpoint(self, step: int, algorithm: Algorithm, generator: torch.Generator,
                          selector: _Selector, dense: bool, elapsed: float,
-                         sums: Mapping[str, float], count: int, device: torch.device) -> None:
+                         sums: Mapping[str, float], count: int, device: torch.device,
+                         peak: float | None = None) -> None:
         state = {
             "step": step,
             "algorithm": algorithm.training_state(),
@@ -433,6 +523,7 @@ class Trainer:
             "elapsed": elapsed,
             "sums": dict(sums),
             "count": count,
+            "peak_val": peak,
         }
         save_torch(self.out_dir / CHECKPOINT_DIR / CHECKPOINT_FILE, state)
 
