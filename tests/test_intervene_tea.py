@@ -173,7 +173,7 @@ def test_tea_starts_the_student_he_initialized(tmp_path, tiny_data):
     assert not torch.equal(weight, default)
     fan_in = weight[0].numel()
     assert abs(float(weight.detach().std()) - (2.0 / fan_in) ** 0.5) < 0.35 * (2.0 / fan_in) ** 0.5
-    assert float(algorithm.model.features.conv2.bias.abs().max()) == 0.0
+    assert float(algorithm.model.features.conv2.bias.detach().abs().max()) == 0.0
 
 
 @pytest.mark.parametrize("attribution", ["lrp", "gradcam"])
