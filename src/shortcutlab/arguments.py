@@ -22,15 +22,24 @@ def device_name(text: str) -> str:
     return text
 
 
-def thread_count(text: str) -> int:
-    """argparse type of ``--threads``: a positive integer."""
+def _integer_at_least(text: str, low: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of threads")
+        value = low - 1
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
     return value
+
+
+def thread_count(text: str) -> int:
+    """argparse type of ``--threads``: a positive integer."""
+    return _integer_at_least(text, 1, "a positive number of threads")
+
+
+def seed_value(text: str) -> int:
+    """argparse type of a seed: a non-negative integer."""
+    return _integer_at_least(text, 0, "a non-negative integer seed")
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from shortcutlab.arguments import add_runtime_arguments
+from shortcutlab.arguments import add_runtime_arguments, seed_value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="re-run STAGE and everything downstream (repeatable)")
     parser.add_argument("--only", action="append", metavar="STAGE",
                         help="run only STAGE and what it needs (repeatable)")
-    parser.add_argument("--seed", type=_seed, metavar="N",
+    parser.add_argument("--seed", type=seed_value, metavar="N",
                         help="the study seed, which every stage's seed defaults to: replicate "
                              "the whole study on seed N (default: [study] seed, 0)")
     parser.add_argument("--print-config", action="store_true",
@@ -37,16 +37,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           default_help="[study] device, auto; a runtime setting: changing it "
                                        "re-runs nothing")
     parser.set_defaults(func=_study)
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer seed")
-    return value
 
 
 def _study(args: argparse.Namespace) -> int:
