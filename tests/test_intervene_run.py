@@ -107,3 +107,46 @@ def test_all_writes_the_table_and_skips_finished_runs(tiny_data, teacher_run, tm
     assert not (out / "methods" / "jtt" / "seed1").exists()
     assert [row["seeds"] for row in partial["rows"]] == [1, 1, 1, 1]
     assert json.dumps(partial["rows"]) == json.dumps(table["rows"])
+
+
+def test_a_diverged_run_is_listed_and_does_not_stop_the_table(tiny_data, tmp_path,
+                                                             monkeypatch):
+    from shortcutlab.errors import TrainingDiverged
+    from shortcutlab.intervene import table as table_module
+
+    real = table_module.intervene_run
+
+    def diverge_jtt(data_dir, run_dir, method, **kwargs):
+        if method == "jtt":
+            raise TrainingDiverged("jtt diverged at step 3 of 6: its loss is not finite")
+        return real(data_dir, run_dir, method, **kwargs)
+
+    monkeypatch.setattr(table_module, "intervene_run", diverge_jtt)
+    out = tmp_path / "table"
+    lines: list[str] = []
+    settings = {"jtt": {"epochs": 2}, "groupdro": {"epochs": 2}}
+    table = run_all(tiny_data, out, seeds=[0], methods=["jtt", "groupdro"],
+                    overrides=settings, log=lines.append, threads=1)
+    rows = {(row["kind"], row["name"]): row for row in table["rows"]}
+    assert rows[("method", "jtt")]["seeds"] == 0
+    assert rows[("method", "jtt")]["diverged_seeds"] == [0]
+    assert rows[("method", "groupdro")]["seeds"] == 1  # the rest of the table trained
+    assert table["targets"]["diverged"] == ["jtt"]
+    assert any("jtt seed 0 diverged" in line for line in lines)
+    markdown = (out / "table.md").read_text()
+    assert "0 (+1 diverged)" in markdown and "its loss is not finite" in markdown
+    assert (out / "methods" / "jtt" / "seed0" / "diverged.json").is_file()
+
+    # Training is deterministic: a second pass skips the diverged run instead of retrying.
+    monkeypatch.setattr(table_module, "intervene_run", real)
+    lines.clear()
+    again = run_all(tiny_data, out, seeds=[0], methods=["jtt", "groupdro"],
+                    overrides=settings, log=lines.append, threads=1)
+    assert lines[0].startswith("3 runs, 3 already finished")
+    assert again["targets"]["diverged"] == ["jtt"]
+    # Other settings are another run: the old divergence does not apply to it.
+    lines.clear()
+    retried = run_all(tiny_data, out, seeds=[0], methods=["jtt", "groupdro"],
+                      overrides={**settings, "jtt": {"epochs": 2, "upweight": 5}},
+                      log=lines.append, threads=1)
+    assert retried["targets"]["diverged"] == []

@@ -16,12 +16,19 @@ settings, so methods that train with the same settings share one control. Re-run
 skips finished runs and resumes interrupted ones. Every finished run is checked for
 convergence (:func:`shortcutlab.intervene.convergence.assess`); the undertrained ones are
 logged, listed in ``table.json`` (``convergence.undertrained``) and under the table.
+
+A run that diverges (:class:`~shortcutlab.errors.TrainingDiverged`) does not stop the
+table: its error is kept in ``RUN/diverged.json``, the other runs go on, and the table
+counts and lists it (column ``seeds``, ``table.json`` ``diverged``). Re-running skips it,
+since training is deterministic; delete ``diverged.json`` (or change the method's
+settings) to train it again.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import time
@@ -32,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shortcutlab.artifacts import config_hash, write_bytes, write_json
-from shortcutlab.errors import ShortcutlabError
+from shortcutlab.artifacts import config_hash, read_json, write_bytes, write_json
+from shortcutlab.errors import ShortcutlabError, TrainingDiverged
 from shortcutlab.figures import save_figure
 from shortcutlab.intervene import convergence
 from shortcutlab.intervene.hparams import EPOCHS, control_settings, resolve_hparams
@@ -50,6 +57,7 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("steps_trained", "steps", False),
     ("train_seconds", "train time (s)", False),
 )
+DIVERGED = "diverged.json"
 
 
 @dataclass(frozen=True)
@@ -109,9 +117,31 @@ def run_job(job: Job, data_dir: str, trainer_options: dict[str, Any]) -> dict[st
     The trainer refuses to resume or reuse a run directory trained with other settings,
     so changing a hyperparameter never silently mixes old runs into a new table.
     """
-    return intervene_run(data_dir, job.run_dir, job.method, seed=job.seed,
-                         teacher_dir=job.teacher_dir, overrides=job.overrides, resume=True,
-                         **trainer_options)
+    try:
+        return intervene_run(data_dir, job.run_dir, job.method, seed=job.seed,
+                             teacher_dir=job.teacher_dir, overrides=job.overrides,
+                             resume=True, **trainer_options)
+    except TrainingDiverged as error:
+        record = {"diverged": str(error), "kind": job.kind, "name": job.name,
+                  "seed": job.seed, "overrides": job.overrides}
+        write_json(job.run_dir / DIVERGED, record)
+        return record
+
+
+def diverged(job: Job) -> dict[str, Any] | None:
+    """The divergence record of ``job`` when it diverged with these settings, else None."""
+    path = job.run_dir / DIVERGED
+    if not path.is_file():
+        return None
+    record = read_json(path)
+    same = json.dumps(record.get("overrides"), sort_keys=True) == json.dumps(
+        json.loads(json.dumps(job.overrides)), sort_keys=True)
+    return record if same and record.get("seed") == job.seed else None
+
+
+def outcome(job: Job) -> dict[str, Any] | None:
+    """A finished run's metrics, a diverged run's record, or None (still to train)."""
+    return finished(job.run_dir) or diverged(job)
 
 
 def _run_in_worker(job: Job, data_dir: str, trainer_options: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +175,8 @@ def run_all(data_dir: str | os.PathLike, out: str | os.PathLike, *, seeds: Seque
     jobs, pairing = plan(out, methods, seeds, overrides,
                          Path(teacher_dir) if teacher_dir else None)
     results: dict[tuple[str, str, int], dict[str, Any]] = {}
-    todo = [job for job in jobs if finished(job.run_dir) is None]
+    failures: dict[tuple[str, str, int], dict[str, Any]] = {}
+    todo = [job for job in jobs if outcome(job) is None]
     log(f"{len(jobs)} runs, {len(jobs) - len(todo)} already finished")
     if not train:
         for job in todo:
@@ -162,14 +193,21 @@ def run_all(data_dir: str | os.PathLike, out: str | os.PathLike, *, seeds: Seque
             for stage in (["teacher"], ["method", "control"]):
                 batch = [job for job in jobs if job.kind in stage]
                 for job, metrics in _execute(batch, data_dir, trainer_options, workers):
-                    results[(job.kind, job.name, job.seed)] = metrics
+                    if "diverged" in metrics:
+                        failures[(job.kind, job.name, job.seed)] = metrics
+                        log(f"{job.kind} {job.name} seed {job.seed} diverged: "
+                            f"{metrics['diverged']} (kept in {job.run_dir / DIVERGED}; "
+                            "delete it to train this run again)")
+                    else:
+                        results[(job.kind, job.name, job.seed)] = metrics
                     if job in todo:
                         bar.update(1)
-                        log(f"{job.kind} {job.name} seed {job.seed}: hard "
-                            f"{metrics.get('hard', float('nan')):.3f}")
+                        if "diverged" not in metrics:
+                            log(f"{job.kind} {job.name} seed {job.seed}: hard "
+                                f"{metrics.get('hard', float('nan')):.3f}")
     finally:
         bar.close()
-    table = summarize(results, methods, pairing, seeds)
+    table = summarize(results, methods, pairing, seeds, failures)
     table["convergence"] = check_convergence(out, jobs, results, methods, pairing, seeds)
     for run in table["convergence"]["undertrained"]:
         log(f"warning: {run['kind']} {run['name']} seed {run['seed']} looks undertrained: "
@@ -239,7 +277,7 @@ def check_convergence(out: Path, jobs: Sequence[Job],
 def _execute(jobs: list[Job], data_dir: str, trainer_options: dict[str, Any], workers: int):
     pending = []
     for job in jobs:
-        done = finished(job.run_dir)
+        done = outcome(job)
         if done is not None:
             yield job, done
         else:
@@ -273,15 +311,21 @@ def _uses_text(uses: Sequence[str]) -> str:
 
 
 def summarize(results: dict[tuple[str, str, int], dict[str, Any]], methods: Sequence[str],
-              pairing: dict[str, str], seeds: Sequence[int]) -> dict[str, Any]:
-    """Rows (each method, then its control) with mean and std of every column."""
+              pairing: dict[str, str], seeds: Sequence[int],
+              failures: dict[tuple[str, str, int], dict[str, Any]] | None = None
+              ) -> dict[str, Any]:
+    """Rows (each method, then its control) with mean and std of every column; a row
+    also counts its diverged runs, which enter no mean."""
     rows = []
+    failures = failures or {}
 
     def row(kind: str, name: str, label: str, uses: Sequence[str], paired: str) -> dict:
         runs = [results[(kind, name, seed)] for seed in seeds if (kind, name, seed) in results]
         stats = {key: _mean_std([run.get(key) for run in runs]) for key, _, _ in COLUMNS}
+        lost = [seed for seed in seeds if (kind, name, seed) in failures]
         return {"kind": kind, "name": name, "label": label, "uses": list(uses),
-                "paired_with": paired, "seeds": len(runs), "stats": stats}
+                "paired_with": paired, "seeds": len(runs), "diverged_seeds": lost,
+                "stats": stats}
 
     for method in methods:
         rows.append(row("method", method, method, get_method(method).uses, pairing[method]))
@@ -295,7 +339,8 @@ def summarize(results: dict[tuple[str, str, int], dict[str, Any]], methods: Sequ
                           "tea")
     return {"seeds": list(seeds), "rows": rows, "teacher": teacher_row,
             "targets": targets(rows),
-            "runs": {f"{k}/{n}/seed{s}": m for (k, n, s), m in results.items()}}
+            "runs": {f"{k}/{n}/seed{s}": m for (k, n, s), m in results.items()},
+            "diverged": [failures[key] for key in sorted(failures)]}
 
 
 def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -317,6 +362,7 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "five_at_90": sum(v >= 0.90 for v in hard.values()) >= 5,
         "blind_at_95": bool(best_blind) and blind[best_blind] >= 0.95,
         "not_above_control": below,
+        "diverged": sorted({r["name"] for r in rows if r.get("diverged_seeds")}),
     }
 
 
@@ -335,7 +381,9 @@ def render_markdown(table: dict[str, Any]) -> str:
     rows = list(table["rows"]) + ([table["teacher"]] if table.get("teacher") else [])
     for r in rows:
         label = f"`{r['label']}`" if r["kind"] != "control" else f"↳ {r['label']}"
-        cells = [label, _uses_text(r["uses"]), str(r["seeds"])]
+        lost = r.get("diverged_seeds") or []
+        count = f"{r['seeds']} (+{len(lost)} diverged)" if lost else str(r["seeds"])
+        cells = [label, _uses_text(r["uses"]), count]
         cells += [_cell(r["stats"][key], pct) for key, _, pct in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     t = table["targets"]
@@ -354,11 +402,16 @@ def render_markdown(table: dict[str, Any]) -> str:
         f"{'yes' if t['blind_at_95'] else 'no'} ({t['best_blind']}, "
         f"{_pct(t['best_blind_hard'])}); every method above its own control: "
         f"{'yes' if not t['not_above_control'] else 'no, not ' + ', '.join(t['not_above_control'])}"
-        ".",
+        f"; no run diverged: "
+        f"{'yes' if not t.get('diverged') else 'no, ' + ', '.join(t['diverged'])}.",
         "",
         "Extra information: " + "; ".join(f"`{k}`: {v}" for k, v in USES.items()) + ".",
     ]
     lines += convergence_lines(table.get("convergence"))
+    if table.get("diverged"):
+        lines += ["", "Diverged (stopped before writing a model; in no mean):"]
+        lines += [f"- {run['kind']} `{run['name']}` seed {run['seed']}: {run['diverged']}"
+                  for run in table["diverged"]]
     return "\n".join(lines) + "\n"
 
 
