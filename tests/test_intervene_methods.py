@@ -179,3 +179,27 @@ def test_js_divergence_is_zero_only_for_equal_predictions():
     logits = torch.randn(5, 10)
     assert float(js_divergence(logits, logits)) == pytest.approx(0.0, abs=1e-6)
     assert float(js_divergence(logits, logits.flip(1))) > 0.01
+
+
+def test_region_shares_split_the_mass_between_background_rim_and_core():
+    from shortcutlab.intervene.methods.rrr import region_shares
+
+    masks = torch.zeros(1, 7, 7, dtype=torch.bool)
+    masks[0, 1:6, 1:6] = True  # a 5x5 digit: its 3x3 core and a 16-pixel rim
+    mass = torch.zeros(1, 7, 7)
+    mass[0, 0, 0] = 2.0   # background
+    mass[0, 1, 1] = 1.0   # rim
+    mass[0, 3, 3] = 1.0   # core
+    shares = region_shares(mass, masks, "grad")
+    assert shares == pytest.approx({"grad_background": 0.5, "grad_rim": 0.25,
+                                    "grad_core": 0.25})
+
+
+@pytest.mark.parametrize("method", ["rrr", "saliency-guide"])
+def test_mask_methods_log_where_their_evidence_sits(method, tiny_data, train_tensors, batch_of):
+    algorithm = build(method, tiny_data, train_tensors)
+    scalars = algorithm.update(batch_of(train_tensors, BATCH), 0)
+    prefix = "grad" if method == "rrr" else "relevance"
+    parts = [scalars[f"{prefix}_{region}"] for region in ("background", "rim", "core")]
+    assert all(0.0 <= part <= 1.0 for part in parts)
+    assert sum(parts) == pytest.approx(1.0, abs=1e-5)

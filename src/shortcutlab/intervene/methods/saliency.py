@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from shortcutlab.intervene.hparams import HParam, optimizer_hparams
-from shortcutlab.intervene.methods.rrr import erode
+from shortcutlab.intervene.methods.rrr import erode, region_shares
 from shortcutlab.intervene.registry import Intervention, register_method
 from shortcutlab.train.algorithm import Batch
 
@@ -95,5 +95,10 @@ class SaliencyGuide(Intervention):
         share = outside_share(heatmap, masks).mean()
         loss = ce + self.hparams["penalty"] * share
         self.step_optimizer(loss)
+        positive = heatmap.detach()
+        positive = (positive.sum(1) if positive.dim() == 4 else positive).clamp_min(0)
+        shares = {}
+        if positive.shape[-2:] == batch.masks.shape[-2:]:
+            shares = region_shares(positive, batch.masks, "relevance")
         return {"loss": float(loss.detach()), "ce": float(ce.detach()),
-                "outside_share": float(share.detach())}
+                "outside_share": float(share.detach()), **shares}
