@@ -87,16 +87,20 @@ def test_tea_shares_and_freezes_the_last_layer_and_learns_the_heatmaps(tmp_path,
         assert param.grad is None  # the teacher is never trained
 
 
-def test_tea_explains_the_teachers_prediction_half_of_the_time(tmp_path, tiny_data):
+def test_tea_explains_the_teachers_prediction_at_the_set_rate(tmp_path, tiny_data):
     torch.manual_seed(0)
     teacher = models.create("cnn3", width=4, hidden=16)
-    algorithm = tea_with(teacher, copy.deepcopy(teacher), tmp_path, tiny_data, init="default")
+    algorithm = tea_with(teacher, copy.deepcopy(teacher), tmp_path, tiny_data, init="default",
+                         explain_prediction=0.5)  # the reference's rate
     logits = torch.randn(4000, 10)
     targets = algorithm.explained_classes(logits)
     same = (targets == logits.argmax(1)).float().mean()
     assert 0.45 < float(same) < 0.55
     others = targets[targets != logits.argmax(1)]
     assert len(torch.unique(others)) == 10
+    # The default explains the teacher's own prediction every time.
+    always = tea_with(teacher, copy.deepcopy(teacher), tmp_path, tiny_data, init="default")
+    assert torch.equal(always.explained_classes(logits), logits.argmax(1))
     epsilons = algorithm.epsilons(4000)
     assert float(epsilons.min()) >= 0.01 and float(epsilons.max()) <= 0.1
     # Log-uniform: the median is the geometric mean of the ends.

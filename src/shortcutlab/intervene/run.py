@@ -7,8 +7,9 @@ intervention shares are fixed here:
 
 - the model is the lazy model's architecture, ``cnn3`` at its default width;
 - the training set is the dataset's own 95%-biased ``train`` split, unchanged;
-- the budget is the method's ``epochs`` (one number for every method and control,
-  :data:`~shortcutlab.intervene.hparams.EPOCHS`), over which its ``schedule`` runs;
+- the budget is the method's ``epochs`` (the common
+  :data:`~shortcutlab.intervene.hparams.EPOCHS` unless the method declares more; its
+  control trains as long), over which its ``schedule`` runs;
 - the checkpoint kept is the one with the best easy-validation accuracy, evaluated
   :data:`EVALS_PER_EPOCH` times per epoch; the hard and unbiased splits choose nothing.
 
