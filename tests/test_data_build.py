@@ -225,3 +225,87 @@ def test_dataset_with_a_dataloader(tiny_data):
     assert seen == len(dataset)
     aligned = (dataset.colors == dataset.labels).float().mean().item()
     assert 0.93 <= aligned <= 0.97
+
+
+# -- the options of published protocols (LfF's and ReBias' Colored MNIST) --------------------
+
+def test_even_spread_splits_the_conflicting_images_equally():
+    from shortcutlab.data.build import even_colors, even_shares
+
+    assert even_shares(17, 9).tolist() == [2, 2, 2, 2, 1, 2, 2, 2, 2]
+    assert even_shares(17, 9).sum() == 17
+    labels = np.repeat(np.arange(10), [600, 587, 5923, 10, 0, 99, 200, 41, 1200, 80])
+    colors = even_colors(labels, 0.98, np.random.default_rng(0))
+    for c in range(10):
+        members = colors[labels == c]
+        counts = np.bincount(members, minlength=10)
+        assert counts[c] == round(0.98 * members.size)
+        others = np.delete(counts, c)
+        assert others.max() - others.min() <= 1
+    uniform = even_colors(labels, None, np.random.default_rng(0))
+    for c in range(10):
+        counts = np.bincount(uniform[labels == c], minlength=10)
+        assert counts.max() - counts.min() <= 1
+    # which image gets which color is the seed's choice
+    again = even_colors(labels, 0.98, np.random.default_rng(1))
+    assert not np.array_equal(colors, again)
+    assert np.array_equal(np.sort(colors), np.sort(again))
+
+
+def test_lff_protocol_colors_the_stroke_on_black_with_per_image_noise(source):
+    from shortcutlab.data.palette import LFF_COLORS
+
+    config = BuildConfig(source="synthetic", style="lff", palette="lff", bias=0.9,
+                         color_noise=0.02, spread="even", validation=50, limit=LIMIT)
+    arrays = build_arrays(source, config)
+    train = arrays["train"]
+    gray = source["train_images"][: len(train["labels"])]
+    assert len(arrays["val"]["labels"]) == 50
+    images = train["images"].astype(np.float64) / 255
+    assert np.all(train["images"][gray == 0] == 0)  # a black background
+    full = gray == 255
+    palette = np.asarray(LFF_COLORS) / 255
+    offsets = []
+    for image, ink, color in zip(images, full, train["colors"], strict=True):
+        if ink.any():
+            offsets.append(image[ink].mean(0) - palette[color])
+    offsets = np.asarray(offsets)
+    # each image's stroke is its class's mean color moved by its own small offset
+    assert 0.01 < offsets.std() < 0.03 and abs(offsets.mean()) < 0.005
+    unbiased = arrays["test_unbiased"]
+    for c in range(10):
+        counts = np.bincount(unbiased["colors"][unbiased["labels"] == c], minlength=10)
+        assert counts.max() - counts.min() <= 1  # every (digit, color) cell equally full
+
+
+def test_rebias_protocol_paints_a_flat_background_and_a_binarized_white_digit(source):
+    from shortcutlab.data.palette import PALETTE
+
+    config = BuildConfig(source="synthetic", style="rebias", bias=0.99, limit=LIMIT)
+    train = build_arrays(source, config)["train"]
+    gray = source["train_images"][: len(train["labels"])]
+    assert np.all(train["images"][gray > 0] == 255)  # any ink: pure white
+    background = train["images"][gray == 0]
+    expected = np.asarray(PALETTE)[np.broadcast_to(train["colors"][:, None, None],
+                                                   gray.shape)[gray == 0]]
+    np.testing.assert_array_equal(background, expected)
+
+
+def test_protocol_options_at_their_defaults_keep_the_dataset_id(tmp_path, source):
+    plain = BuildConfig(source="synthetic", limit=LIMIT)
+    assert "palette" not in plain.to_dict() and "validation" not in plain.to_dict()
+    spelled = BuildConfig(source="synthetic", limit=LIMIT, palette="rebias", color_noise=0.0,
+                          spread="uniform", validation=10000)
+    a = build_dataset(plain, tmp_path / "a", source)
+    b = build_dataset(spelled, tmp_path / "b", source)
+    assert a["dataset_id"] == b["dataset_id"]
+    c = build_dataset(BuildConfig(source="synthetic", limit=LIMIT, spread="even"),
+                      tmp_path / "c", source)
+    assert c["dataset_id"] != a["dataset_id"] and c["config"]["spread"] == "even"
+
+
+@pytest.mark.parametrize("field, value", [("palette", "sunset"), ("color_noise", -0.1),
+                                          ("spread", "lumpy"), ("validation", 0)])
+def test_bad_protocol_options_are_refused(field, value):
+    with pytest.raises(ShortcutlabError, match=field):
+        BuildConfig(**{field: value}).validate()

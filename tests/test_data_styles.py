@@ -47,7 +47,7 @@ def test_patterns_are_uint8_textures(style):
     assert levels.dtype == np.uint8 and levels.shape == (7, 28, 28)
     again = STYLES[style].pattern(7, np.random.default_rng(1), StyleParams())
     np.testing.assert_array_equal(levels, again)
-    if style != "solid":
+    if not STYLES[style].forbidden_in_study:  # the flat ones reproduce published data
         assert levels.std() > 20  # a texture, not a flat fill
         assert levels.min() < 60 and levels.max() > 195
         other = STYLES[style].pattern(7, np.random.default_rng(2), StyleParams())
@@ -75,7 +75,8 @@ def test_the_class_color_is_recognizable(digits, style):
     colors = np.arange(N) % 10
     images = _render(digits, style, colors).astype(np.float64)
     palette = np.asarray(PALETTE, dtype=np.float64)
-    where = gray > 200 if style == "stroke" else gray == 0  # stroke vs background pixels
+    # stroke vs background pixels
+    where = gray > 200 if style in ("stroke", "lff") else gray == 0
     for image, region, color in zip(images, where, colors, strict=True):
         mean = image[region].mean(axis=0)
         # compare hue, not brightness: textures darken the color on purpose
@@ -174,7 +175,7 @@ def test_byte_table_equals_take():
 
 def test_the_built_in_styles_keep_their_order():
     """The order of --help, ``data styles`` and error messages."""
-    order = ["noise", "smooth", "perlin", "stripes", "stroke", "solid"]
+    order = ["noise", "smooth", "perlin", "stripes", "stroke", "solid", "lff", "rebias"]
     assert list(BUILT_IN) == order
     assert module_names() == order
     assert list(STYLES) == order

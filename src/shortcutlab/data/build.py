@@ -2,8 +2,14 @@
 
 Bias semantics are exact: in every biased split each class ``c`` has exactly
 ``round(bias * n_c)`` images in color ``c`` and the rest in a color drawn uniformly from
-the other nine; which images are which is shuffled by the seed. The hard split never
-shows a digit in its own color. The same config and seed give byte-identical files.
+the other nine (``spread="even"``: split as evenly as counts allow, as LfF's Colored MNIST
+does); which images are which is shuffled by the seed. The hard split never shows a digit
+in its own color. The same config and seed give byte-identical files.
+
+Published protocols (``shortcutlab.protocols``) use the options that the study does not:
+another ``palette`` (LfF's mean colors), a per-image ``color_noise`` on the class color
+(LfF's severity), the ``even`` spread and a smaller ``validation`` hold-out. They are left
+out of a config's identity at their defaults, so the study's dataset ids do not change.
 
 Rendering is one table lookup per pixel: the style's shade is tabulated for every
 (color, texture level, digit ink) triple (:func:`shortcutlab.data.styles.shade_table`),
@@ -28,8 +34,8 @@ from threadpoolctl import threadpool_limits
 
 from shortcutlab.artifacts import NpzWriter, config_hash, read_json, write_json
 from shortcutlab.data.dataset import SPLITS
-from shortcutlab.data.palette import COLOR_NAMES, NUM_COLORS, PALETTE
-from shortcutlab.data.styles import STYLES, StyleParams, shade_table
+from shortcutlab.data.palette import COLOR_NAMES, NUM_COLORS, PALETTE, PALETTES
+from shortcutlab.data.styles import STYLES, StyleParams, shade_direct, shade_table
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.progress import progress
 
@@ -37,6 +43,7 @@ FORMAT_VERSION = 2  # 2: table-lookup rendering, 1024-image chunks
 VALIDATION_SIZE = 10000
 MASK_THRESHOLD = 64  # a pixel is "digit" when the source's gray level is at least this
 HARD_MODES = ("random", "inverted")
+SPREADS = ("uniform", "even")
 _CHUNK = 1024  # images rendered per step; fixed so the random stream does not depend on memory
 _LEVELS = 256
 
@@ -51,6 +58,10 @@ class BuildConfig:
     alpha: float = 1.0
     seed: int = 0
     limit: int | None = None
+    palette: str = "rebias"
+    color_noise: float = 0.0   # std of a per-image, per-channel offset of the class color
+    spread: str = "uniform"    # how conflicting images share the other nine colors
+    validation: int = VALIDATION_SIZE  # training digits held out as the val split
 
     def validate(self) -> None:
         if not 0.0 <= self.bias <= 1.0:
@@ -65,9 +76,31 @@ class BuildConfig:
             raise ShortcutlabError(f"--alpha must be in [0, 1], got {self.alpha}")
         if self.limit is not None and self.limit < 1:
             raise ShortcutlabError(f"--limit must be positive, got {self.limit}")
+        if self.palette not in PALETTES:
+            raise ShortcutlabError(f"unknown palette {self.palette!r}; choose from "
+                                   f"{', '.join(PALETTES)}")
+        if not 0.0 <= self.color_noise <= 0.5:
+            raise ShortcutlabError(f"color_noise must be in [0, 0.5], got {self.color_noise}")
+        if self.spread not in SPREADS:
+            raise ShortcutlabError(f"unknown spread {self.spread!r}; choose from "
+                                   f"{', '.join(SPREADS)}")
+        if isinstance(self.validation, bool) or not isinstance(self.validation, int) \
+                or self.validation < 1:
+            raise ShortcutlabError(f"validation must be a positive number of images, got "
+                                   f"{self.validation!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The config as stored in meta.json; the protocol options only when they differ
+        from their defaults, so that the study's dataset ids stay what they were."""
+        values = asdict(self)
+        for name, default in PROTOCOL_DEFAULTS.items():
+            if values[name] == default:
+                del values[name]
+        return values
+
+
+PROTOCOL_DEFAULTS: dict[str, Any] = {"palette": "rebias", "color_noise": 0.0,
+                                     "spread": "uniform", "validation": VALIDATION_SIZE}
 
 
 def _rng(seed: int, *stream: int) -> np.random.Generator:
@@ -90,6 +123,34 @@ def biased_colors(labels: np.ndarray, bias: float, rng: np.random.Generator) -> 
     return colors
 
 
+def even_shares(total: int, parts: int) -> np.ndarray:
+    """``total`` split into ``parts`` counts as evenly as possible, by rounding the
+    cumulative shares (LfF's ``make_attr_labels``): the counts differ by at most one."""
+    milestones = np.rint(total * np.arange(1, parts + 1) / parts).astype(np.int64)
+    return np.diff(milestones, prepend=0)
+
+
+def even_colors(labels: np.ndarray, own_share: float | None, rng: np.random.Generator
+                ) -> np.ndarray:
+    """Per class, ``round(own_share * n_c)`` images in the class color and the rest split
+    evenly over the other nine (``own_share=None``: every color, own included, evenly);
+    which image gets which color is shuffled by ``rng``."""
+    colors = np.empty(labels.shape[0], dtype=np.int64)
+    for label in range(NUM_COLORS):
+        index = rng.permutation(np.flatnonzero(labels == label))
+        if own_share is None:
+            palette_order = np.arange(NUM_COLORS)
+            counts = even_shares(index.size, NUM_COLORS)
+        else:
+            aligned = round(own_share * index.size)
+            palette_order = np.array([label, *((label + k) % NUM_COLORS
+                                               for k in range(1, NUM_COLORS))])
+            counts = np.concatenate([[aligned],
+                                     even_shares(index.size - aligned, NUM_COLORS - 1)])
+        colors[index] = np.repeat(palette_order, counts)
+    return colors
+
+
 def hard_colors(labels: np.ndarray, mode: str, rng: np.random.Generator) -> np.ndarray:
     """No image carries its own class color: uniform over the other nine, or digit d -> d+1."""
     if mode == "inverted":
@@ -102,11 +163,13 @@ def unbiased_colors(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def render(gray: np.ndarray, colors: np.ndarray, style: str, params: StyleParams,
-           rng: np.random.Generator, desc: str = "render") -> np.ndarray:
+           rng: np.random.Generator, desc: str = "render", palette: tuple = PALETTE,
+           color_noise: float = 0.0) -> np.ndarray:
     """Color uint8 digits (N, 28, 28) -> uint8 images (N, 28, 28, 3)."""
     out = np.empty((*gray.shape, 3), dtype=np.uint8)
     bar = progress(total=len(gray), desc=desc, unit="img", delay=1.0)  # only if it lasts
-    for start, stop, images in render_chunks(gray, colors, style, params, rng):
+    for start, stop, images in render_chunks(gray, colors, style, params, rng, palette,
+                                             color_noise):
         out[start:stop] = images
         bar.update(stop - start)
     bar.close()
@@ -114,31 +177,47 @@ def render(gray: np.ndarray, colors: np.ndarray, style: str, params: StyleParams
 
 
 def render_chunks(gray: np.ndarray, colors: np.ndarray, style: str, params: StyleParams,
-                  rng: np.random.Generator) -> Iterator[tuple[int, int, np.ndarray]]:
+                  rng: np.random.Generator, palette: tuple = PALETTE,
+                  color_noise: float = 0.0) -> Iterator[tuple[int, int, np.ndarray]]:
     """Render in fixed-size chunks, each with its own generator seeded from ``rng``:
-    yields ``(start, stop, images)``."""
+    yields ``(start, stop, images)``.
+
+    With ``color_noise`` every image's class color is first moved by a normal offset per
+    channel (std ``color_noise``, clipped to [0, 1]), as LfF's severity does; colors are
+    then no longer ten, so those chunks are shaded by the style's formula instead of the
+    table lookup.
+    """
     pattern = STYLES.get(style).pattern
     colors = np.asarray(colors)
     if len(colors) != len(gray):
         raise ValueError(f"{len(colors)} colors for {len(gray)} digits")
     if len(colors) and (colors.min() < 0 or colors.max() >= NUM_COLORS):
         raise ValueError(f"colors must be palette indices 0-{NUM_COLORS - 1}")
-    table = pixel_table(style, params)
+    table = pixel_table(style, params, tuple(palette)) if not color_noise else None
+    base = np.asarray(palette, dtype=np.float64) / 255.0
     chunk_seeds = rng.integers(0, 2**63 - 1, size=(len(gray) + _CHUNK - 1) // _CHUNK)
     # The patterns' matrix products are small: BLAS threads cost more than they save, and
     # on a busy machine they can spin for far longer than the product takes.
     with threadpool_limits(1, user_api="blas"):
         for chunk, start in enumerate(range(0, len(gray), _CHUNK)):
             stop = min(start + _CHUNK, len(gray))
-            levels = pattern(stop - start, np.random.default_rng(int(chunk_seeds[chunk])), params)
-            yield start, stop, shade_lookup(table, colors[start:stop], levels, gray[start:stop])
+            chunk_rng = np.random.default_rng(int(chunk_seeds[chunk]))
+            levels = pattern(stop - start, chunk_rng, params)
+            if table is not None:
+                yield start, stop, shade_lookup(table, colors[start:stop], levels,
+                                                gray[start:stop])
+                continue
+            offsets = chunk_rng.standard_normal((stop - start, 3)) * color_noise
+            rgb = np.clip(base[colors[start:stop]] + offsets, 0.0, 1.0)
+            yield start, stop, shade_direct(STYLES.get(style), rgb, levels,
+                                            gray[start:stop], params)
 
 
 @functools.lru_cache(maxsize=16)
-def pixel_table(style: str, params: StyleParams) -> np.ndarray:
+def pixel_table(style: str, params: StyleParams, palette: tuple = PALETTE) -> np.ndarray:
     """The style's shade table as 4-byte entries (R, G, B, 0), one per
     (color, level, ink): numpy gathers 4-byte items several times faster than 3-byte ones."""
-    rgb = shade_table(style, params, PALETTE)
+    rgb = shade_table(style, params, palette)
     rgbx = np.zeros((len(rgb), 4), dtype=np.uint8)
     rgbx[:, :3] = rgb
     table = rgbx.view("V4").reshape(-1)
@@ -189,10 +268,11 @@ def _pack_by_overlap_works() -> bool:
 _PACK_BY_OVERLAP = _pack_by_overlap_works()
 
 
-def _split_sources(source: dict[str, np.ndarray], limit: int | None) -> dict[str, tuple]:
+def _split_sources(source: dict[str, np.ndarray], limit: int | None,
+                   validation: int = VALIDATION_SIZE) -> dict[str, tuple]:
     train_x, train_y = source["train_images"], source["train_labels"]
     test_x, test_y = source["test_images"], source["test_labels"]
-    val_size = min(VALIDATION_SIZE, len(train_x) // 6)
+    val_size = max(1, min(validation, len(train_x) // 6))
     cut = len(train_x) - val_size
     parts = {
         "train": (train_x[:cut], train_y[:cut]),
@@ -207,6 +287,11 @@ def _split_sources(source: dict[str, np.ndarray], limit: int | None) -> dict[str
 
 def _colors_for(split: str, labels: np.ndarray, config: BuildConfig,
                 rng: np.random.Generator) -> np.ndarray:
+    if config.spread == "even":
+        if split == "test_hard":
+            return hard_colors(labels, "inverted", rng) if config.hard == "inverted" else \
+                even_colors(labels, 0.0, rng)
+        return even_colors(labels, None if split == "test_unbiased" else config.bias, rng)
     if split == "test_hard":
         return hard_colors(labels, config.hard, rng)
     if split == "test_unbiased":
@@ -234,7 +319,8 @@ def plan_splits(source: dict[str, np.ndarray], config: BuildConfig) -> list[Spli
     split's draws never depend on another's size."""
     config.validate()
     plans = []
-    for index, (split, (gray, labels)) in enumerate(_split_sources(source, config.limit).items()):
+    parts = _split_sources(source, config.limit, config.validation)
+    for index, (split, (gray, labels)) in enumerate(parts.items()):
         labels = labels.astype(np.int64)
         colors = _colors_for(split, labels, config, _rng(config.seed, index, 0)).astype(np.int64)
         plans.append(SplitPlan(split, gray, labels, colors, _rng(config.seed, index, 1)))
@@ -248,10 +334,11 @@ def style_params(config: BuildConfig) -> StyleParams:
 def build_arrays(source: dict[str, np.ndarray], config: BuildConfig) -> dict[str, dict]:
     """Build every split in memory: ``{split: {images, labels, colors, masks}}``."""
     params = style_params(config)
+    palette = PALETTES[config.palette]
     return {
         plan.name: {
             "images": render(plan.gray, plan.colors, config.style, params, plan.render_rng,
-                             plan.name),
+                             plan.name, palette, config.color_noise),
             "labels": plan.labels,
             "colors": plan.colors,
             "masks": plan.masks,
@@ -261,14 +348,15 @@ def build_arrays(source: dict[str, np.ndarray], config: BuildConfig) -> dict[str
 
 
 def write_split(path: Path, plan: SplitPlan, style: str, params: StyleParams,
-                on_chunk: Any = None) -> str:
+                on_chunk: Any = None, palette: tuple = PALETTE, color_noise: float = 0.0
+                ) -> str:
     """Render ``plan`` straight into ``path`` (arrays in name order); return its sha256."""
     n = len(plan.labels)
     with NpzWriter(path, background=True) as npz:
         npz.add("colors", plan.colors)
         with npz.stream("images", np.uint8, (n, *plan.gray.shape[1:], 3)) as images:
             for start, stop, block in render_chunks(plan.gray, plan.colors, style, params,
-                                                    plan.render_rng):
+                                                    plan.render_rng, palette, color_noise):
                 images.write(block)
                 if on_chunk is not None:
                     on_chunk(stop - start)
@@ -329,7 +417,7 @@ def build_dataset(config: BuildConfig, out_dir: str | os.PathLike,
     for plan in plans:
         bar.set_postfix_str(plan.name)
         digest = write_split(out_dir / f"{plan.name}.npz", plan, config.style, params,
-                             bar.update)
+                             bar.update, PALETTES[config.palette], config.color_noise)
         files[f"{plan.name}.npz"] = {"sha256": digest}
         counts[plan.name] = counts_table(plan.labels, plan.colors)
         sizes[plan.name] = len(plan.labels)
@@ -337,7 +425,7 @@ def build_dataset(config: BuildConfig, out_dir: str | os.PathLike,
     meta = {
         **identity,
         "dataset_id": dataset_id,
-        "palette": [list(color) for color in PALETTE],
+        "palette": [list(color) for color in PALETTES[config.palette]],
         "color_names": list(COLOR_NAMES),
         "mask_threshold": MASK_THRESHOLD,
         "splits": list(SPLITS),

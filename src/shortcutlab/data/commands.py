@@ -94,7 +94,8 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
                         help="share of each class carrying its own color in train, val and "
                              "test_easy (default: 0.95)")
     parser.add_argument("--style", default="noise",
-                        choices=("noise", "smooth", "perlin", "stripes", "stroke", "solid"),
+                        choices=("noise", "smooth", "perlin", "stripes", "stroke", "solid",
+                                 "lff", "rebias"),
                         help="where the color goes; see below (default: noise)")
     parser.add_argument("--hard", choices=("random", "inverted"), default="random",
                         help="test_hard colors: random = uniform over the nine other colors, "
@@ -109,6 +110,20 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--limit", type=int, metavar="N",
                         help="only the first N source images of each split (quick tests)")
+    protocol = parser.add_argument_group(
+        "published protocols", "options the study leaves at their defaults; `shortcutlab "
+        "benchmark` sets them for LfF's and ReBias' Colored MNIST")
+    protocol.add_argument("--palette", choices=("rebias", "lff"), default="rebias",
+                          help="class colors: rebias = ReBias' ten pure colors, lff = LfF's "
+                               "ten mean stroke colors (default: rebias)")
+    protocol.add_argument("--color-noise", type=float, default=0.0, metavar="STD",
+                          help="std of a per-image, per-channel offset of the class color, "
+                               "as LfF's severity (0.005 = severity 4; default: 0)")
+    protocol.add_argument("--spread", choices=("uniform", "even"), default="uniform",
+                          help="conflicting images' colors: uniform draws from the other "
+                               "nine, even splits them equally, as LfF (default: uniform)")
+    protocol.add_argument("--validation", type=int, default=10000, metavar="N",
+                          help="training digits held out as the val split (default: 10000)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite DIR if it holds a different dataset")
     parser.set_defaults(func=_build)
@@ -173,7 +188,8 @@ def _build(args: argparse.Namespace) -> int:
 
     config = BuildConfig(source=args.source, bias=args.bias, style=args.style, hard=args.hard,
                          noise_mix=args.noise_mix, alpha=args.alpha, seed=args.seed,
-                         limit=args.limit)
+                         limit=args.limit, palette=args.palette, color_noise=args.color_noise,
+                         spread=args.spread, validation=args.validation)
     config.validate()
     if STYLES[config.style].forbidden_in_study:
         print(f"warning: --style {config.style} paints a flat background, which the study "

@@ -28,6 +28,27 @@ COLOR_NAMES: tuple[str, ...] = (
 )
 NUM_COLORS = len(PALETTE)
 
+# LfF's Colored MNIST (Nam et al., NeurIPS 2020): the mean stroke color of each class, RGB
+# in [0, 1] as in their ``data/resource/colors.th`` (three decimals), here in 0-255.
+LFF_COLORS: tuple[tuple[float, float, float], ...] = tuple(
+    (round(255 * r, 3), round(255 * g, 3), round(255 * b, 3)) for r, g, b in (
+        (0.984, 0.313, 0.169), (0.991, 0.916, 0.352), (0.673, 0.461, 0.580),
+        (0.783, 0.832, 0.601), (0.088, 0.778, 0.982), (0.321, 0.961, 0.446),
+        (0.025, 0.236, 0.759), (0.555, 0.102, 0.762), (0.208, 0.393, 0.019),
+        (0.834, 0.202, 0.267),
+    )
+)
+PALETTES: dict[str, tuple[tuple[float, float, float], ...]] = {
+    "rebias": PALETTE,
+    "lff": LFF_COLORS,
+}
+"""The class colors a dataset can be built with (``BuildConfig.palette``), RGB in 0-255."""
+
+
+def palette_colors(name: str) -> tuple[tuple[float, float, float], ...]:
+    """The palette called ``name``; raises ``KeyError`` for an unknown one."""
+    return PALETTES[name]
+
 
 def palette_array(dtype: type = np.float32) -> np.ndarray:
     """The palette as a (10, 3) array; floats are scaled to [0, 1]."""

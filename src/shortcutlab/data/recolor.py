@@ -13,6 +13,7 @@ import numpy as np
 
 from shortcutlab.data.build import BuildConfig, _split_sources, render
 from shortcutlab.data.dataset import load_meta
+from shortcutlab.data.palette import PALETTES
 from shortcutlab.data.sources import load_source
 from shortcutlab.data.styles import StyleParams
 from shortcutlab.errors import ShortcutlabError
@@ -21,7 +22,8 @@ from shortcutlab.errors import ShortcutlabError
 def split_digits(data_dir: str | os.PathLike, split: str) -> np.ndarray:
     """The grayscale uint8 digits (N, 28, 28) that ``split`` was rendered from."""
     config = BuildConfig(**load_meta(data_dir)["config"])
-    parts = _split_sources(load_source(config.source, limit=config.limit), config.limit)
+    parts = _split_sources(load_source(config.source, limit=config.limit), config.limit,
+                           config.validation)
     if split not in parts:
         raise ShortcutlabError(f"unknown split {split!r}; choose one of {', '.join(parts)}")
     return parts[split][0]
@@ -33,4 +35,5 @@ def recolor(data_dir: str | os.PathLike, digits: np.ndarray, colors: np.ndarray,
     config = BuildConfig(**load_meta(data_dir)["config"])
     params = StyleParams(noise_mix=config.noise_mix, alpha=config.alpha)
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, seed, 99]))
-    return render(digits, np.asarray(colors, dtype=np.int64), config.style, params, rng, "recolor")
+    return render(digits, np.asarray(colors, dtype=np.int64), config.style, params, rng,
+                  "recolor", PALETTES[config.palette], config.color_noise)

@@ -31,7 +31,7 @@ import importlib
 import pkgutil
 
 # The built-in styles, in the order --help, ``data styles`` and error messages list them.
-BUILT_IN = ("noise", "smooth", "perlin", "stripes", "stroke", "solid")
+BUILT_IN = ("noise", "smooth", "perlin", "stripes", "stroke", "solid", "lff", "rebias")
 
 
 def module_names() -> list[str]:
