@@ -15,6 +15,7 @@ SMALL = {
     "cnn2fc3": {"width": 4, "hidden": 16, "hidden2": 8},
     "mlp": {"hidden": 16},
     "resnet18": {"width": 4},
+    "simpleconv": {"kernel_size": 3, "widths": [4, 4, 8, 8]},
 }
 
 
@@ -74,7 +75,7 @@ def test_resnet18_has_eighteen_weight_layers_and_a_usable_last_conv():
 def test_registry_round_trip(tmp_path, name):
     torch.manual_seed(1)
     model = models.create(name, **SMALL[name]).eval()
-    if name == "resnet18":  # give batch-norm non-trivial running statistics
+    if name in ("resnet18", "simpleconv"):  # give batch-norm non-trivial running statistics
         model.train()
         model(torch.rand(8, 3, 28, 28))
         model.eval()
@@ -96,3 +97,23 @@ def test_saved_bytes_do_not_depend_on_memory_format(tmp_path):
 def test_bad_model_arguments_are_reported():
     with pytest.raises(ShortcutlabError, match="cnn2fc3"):
         models.create("cnn2fc3", depth=3)
+
+
+def test_simpleconv_is_rebias_network():
+    model = models.create("simpleconv")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 32, 64, 128]
+    assert all(c.kernel_size == (7, 7) and c.padding == (3, 3) for c in convs)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 4
+    assert models.create("simpleconv", kernel_size=1)(torch.rand(2, 3, 28, 28)).shape == (2, 10)
+    with pytest.raises(ShortcutlabError, match="kernel_size"):
+        models.create("simpleconv", kernel_size=4)
+
+
+def test_mlp_input_scale_is_lffs_double_division():
+    torch.manual_seed(0)
+    plain = models.create("mlp", hidden=16, depth=3)
+    scaled = models.create("mlp", hidden=16, depth=3, input_scale=1 / 255)
+    scaled.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 28, 28)
+    torch.testing.assert_close(scaled(x), plain(x / 255))

@@ -110,3 +110,16 @@ def test_models_load_after_training(tiny_data, tmp_path):
     train_run(tiny_data, tmp_path / "r", preset=None, model="mlp", model_kwargs={"hidden": 8},
               steps=5, eval_every=5, threads=1)
     assert isinstance(models.load(tmp_path / "r"), nn.Module)
+
+
+def test_cell_mean_weighs_every_digit_color_pair_alike():
+    from shortcutlab.train.metrics import cell_mean_accuracy, split_scores
+
+    # Cell (0, 0): 8 images, all right; cell (1, 2): 2 images, none right.
+    labels = torch.tensor([0] * 8 + [1] * 2)
+    colors = torch.tensor([0] * 8 + [2] * 2)
+    correct = torch.tensor([True] * 8 + [False] * 2)
+    assert cell_mean_accuracy(correct, labels, colors) == pytest.approx(0.5)
+    logits = torch.nn.functional.one_hot(torch.tensor([0] * 8 + [0] * 2), 10).float()
+    scores = split_scores(logits, labels, colors)
+    assert scores["acc"] == pytest.approx(0.8) and scores["cell_mean"] == pytest.approx(0.5)

@@ -76,6 +76,20 @@ def split_scores(logits: Tensor, labels: Tensor, colors: Tensor) -> dict[str, fl
         "acc": _mean(correct),
         "aligned": _mean(correct[aligned]),
         "conflicting": _mean(correct[~aligned]),
+        "cell_mean": cell_mean_accuracy(correct, labels, colors),
         "loss": loss,
         "color_following": color_following_rate(predictions, colors),
     }
+
+
+def cell_mean_accuracy(correct: Tensor, labels: Tensor, colors: Tensor) -> float | None:
+    """The mean over the (label, color) cells that hold images of each cell's accuracy:
+    LfF's "unbiased" metric, which weighs every digit-color pair alike however many
+    images it has."""
+    if not len(labels):
+        return None
+    cells = labels.long() * (int(colors.max()) + 1) + colors.long()
+    _, index = torch.unique(cells, return_inverse=True)
+    hits = torch.zeros(int(index.max()) + 1).index_add_(0, index, correct.float())
+    sizes = torch.zeros_like(hits).index_add_(0, index, torch.ones_like(correct, dtype=torch.float))
+    return float((hits / sizes).mean())
