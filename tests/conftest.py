@@ -133,3 +133,31 @@ def batch_of() -> Callable[..., Any]:
     """Factory: ``batch_of(tensors, size)``, the first ``size`` items of split tensors as a
     training :class:`~shortcutlab.train.algorithm.Batch`."""
     return _batch_of
+
+
+POSTGRES_URL_FILE = Path(__file__).resolve().parent.parent / ".services" / "postgres.url"
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> str:
+    """The URL of the throwaway PostgreSQL server ``scripts/services.sh start`` runs."""
+    from shortcutlab.sweep.storage import normalize_url
+
+    if os.environ.get("SHORTCUTLAB_SKIP_POSTGRES") == "1":
+        pytest.skip("SHORTCUTLAB_SKIP_POSTGRES=1")
+    if not POSTGRES_URL_FILE.is_file():
+        pytest.fail(f"no PostgreSQL test server: {POSTGRES_URL_FILE} is missing. Start it with "
+                    "`scripts/services.sh start` (make test does), or set "
+                    "SHORTCUTLAB_SKIP_POSTGRES=1 to skip these tests", pytrace=False)
+    url = POSTGRES_URL_FILE.read_text().strip()
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(normalize_url(url))
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+        engine.dispose()
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.fail(f"the PostgreSQL test server at {url} does not answer ({exc.orig}); "
+                    "restart it with `scripts/services.sh start`", pytrace=False)
+    return url

@@ -73,6 +73,7 @@ LAYERS = (
     {"probe", "explain", "attack"},
     {"decompose", "intervene"},
     {"sweep"},
+    {"protocols"},
     {"study"},
     {"cli", "__main__"},
 )

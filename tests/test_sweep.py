@@ -427,3 +427,31 @@ def test_sweep_trains_an_intervention_by_name(tiny_data, tmp_path):
 def test_spec_checks_the_algorithm_and_its_hyperparameters(train, axes, message):
     with pytest.raises(ShortcutlabError, match=message):
         parse_spec({"study": "s", "fixed": {"train": train}, "axes": {"train": axes}})
+
+
+def test_per_algorithm_settings_reach_only_that_algorithms_trials(monkeypatch, tmp_path):
+    raw = {"study": "per-algorithm", "mode": "grid",
+           "fixed": {"data": {"source": "synthetic", "limit": 40},
+                     "train": {"hparams": {"lff": {"warmup": 0.0, "q": 0.5}}}},
+           "axes": {"train": {"algorithm": ["erm", "lff"]}}}
+    spec = parse_spec(raw)
+    trains = [spec.trial_config({"train.algorithm": name})[1] for name in ("erm", "lff")]
+    assert all(t["hparams"] == {"lff": {"warmup": 0.0, "q": 0.5}} for t in trains)
+    seen = {}
+
+    def fake_train_run(data_dir, run_dir, **kwargs):
+        seen[kwargs["algorithm"]] = kwargs
+        return {"hard": 0.5}
+
+    monkeypatch.setattr("shortcutlab.train.train_run", fake_train_run)
+    from shortcutlab.sweep.runner import train_trial
+
+    for train in trains:
+        train_trial(tmp_path, tmp_path, train)
+    assert seen["lff"]["warmup"] == 0.0 and seen["lff"]["q"] == 0.5
+    assert "warmup" not in seen["erm"] and "hparams" not in seen["erm"]
+    for bad, message in (({"jtt": {"warmup": 1}}, "jtt has no setting 'warmup'"),
+                         ({"nope": {"q": 1}}, "unknown algorithm 'nope'"),
+                         ({"lff": 3}, "maps an algorithm to its settings")):
+        with pytest.raises(ShortcutlabError, match=message):
+            parse_spec({**raw, "fixed": {"train": {"hparams": bad}}})

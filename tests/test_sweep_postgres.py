@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import collections
 import itertools
-import os
 import uuid
-from pathlib import Path
 
 import optuna
 import pytest
@@ -19,30 +17,6 @@ import pytest
 import sweep_fakes
 from shortcutlab.sweep import parse_spec, run_sweep
 from shortcutlab.sweep.storage import normalize_url
-
-URL_FILE = Path(__file__).resolve().parent.parent / ".services" / "postgres.url"
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> str:
-    if os.environ.get("SHORTCUTLAB_SKIP_POSTGRES") == "1":
-        pytest.skip("SHORTCUTLAB_SKIP_POSTGRES=1")
-    if not URL_FILE.is_file():
-        pytest.fail(f"no PostgreSQL test server: {URL_FILE} is missing. Start it with "
-                    "`scripts/services.sh start` (make test does), or set "
-                    "SHORTCUTLAB_SKIP_POSTGRES=1 to skip these tests", pytrace=False)
-    url = URL_FILE.read_text().strip()
-    import sqlalchemy
-
-    try:
-        engine = sqlalchemy.create_engine(normalize_url(url))
-        with engine.connect() as connection:
-            connection.exec_driver_sql("SELECT 1")
-        engine.dispose()
-    except sqlalchemy.exc.OperationalError as exc:
-        pytest.fail(f"the PostgreSQL test server at {url} does not answer ({exc.orig}); "
-                    "restart it with `scripts/services.sh start`", pytrace=False)
-    return url
 
 
 def concurrent_grid(study: str) -> dict:

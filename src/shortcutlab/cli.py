@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "shortcutlab.attack.commands",
     "shortcutlab.decompose.commands",
     "shortcutlab.sweep.commands",
+    "shortcutlab.protocols.commands",
     "shortcutlab.study.report.commands",
     "shortcutlab.study.commands",
 )

@@ -74,6 +74,8 @@ def train_trial(data_dir: Path, run_dir: Path, train: dict[str, Any]) -> Mapping
     preset = config.pop("preset", "lazy")
     seed = config.pop("seed", 0)
     algorithm = config.pop("algorithm", None)
+    # Settings given for one algorithm (``hparams.<algorithm>.<key>``) reach its trials only.
+    config.update(config.pop("hparams", {}).get(algorithm or "erm", {}))
     return train_run(data_dir, run_dir, preset=preset, seed=seed, resume=True,
                      algorithm=algorithm, **config)
 
@@ -274,6 +276,9 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, A
 
 
 def _objective_value(spec: SweepSpec, metrics: Mapping[str, Any]) -> float:
+    """The objective from the trial's metrics; a dotted name reaches into nested ones
+    (``splits.test_unbiased.cell_mean``)."""
+    metrics = flatten_metrics(metrics)
     if spec.metric not in metrics:
         raise ShortcutlabError(
             f"the trial's metrics have no {spec.metric!r} (the spec's objective); "

@@ -30,6 +30,7 @@ TOP_LEVEL_KEYS = (
     "datasets", "runner", "description",
 )
 MODEL_KWARGS = "model_kwargs"
+HPARAMS = "hparams"  # ``hparams.<algorithm>.<key>``: a setting only trials of that algorithm get
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 Scalar = str | int | float | bool | None
@@ -174,16 +175,23 @@ class SweepSpec:
 
 
 def nest_model_kwargs(train: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"model_kwargs.width": 8}`` -> ``{"model_kwargs": {"width": 8}}``."""
+    """``{"model_kwargs.width": 8}`` -> ``{"model_kwargs": {"width": 8}}``; and the
+    per-algorithm settings ``{"hparams.lff.q": 0.7}`` -> ``{"hparams": {"lff": {"q": 0.7}}}``."""
     out: dict[str, Any] = {}
     kwargs: dict[str, Any] = {}
+    per_algorithm: dict[str, dict[str, Any]] = {}
     for key, value in train.items():
         if key.startswith(MODEL_KWARGS + "."):
             kwargs[key.split(".", 1)[1]] = value
+        elif key.startswith(HPARAMS + "."):
+            _, algorithm, name = key.split(".", 2)
+            per_algorithm.setdefault(algorithm, {})[name] = value
         else:
             out[key] = value
     if kwargs:
         out[MODEL_KWARGS] = kwargs
+    if per_algorithm:
+        out[HPARAMS] = per_algorithm
     return out
 
 
@@ -201,6 +209,14 @@ def _flatten_section(section: str, entries: Any, where: str) -> dict[str, Any]:
                 raise ShortcutlabError(f"{where}.train.model_kwargs must be a mapping")
             for sub, sub_value in value.items():
                 flat[f"{MODEL_KWARGS}.{sub}"] = sub_value
+        elif section == "train" and key == HPARAMS:
+            if not isinstance(value, Mapping) or not all(
+                    isinstance(entry, Mapping) for entry in value.values()):
+                raise ShortcutlabError(f"{where}.train.hparams maps an algorithm to its "
+                                       "settings, e.g. hparams: {lff: {q: 0.7}}")
+            for algorithm, entries in value.items():
+                for sub, sub_value in entries.items():
+                    flat[f"{HPARAMS}.{algorithm}.{sub}"] = sub_value
         else:
             flat[key] = value
     return flat
@@ -221,6 +237,8 @@ def _check_key(section: str, key: str, where: str,
         if not sub.isidentifier():
             raise ShortcutlabError(f"{where}.train.{key}: {sub!r} is not a keyword name")
         return (str, int, float, bool, type(None))
+    if key.startswith(HPARAMS + "."):
+        return _algorithm_setting(key, where)
     known = train_keys()
     method_keys = method_keys or {}
     if key not in known and key in method_keys:
@@ -233,6 +251,24 @@ def _check_key(section: str, key: str, where: str,
                if method_keys else "")
         )
     return known[key]
+
+
+def _algorithm_setting(key: str, where: str) -> type | tuple[type, ...]:
+    """The type of ``hparams.<algorithm>.<name>``: the algorithm's own default's."""
+    from shortcutlab.train import get_algorithm
+
+    parts = key.split(".", 2)
+    if len(parts) != 3:
+        raise ShortcutlabError(f"{where}.train.{key}: write hparams.<algorithm>.<setting>")
+    _, algorithm, name = parts
+    _check_algorithm(algorithm)
+    defaults = get_algorithm(algorithm).default_hparams
+    if name not in defaults:
+        raise ShortcutlabError(
+            f"{where}.train.{key}: {algorithm} has no setting {name!r}; its settings are: "
+            f"{', '.join(defaults) or 'none'}")
+    kind = type(defaults[name])
+    return (int, float) if kind is float else kind
 
 
 def _parse_axis(section: str, key: str, raw: Any, mode: str,
