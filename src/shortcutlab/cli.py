@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Make a network cheat on Colored MNIST, prove it, cure it and fool it.",
     )
     parser.add_argument("--version", action="version", version=f"shortcutlab {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an unexpected error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMAND_MODULES:
@@ -45,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    argv = [arg for arg in argv if arg != "--debug"]
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
@@ -52,9 +57,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"shortcutlab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("shortcutlab: interrupted; re-run the same command to resume", file=sys.stderr)
+        print(f"shortcutlab: interrupted; {resume_hint(args, argv)}", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"shortcutlab: error: {describe(exc)} (the full traceback is in "
+              f"{save_traceback(argv)}; --debug shows it here)", file=sys.stderr)
+        return 2
     return int(result or 0)
+
+
+def resume_hint(args: argparse.Namespace, argv: list[str]) -> str:
+    """What to run to go on: the same command, with ``--resume`` where the command has it
+    and it was not given."""
+    command = " ".join(["shortcutlab", *argv])
+    if hasattr(args, "resume") and not args.resume:
+        return f"continue with: {command} --resume"
+    return f"continue with: {command}"
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an error that escaped the library's own checks."""
+    if isinstance(exc, NotADirectoryError | FileExistsError | IsADirectoryError):
+        return (f"{exc.filename or exc} is in the way: a file where a directory is needed "
+                "(or the reverse); choose another --out or remove it")
+    if isinstance(exc, PermissionError):
+        return f"no permission to write {exc.filename or exc}; choose another --out"
+    if isinstance(exc, FileNotFoundError):
+        return f"{exc.filename or exc} does not exist; check the path"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def save_traceback(argv: list[str]) -> str:
+    """Write the current exception's traceback to a log file and return its path."""
+    import os
+    import tempfile
+    import time
+    import traceback
+    from pathlib import Path
+
+    folder = Path(os.environ.get("SHORTCUTLAB_LOG_DIR")
+                  or Path(tempfile.gettempdir()) / "shortcutlab-logs")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        path.write_text(f"shortcutlab {' '.join(argv)}\n\n{traceback.format_exc()}")
+        return str(path)
+    except OSError:
+        return "(no log: the log directory is not writable)"
 
 
 if __name__ == "__main__":
