@@ -9,10 +9,12 @@ written with fixed zip timestamps so that the same arrays give the same bytes, a
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import os
+import re
 import sys
 import tempfile
 import zipfile
@@ -27,6 +29,63 @@ from shortcutlab.errors import ChecksumError, ShortcutlabError
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+_HELD_LOCKS: set[Path] = set()
+# What atomic_open leaves behind when a writer is killed: mkstemp's ".NAME.XXXXXXXX.tmp".
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def remove_temporaries(directory: Path) -> None:
+    """Remove the temporary files of killed writes in ``directory`` and its immediate
+    subdirectories (a run's ``checkpoints/``); only names atomic_open makes."""
+    for pattern in (".*.tmp", "*/.*.tmp"):
+        for leftover in directory.glob(pattern):
+            if _TEMPORARY.match(leftover.name) and leftover.is_file():
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+
+
+@contextlib.contextmanager
+def writer_lock(directory: str | os.PathLike) -> Iterator[None]:
+    """One writer per run or dataset directory, across processes.
+
+    An exclusive ``flock`` on ``.NAME.lock`` beside the directory (beside, so that a
+    ``--force`` that removes the directory cannot remove the lock with it). A second
+    writer gets a :class:`ShortcutlabError` naming the process that holds it. The kernel
+    drops the lock of a process that dies, so a lock left by a killed writer is no
+    obstacle; the temporary files that writer left in the directory are removed once
+    the lock is held. Re-entrant within a process (a run that trains, then measures).
+    """
+    directory = Path(directory).resolve()
+    if directory in _HELD_LOCKS:
+        yield
+        return
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = directory.parent / f".{directory.name}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise ShortcutlabError(
+                f"{directory} is being written by process {holder or '(unknown)'}; wait for "
+                "it to finish (or stop it), then run the command again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        if directory.is_dir():
+            remove_temporaries(directory)
+        _HELD_LOCKS.add(directory)
+        try:
+            yield
+        finally:
+            _HELD_LOCKS.discard(directory)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from shortcutlab.artifacts import NpzWriter, config_hash, read_json, write_json
+from shortcutlab.artifacts import NpzWriter, config_hash, read_json, write_json, writer_lock
 from shortcutlab.data.dataset import SPLITS
 from shortcutlab.data.palette import COLOR_NAMES, NUM_COLORS, PALETTE, PALETTES
 from shortcutlab.data.styles import STYLES, StyleParams, shade_direct, shade_table
@@ -385,11 +385,19 @@ def build_dataset(config: BuildConfig, out_dir: str | os.PathLike,
                   source: dict[str, np.ndarray], force: bool = False) -> dict[str, Any]:
     """Build, write and describe a dataset; return its ``meta.json`` content.
 
+    One builder at a time per directory (:func:`shortcutlab.artifacts.writer_lock`): a
+    second one is refused with the process that holds it.
+
     Rebuilding the same config into the same directory is a no-op when the files are
     intact; a directory holding a different dataset is only overwritten with ``force``.
     """
     config.validate()
-    out_dir = Path(out_dir)
+    with writer_lock(out_dir):
+        return _build_dataset(config, Path(out_dir), source, force)
+
+
+def _build_dataset(config: BuildConfig, out_dir: Path, source: dict[str, np.ndarray],
+                   force: bool) -> dict[str, Any]:
     identity = {"config": config.to_dict(), "source_sha256": source_checksum(source),
                 "format_version": FORMAT_VERSION}
     dataset_id = config_hash(identity)

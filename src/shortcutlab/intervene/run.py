@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from shortcutlab.artifacts import read_json, write_json
+from shortcutlab.artifacts import read_json, write_json, writer_lock
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.intervene import convergence
 from shortcutlab.intervene.hparams import OPTIMIZER_KEYS, resolve_hparams
@@ -65,7 +65,6 @@ def intervene_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, metho
     interrupted run or returns a finished one. Returns the final ``metrics.json``.
     """
     from shortcutlab.data import load_meta
-    from shortcutlab.train import train_run
 
     cls = get_method(method)
     overrides = dict(overrides or {})
@@ -85,6 +84,17 @@ def intervene_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, metho
         )
     num_train = int(load_meta(data_dir)["sizes"]["train"])
     own = {key: value for key, value in hparams.items() if key not in OPTIMIZER_KEYS}
+    with writer_lock(out_dir):  # training, then measuring: one writer throughout
+        return _train_and_measure(data_dir, out_dir, method, cls, hparams, own, num_train,
+                                  seed, resume, force, measure, trainer_options)
+
+
+def _train_and_measure(data_dir: str | os.PathLike, out_dir: str | os.PathLike, method: str,
+                       cls: type, hparams: dict[str, Any], own: dict[str, Any],
+                       num_train: int, seed: int, resume: bool, force: bool, measure: bool,
+                       trainer_options: dict[str, Any]) -> dict[str, Any]:
+    from shortcutlab.train import train_run
+
     metrics = train_run(data_dir, out_dir, preset=None, seed=seed, resume=resume, force=force,
                         algorithm=cls, **trainer_settings(hparams, num_train), **own,
                         **trainer_options)

@@ -283,10 +283,13 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         """Train (or continue, or return the finished run's metrics); return metrics.json."""
+        from shortcutlab.artifacts import writer_lock
+
         previous_threads = torch.get_num_threads()
         set_threads(self.config.threads)
         try:
-            return self._run()
+            with writer_lock(self.out_dir):
+                return self._run()
         finally:
             torch.set_num_threads(previous_threads)
 
