@@ -118,7 +118,7 @@ def test_a_benchmark_grid_runs_end_to_end_and_resumes(tmp_path):
     out = tmp_path / "bench"
     table = run_grid(out, workers=2)
     check_table(out, table)
-    runs = sorted(path.name for path in (out / "runs").iterdir())
+    runs = sorted(path.name for path in (out / "runs").iterdir() if path.is_dir())
     assert len(runs) == 4
     stamps = {path: path.stat().st_mtime_ns for path in (out / "runs").glob("*/metrics.json")}
     again = run_grid(out)  # everything finished: trains nothing, same table

@@ -455,3 +455,29 @@ def test_per_algorithm_settings_reach_only_that_algorithms_trials(monkeypatch, t
                          ({"lff": 3}, "maps an algorithm to its settings")):
         with pytest.raises(ShortcutlabError, match=message):
             parse_spec({**raw, "fixed": {"train": {"hparams": bad}}})
+
+
+@pytest.mark.parametrize("train, message", [
+    ({"steps": -5}, "steps must be at least 1"),
+    ({"grad_clip": -1.0}, "grad_clip must be positive"),
+    ({"model_kwargs": {"colour": 3}}, "bad arguments for model 'cnn3'"),
+    ({"model_kwargs": {"width": -3}}, "model 'cnn3'"),
+    ({"device": "cuda"}, "sees no CUDA GPU"),
+    ({"select": "first:bogus>=0.5"}, "unknown metric"),
+])
+def test_dry_run_checks_every_trial_as_a_real_run_does(tmp_path, capsys, train, message):
+    import torch
+
+    if train.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    spec = {"study": "bad-trials", "mode": "grid",
+            "fixed": {"data": {"source": "synthetic", "limit": 40},
+                      "train": {"preset": "lazy", **train}},
+            "axes": {"train": {"lr": [0.01, 0.1]}}, "output": str(tmp_path / "out")}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    for extra in (["--dry-run"], []):
+        assert main(["sweep", str(path), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "would fail" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing was written

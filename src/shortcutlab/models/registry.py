@@ -45,7 +45,7 @@ def create(name: str, **kwargs: Any) -> nn.Module:
     factory = MODELS.get(name)
     try:
         model = factory(**kwargs)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise ShortcutlabError(f"bad arguments for model {name!r}: {exc}") from exc
     model.spec = {"name": name, "kwargs": dict(kwargs)}
     return model

@@ -86,11 +86,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from shortcutlab.sweep.runner import resolve_paths, run_sweep
-    from shortcutlab.sweep.spec import load_spec
+    from shortcutlab.sweep.spec import check_trials, load_spec
     from shortcutlab.sweep.storage import redact
 
     spec = load_spec(args.target)
     paths = resolve_paths(spec, args.out, args.storage, args.datasets)
+    check_trials(spec)  # the same checks as a real run, before anything is written
     if args.dry_run:
         _print_plan(spec, paths)
         return 0
@@ -109,6 +110,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"best: trial {best['number']}, {spec.metric} = {best['value']:.4f} ({params})")
     if summary["states"].get("FAIL"):
         print("failed trials keep their error; see them with `shortcutlab sweep export`")
+        if not summary["states"].get("COMPLETE"):
+            from shortcutlab.errors import ShortcutlabError
+
+            raise ShortcutlabError(f"every trial of {spec.study} failed; their errors are in "
+                                   "`shortcutlab sweep export`")
     print(f"export: shortcutlab sweep export {args.target}"
           + (f" --storage {redact(paths.storage)}" if args.storage else "")
           + (f" --out {paths.output / 'export'}"))

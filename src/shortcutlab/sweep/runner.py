@@ -441,6 +441,10 @@ def run_sweep(spec: SweepSpec, *, output: str | os.PathLike | None = None,
     if workers < 1:
         raise ShortcutlabError(f"--workers must be at least 1, got {workers}")
     paths = resolve_paths(spec, output, storage, datasets)
+    if run_trial is None and spec.runner is None:
+        from shortcutlab.sweep.spec import check_trials
+
+        check_trials(spec)  # the trainer's own checks, before a trial is claimed
     paths.output.mkdir(parents=True, exist_ok=True)
     study = open_study(spec, paths.storage)
     resolve_runner(spec, run_trial)  # fail now on a bad runner, not in every worker

@@ -561,3 +561,52 @@ def load_spec(path: str | Path) -> SweepSpec:
         return parse_spec(raw, path=path)
     except ShortcutlabError as exc:
         raise ShortcutlabError(f"{path}: {exc}") from exc
+
+
+def _probe_points(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The parameter points whose configs :func:`check_trials` builds: every grid point;
+    for a search, each axis's choices or range ends with the other axes at their first."""
+    import itertools
+
+    if spec.mode == "grid":
+        names = spec.axis_names
+        values = [list(axis.values or ()) for axis in spec.axes]
+        return [dict(zip(names, point, strict=True)) for point in itertools.product(*values)]
+    first = {axis.name: (axis.values[0] if axis.values else axis.low) for axis in spec.axes}
+    points = []
+    for axis in spec.axes:
+        options = list(axis.values) if axis.values else [axis.low, axis.high]
+        points += [{**first, axis.name: value} for value in options]
+    return points
+
+
+def check_trials(spec: SweepSpec, limit: int = 2000) -> int:
+    """Build every trial's training setup the way a worker will, without training: the
+    trainer settings (types, ranges, selection rule), the algorithm's own settings, the
+    model with its kwargs, and the device. ``--dry-run`` and a real run call it before
+    the first trial, so a spec that would fail its trials fails here. Returns how many
+    points were checked (at most ``limit``)."""
+    from shortcutlab import models
+    from shortcutlab.runtime import resolve_device
+    from shortcutlab.train.api import build_config
+
+    seen: set[str] = set()
+    points = _probe_points(spec)[:limit]
+    for params in points:
+        _, train = spec.trial_config(params)
+        train = dict(train)
+        preset = train.pop("preset", "lazy")
+        train.pop("seed", None)
+        algorithm = train.pop("algorithm", None)
+        train.update(train.pop(HPARAMS, {}).get(algorithm or "erm", {}))
+        where = ", ".join(f"{k}={v}" for k, v in params.items())
+        try:
+            config, _ = build_config(None if preset == "none" else preset, algorithm, **train)
+            key = repr((config.model, sorted(config.model_kwargs.items()), config.device))
+            if key not in seen:
+                seen.add(key)
+                models.create(config.model, **config.model_kwargs)
+                resolve_device(config.device)
+        except ShortcutlabError as exc:
+            raise ShortcutlabError(f"the trial at {where} would fail: {exc}") from None
+    return len(points)
