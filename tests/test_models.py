@@ -117,3 +117,59 @@ def test_mlp_input_scale_is_lffs_double_division():
     scaled.load_state_dict(plain.state_dict())
     x = torch.rand(2, 3, 28, 28)
     torch.testing.assert_close(scaled(x), plain(x / 255))
+
+
+def _saved(tmp_path):
+    torch.manual_seed(0)
+    model = models.create("cnn3", width=4, hidden=16)
+    models.save(model, tmp_path)
+    return tmp_path / "model.json"
+
+
+def test_a_model_file_that_does_not_fit_its_weights_is_named(tmp_path):
+    import json
+
+    meta_path = _saved(tmp_path)
+    meta = json.loads(meta_path.read_text())
+    meta["kwargs"] = {"width": 8, "hidden": 16}
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ShortcutlabError, match="do not fit a cnn3"):
+        models.load(tmp_path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda meta: meta.pop("sha256"), "no sha256"),
+    (lambda meta: meta.update(weights="../elsewhere/model.pt"), "outside its directory"),
+])
+def test_model_files_must_carry_a_checksum_and_keep_their_weights_inside(tmp_path, change,
+                                                                         message):
+    import json
+
+    meta_path = _saved(tmp_path)
+    meta = json.loads(meta_path.read_text())
+    change(meta)
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ShortcutlabError, match=message):
+        models.load(tmp_path)
+
+
+def test_a_pickle_with_code_is_refused_without_advice_to_trust_it(tmp_path):
+    import hashlib
+    import json
+    import pickle
+
+    from shortcutlab.errors import ChecksumError
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    meta_path = _saved(tmp_path)
+    weights = tmp_path / "model.pt"
+    torch.save({"x": Payload()}, weights, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    meta = json.loads(meta_path.read_text())
+    meta["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ChecksumError, match="never loads") as caught:
+        models.load(tmp_path)
+    assert "weights_only" not in str(caught.value)

@@ -246,8 +246,16 @@ def load_torch(path: str | os.PathLike, expected_sha256: str | None = None,
         raise ShortcutlabError(f"{path} does not exist")
     if expected_sha256 is not None:
         verify_sha256(path, expected_sha256)
+    import pickle
+
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        # PyTorch's own message suggests turning weights_only off: never do that here.
+        raise ChecksumError(
+            f"{path} holds objects other than tensors and plain containers, which "
+            "shortcutlab never loads (they could run code); use a file shortcutlab wrote, "
+            "or re-save the weights as a plain state_dict") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile) as exc:
         raise _corrupt(path, exc) from exc
 

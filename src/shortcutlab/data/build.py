@@ -64,6 +64,16 @@ class BuildConfig:
     validation: int = VALIDATION_SIZE  # training digits held out as the val split
 
     def validate(self) -> None:
+        """Types first (a TOML ``limit = "200"`` or a YAML ``bias: high``), then ranges."""
+        kinds = {"source": (str,), "style": (str,), "hard": (str,), "palette": (str,),
+                 "spread": (str,), "bias": (int, float), "noise_mix": (int, float),
+                 "alpha": (int, float), "color_noise": (int, float), "seed": (int,),
+                 "limit": (int, type(None)), "validation": (int,)}
+        for name, allowed in kinds.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                names = " or ".join("none" if k is type(None) else k.__name__ for k in allowed)
+                raise ShortcutlabError(f"dataset setting {name} must be {names}, got {value!r}")
         if not 0.0 <= self.bias <= 1.0:
             raise ShortcutlabError(f"--bias must be in [0, 1], got {self.bias}")
         if self.style not in STYLES:

@@ -75,10 +75,26 @@ def load(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> nn.M
             "train one with `shortcutlab train` or `shortcutlab intervene`"
         )
     meta = read_json(meta_path)
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        raise ShortcutlabError(f"{meta_path} does not describe a model (no \"name\")")
+    if not isinstance(meta.get("sha256"), str):
+        raise ShortcutlabError(
+            f"{meta_path} has no sha256 of its weights, so they cannot be verified; save the "
+            "model again with shortcutlab (models.save) or add the file's sha256")
+    weights = (run_dir / meta.get("weights", MODEL_FILE)).resolve()
+    if weights.parent != run_dir.resolve():
+        raise ShortcutlabError(f"{meta_path} names weights outside its directory "
+                               f"({meta.get('weights')!r}); a model's weights sit beside it")
     model = create(meta["name"], **meta.get("kwargs", {}))
-    weights = run_dir / meta.get("weights", MODEL_FILE)
-    state = load_torch(weights, expected_sha256=meta.get("sha256"))
-    model.load_state_dict(state)
+    state = load_torch(weights, expected_sha256=meta["sha256"])
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ShortcutlabError(
+            f"the weights in {weights} do not fit a {meta['name']} built with "
+            f"{meta.get('kwargs', {})} ({first}); {meta_path} and the weights disagree"
+        ) from None
     return model.to(device).eval()
 
 
