@@ -302,3 +302,22 @@ def test_a_killed_training_process_resumes_to_the_same_model(tiny_data, tmp_path
     train_run(tiny_data, run, preset=None, resume=True, **settings)
     train_run(tiny_data, tmp_path / "straight", preset=None, **settings)
     assert (run / "model.pt").read_bytes() == (tmp_path / "straight" / "model.pt").read_bytes()
+
+
+def test_a_missing_split_is_reported_before_training_and_blocks_nothing(tiny_data, tmp_path,
+                                                                         capsys):
+    import shutil
+
+    from shortcutlab.cli import main
+
+    partial = tmp_path / "data"
+    shutil.copytree(tiny_data, partial)
+    (partial / "test_hard.npz").unlink()
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(partial), "--out", str(run), "--steps", "4",
+            "--batch-size", "16", "--model-arg", "width=4", "--model-arg", "hidden=8"]
+    assert main(argv) == 2
+    assert "lacks test_hard.npz" in capsys.readouterr().err
+    assert not (run / "config.json").exists()  # the corrected command is not blocked
+    shutil.copy(tiny_data / "test_hard.npz", partial / "test_hard.npz")
+    assert main(argv) == 0

@@ -82,6 +82,17 @@ def load_meta(data_dir: str | os.PathLike) -> dict[str, Any]:
     return read_json(meta_path)
 
 
+def require_splits(data_dir: str | os.PathLike, splits: tuple[str, ...] = SPLITS) -> None:
+    """Fail now, before any work, when a split a command will read is missing."""
+    data_dir = Path(data_dir)
+    load_meta(data_dir)
+    missing = [name for name in splits if not (data_dir / f"{name}.npz").is_file()]
+    if missing:
+        raise ShortcutlabError(
+            f"{data_dir} lacks {', '.join(m + '.npz' for m in missing)}; rebuild it with "
+            f"`shortcutlab data build --out {data_dir} --force`")
+
+
 def load_split(data_dir: str | os.PathLike, split: str, verify: bool = True) -> Split:
     """Load one split, checking its sha256 against ``meta.json`` unless ``verify`` is False."""
     if split not in SPLITS:

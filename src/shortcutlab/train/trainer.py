@@ -299,6 +299,9 @@ class Trainer:
         started = time.perf_counter()
         cpu_started = time.process_time()
         config = self.config
+        from shortcutlab.data.dataset import require_splits
+
+        require_splits(self.data_dir)  # the final evaluation reads every split
         body = run_config(self.data_dir, config, self.seed, self.algorithm_cls, self.hparams,
                           self.preset)
         mode = _prepare_run_dir(self.out_dir, body, self.resume, self.force)
