@@ -32,6 +32,51 @@ def _integer_at_least(text: str, low: int, what: str) -> int:
     return value
 
 
+def positive_int(text: str) -> int:
+    """argparse type of a count or size: an integer of at least 1."""
+    return _integer_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type of an integer that may be 0 (0 usually means "off")."""
+    return _integer_at_least(text, 0, "a non-negative integer")
+
+
+def _float_in(text: str, low: float, high: float, low_open: bool, high_open: bool,
+              what: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if not math.isfinite(value) or too_low or too_high:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type of a rate, size or budget: a finite number above 0."""
+    return _float_in(text, 0.0, float("inf"), True, True, "a positive number")
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type of a weight or penalty that may be 0."""
+    return _float_in(text, 0.0, float("inf"), False, True, "a number >= 0")
+
+
+def unit_float(text: str) -> float:
+    """argparse type of a share or probability: a number in [0, 1]."""
+    return _float_in(text, 0.0, 1.0, False, False, "a number in [0, 1]")
+
+
+def momentum_value(text: str) -> float:
+    """argparse type of SGD momentum: a number in [0, 1)."""
+    return _float_in(text, 0.0, 1.0, False, True, "a momentum in [0, 1)")
+
+
 def thread_count(text: str) -> int:
     """argparse type of ``--threads``: a positive integer."""
     return _integer_at_least(text, 1, "a positive number of threads")

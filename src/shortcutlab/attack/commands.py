@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from shortcutlab.arguments import add_runtime_arguments
+from shortcutlab.arguments import (
+    add_runtime_arguments,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed_value,
+    unit_float,
+)
 
 DESCRIPTION = """\
 Targeted adversarial attack on every image of one class (Task 5): for each image, the
@@ -40,13 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, metavar="DIR", help="dataset directory")
     parser.add_argument("--split", default="test_hard",
                         help="split whose images of --source are attacked (default: test_hard)")
-    parser.add_argument("--source", type=int, default=7, help="class to attack (default: 7)")
-    parser.add_argument("--target", type=int, default=3,
+    parser.add_argument("--source", type=non_negative_int, default=7,
+                        help="class to attack (default: 7)")
+    parser.add_argument("--target", type=non_negative_int, default=3,
                         help="class the model must be made to say (default: 3)")
-    parser.add_argument("--confidence", type=float, default=0.9,
+    parser.add_argument("--confidence", type=unit_float, default=0.9,
                         help="softmax probability of --target to reach, in (0, 1) "
                              "(default: 0.9)")
-    parser.add_argument("--eps", type=float, default=0.05,
+    parser.add_argument("--eps", type=positive_float, default=0.05,
                         help="L-inf budget for the success rate, pixels in [0, 1] "
                              "(default: 0.05)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
@@ -56,22 +64,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tuning.add_argument("--attack", default="pgd", choices=("pgd", "fgsm", "pgd-l2"),
                         help="attack (default: pgd, L-inf with random start); with pgd-l2 "
                              "the epsilons are L2 radii")
-    tuning.add_argument("--steps", type=int, default=20, help="steps per attack (default: 20)")
-    tuning.add_argument("--rel-step-size", type=float, default=2.5,
+    tuning.add_argument("--steps", type=positive_int, default=20,
+                        help="steps per attack (default: 20)")
+    tuning.add_argument("--rel-step-size", type=positive_float, default=2.5,
                         help="step size as a multiple of eps/steps (default: 2.5)")
-    tuning.add_argument("--restarts", type=int, default=1,
+    tuning.add_argument("--restarts", type=positive_int, default=1,
                         help="random restarts for images not yet fooled (default: 1)")
-    tuning.add_argument("--seed", type=int, default=0, help="seed of the random starts")
-    tuning.add_argument("--max-eps", type=float, default=1.0,
+    tuning.add_argument("--seed", type=seed_value, default=0, help="seed of the random starts")
+    tuning.add_argument("--max-eps", type=positive_float, default=1.0,
                         help="top of the minimal-epsilon search (default: 1.0)")
-    tuning.add_argument("--precision", type=float, default=1e-3,
+    tuning.add_argument("--precision", type=positive_float, default=1e-3,
                         help="grid of the minimal-epsilon search (default: 0.001)")
     tuning.add_argument("--regions", default="all,background,digit",
                         help="where perturbations may go, comma-separated subset of "
                              "all,background,digit (default: all three)")
-    tuning.add_argument("--limit", type=int, default=None,
+    tuning.add_argument("--limit", type=positive_int, default=None,
                         help="attack only the first N images of --source (default: all)")
-    tuning.add_argument("--batch-size", type=int, default=256,
+    tuning.add_argument("--batch-size", type=positive_int, default=256,
                         help="images per batched attack call (default: 256)")
     add_runtime_arguments(tuning)
     parser.set_defaults(func=_attack)

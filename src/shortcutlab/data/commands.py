@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from shortcutlab.arguments import non_negative_float, positive_int, seed_value, unit_float
+
 STYLE_HELP = """\
 styles (where the class color goes):
   noise    high-frequency color-tinted noise behind a white digit (default)
@@ -90,7 +92,7 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
                         default="mnist",
                         help="grayscale source; real ones are fetched on first use, synthetic "
                              "is procedural and offline, for tests (default: mnist)")
-    parser.add_argument("--bias", type=float, default=0.95,
+    parser.add_argument("--bias", type=unit_float, default=0.95,
                         help="share of each class carrying its own color in train, val and "
                              "test_easy (default: 0.95)")
     parser.add_argument("--style", default="noise",
@@ -100,15 +102,15 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--hard", choices=("random", "inverted"), default="random",
                         help="test_hard colors: random = uniform over the nine other colors, "
                              "inverted = digit d gets color d+1 mod 10 (default: random)")
-    parser.add_argument("--noise-mix", type=float, default=0.6,
+    parser.add_argument("--noise-mix", type=unit_float, default=0.6,
                         help="share of the texture vs flat color in the background brightness: "
                              "0 = flat color, 1 = texture from black to full color "
                              "(default: 0.6)")
-    parser.add_argument("--alpha", type=float, default=1.0,
+    parser.add_argument("--alpha", type=unit_float, default=1.0,
                         help="opacity of the digit laid over the background, 0-1 "
                              "(default: 1.0)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--limit", type=int, metavar="N",
+    parser.add_argument("--seed", type=seed_value, default=0, help="random seed (default: 0)")
+    parser.add_argument("--limit", type=positive_int, metavar="N",
                         help="only the first N source images of each split (quick tests)")
     protocol = parser.add_argument_group(
         "published protocols", "options the study leaves at their defaults; `shortcutlab "
@@ -116,13 +118,13 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
     protocol.add_argument("--palette", choices=("rebias", "lff"), default="rebias",
                           help="class colors: rebias = ReBias' ten pure colors, lff = LfF's "
                                "ten mean stroke colors (default: rebias)")
-    protocol.add_argument("--color-noise", type=float, default=0.0, metavar="STD",
+    protocol.add_argument("--color-noise", type=non_negative_float, default=0.0, metavar="STD",
                           help="std of a per-image, per-channel offset of the class color, "
                                "as LfF's severity (0.005 = severity 4; default: 0)")
     protocol.add_argument("--spread", choices=("uniform", "even"), default="uniform",
                           help="conflicting images' colors: uniform draws from the other "
                                "nine, even splits them equally, as LfF (default: uniform)")
-    protocol.add_argument("--validation", type=int, default=10000, metavar="N",
+    protocol.add_argument("--validation", type=positive_int, default=10000, metavar="N",
                           help="training digits held out as the val split (default: 10000)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite DIR if it holds a different dataset")
@@ -138,7 +140,7 @@ def _add_show(commands: argparse._SubParsersAction) -> None:
         epilog="example:\n  shortcutlab data show data/cmnist --out cmnist.png")
     parser.add_argument("data_dir", metavar="DIR", help="a directory made by 'data build'")
     parser.add_argument("--out", required=True, metavar="PNG", help="image to write")
-    parser.add_argument("--per-cell", type=int, default=2, metavar="K",
+    parser.add_argument("--per-cell", type=positive_int, default=2, metavar="K",
                         help="examples per (digit, split, aligned/conflicting) cell (default: 2)")
     parser.set_defaults(func=_show)
 
@@ -153,11 +155,11 @@ def _add_styles(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="PNG", help="image to write")
     parser.add_argument("--source", choices=("mnist", "fashion-mnist", "synthetic"),
                         default="mnist", help="where the digits come from (default: mnist)")
-    parser.add_argument("--noise-mix", type=float, default=0.6,
+    parser.add_argument("--noise-mix", type=unit_float, default=0.6,
                         help="as for 'data build' (default: 0.6)")
-    parser.add_argument("--alpha", type=float, default=1.0,
+    parser.add_argument("--alpha", type=unit_float, default=1.0,
                         help="as for 'data build' (default: 1.0)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=seed_value, default=0, help="random seed (default: 0)")
     parser.set_defaults(func=_styles)
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from shortcutlab.arguments import add_runtime_arguments, apply_runtime
+from shortcutlab.arguments import (
+    add_runtime_arguments,
+    apply_runtime,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed_value,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,18 +43,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--layer", default=None, help="layer name (default: the last conv layer)")
     train.add_argument("--mode", default="auto", choices=("auto", "flat", "pooled", "position"),
                        help="conv layers: per position or spatially pooled; FC layers: flat")
-    train.add_argument("--expansion", type=int, default=8, help="features per input dimension")
+    train.add_argument("--expansion", type=positive_int, default=8,
+                       help="features per input dimension")
     train.add_argument("--activation", choices=("relu", "topk"), default="relu")
-    train.add_argument("--k", type=int, default=16, help="TopK: features on per input")
-    train.add_argument("--l1", type=float, default=3e-3, help="ReLU: L1 sparsity weight")
-    train.add_argument("--steps", type=int, default=4000)
-    train.add_argument("--batch-size", type=int, default=512)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--resample-every", type=int, default=1000,
+    train.add_argument("--k", type=positive_int, default=16, help="TopK: features on per input")
+    train.add_argument("--l1", type=non_negative_float, default=3e-3,
+                       help="ReLU: L1 sparsity weight")
+    train.add_argument("--steps", type=positive_int, default=4000)
+    train.add_argument("--batch-size", type=positive_int, default=512)
+    train.add_argument("--lr", type=positive_float, default=1e-3)
+    train.add_argument("--resample-every", type=non_negative_int, default=1000,
                        help="resample dead features this often (0: never)")
-    train.add_argument("--images", type=int, default=5000,
+    train.add_argument("--images", type=positive_int, default=5000,
                        help="training-split images whose activations train the SAE")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=seed_value, default=0)
     add_runtime_arguments(train)
     train.set_defaults(func=_train)
 
@@ -57,10 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "activation profiles). Writes labels.json and figures into the SAE directory.")
     label.add_argument("sae_dir", metavar="SAE_DIR", help="directory written by `sae train`")
     label.add_argument("--out", default=None, help="output directory (default: SAE_DIR)")
-    label.add_argument("--per-digit", type=int, default=10,
+    label.add_argument("--per-digit", type=positive_int, default=10,
                        help="digits per class in the color grid")
-    label.add_argument("--cards", type=int, default=16, help="feature cards to draw")
-    label.add_argument("--seed", type=int, default=0)
+    label.add_argument("--cards", type=positive_int, default=16, help="feature cards to draw")
+    label.add_argument("--seed", type=seed_value, default=0)
     add_runtime_arguments(label)
     label.set_defaults(func=_label)
 
@@ -80,9 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            help="also measure a custom edit: F=SCALE (0 ablates, k boosts) "
                            "or F+AMOUNT (repeatable)")
     intervene.add_argument("--split", default="test_hard", help="split for the custom edits")
-    intervene.add_argument("--boost-images", type=int, default=1000,
+    intervene.add_argument("--boost-images", type=positive_int, default=1000,
                            help="test_easy images of other digits per boosted color")
-    intervene.add_argument("--seed", type=int, default=0)
+    intervene.add_argument("--seed", type=seed_value, default=0)
     add_runtime_arguments(intervene)
     intervene.set_defaults(func=_intervene)
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from shortcutlab.arguments import add_runtime_arguments
+from shortcutlab.arguments import (
+    add_runtime_arguments,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    seed_value,
+)
 
 METHOD_CHOICES = ("gradcam", "gradcampp", "lrp", "ixg", "ig")
 RULE_CHOICES = ("epsilon", "zplus", "epsilon-plus", "epsilon-plus-flat")
@@ -43,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="name of RUN2 in figures (default: its directory name)")
     parser.add_argument("--splits", nargs="+", default=["test_easy", "test_hard", "test_unbiased"],
                         metavar="SPLIT", help="splits to score")
-    parser.add_argument("--limit", type=int, default=2000,
+    parser.add_argument("--limit", type=positive_int, default=2000,
                         help="images per split (a fixed random subset); 0 means all")
     parser.add_argument("--target", default="predicted", choices=("predicted", "label"),
                         help="explain each model's predicted class or the true label")
@@ -51,20 +57,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="Grad-CAM layer name (default: the last Conv2d)")
     parser.add_argument("--rule", default="epsilon", choices=RULE_CHOICES,
                         help="LRP rule or composite")
-    parser.add_argument("--epsilon", type=float, default=0.01,
+    parser.add_argument("--epsilon", type=non_negative_float, default=0.01,
                         help="LRP epsilon (the epsilon rule's; near 0 it is gradient x input)")
-    parser.add_argument("--steps", type=int, default=32,
+    parser.add_argument("--steps", type=positive_int, default=32,
                         help="integrated-gradients steps")
-    parser.add_argument("--tolerance", type=int, default=0,
+    parser.add_argument("--tolerance", type=non_negative_int, default=0,
                         help="pointing game: pixels by which the digit mask is grown")
-    parser.add_argument("--sanity-images", type=int, default=32,
+    parser.add_argument("--sanity-images", type=positive_int, default=32,
                         help="images for the randomization sanity check (0 skips it)")
-    parser.add_argument("--examples", type=int, default=8,
+    parser.add_argument("--examples", type=positive_int, default=8,
                         help="example images per split in examples.png (0 skips it)")
     parser.add_argument("--no-figures", dest="figures", action="store_false",
                         help="write explain.json only")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--seed", type=seed_value, default=0,
                         help="seed of the image subset and of the sanity check's re-initialization")
     add_runtime_arguments(parser)
     parser.set_defaults(func=_run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from shortcutlab.arguments import add_runtime_arguments
+from shortcutlab.arguments import add_runtime_arguments, positive_int, seed_value
 
 EPILOG = """\
 examples:
@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            "convergence/METHOD.png into --out")
     parser.add_argument("--data", help="dataset directory (from `shortcutlab data build`)")
     parser.add_argument("--out", help="run directory (--method) or table directory (--all)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of a single run (default 0)")
+    parser.add_argument("--seed", type=seed_value, default=0,
+                        help="seed of a single run (default 0)")
     parser.add_argument("--seeds", default="0,1,2",
                         help="comma-separated seeds for --all (default 0,1,2)")
     parser.add_argument("--methods", help="comma-separated subset of methods for --all")
@@ -56,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--table-only", action="store_true",
                         help="--all: write the table from the runs already finished in --out, "
                              "training nothing (rows count their seeds)")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=positive_int, default=1,
                         help="--all: training processes in parallel, one thread each")
     add_runtime_arguments(parser)
     parser.set_defaults(func=_intervene)

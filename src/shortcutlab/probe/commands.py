@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from shortcutlab.arguments import add_runtime_arguments, apply_runtime
+from shortcutlab.arguments import (
+    add_runtime_arguments,
+    apply_runtime,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    seed_value,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,37 +38,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--objective", action="append", default=[],
                         help="also visualize a custom objective, e.g. 'features.conv3:5 - "
                         "features.conv3:9', 'logit:3', 'features.conv2:7@3,4' (repeatable)")
-    parser.add_argument("--max-units", type=int, default=64,
+    parser.add_argument("--max-units", type=positive_int, default=64,
                         help="units visualized per layer (the most variable); all are measured")
     parser.add_argument("--param", choices=("fourier", "pixel"), default="fourier",
                         help="image parametrization")
-    parser.add_argument("--steps", type=int, default=256, help="optimization steps")
-    parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
-    parser.add_argument("--tv", type=float, default=0.05, help="total-variation weight")
-    parser.add_argument("--l2", type=float, default=0.0, help="L2 (distance from gray) weight")
+    parser.add_argument("--steps", type=positive_int, default=256, help="optimization steps")
+    parser.add_argument("--lr", type=positive_float, default=0.05, help="Adam learning rate")
+    parser.add_argument("--tv", type=non_negative_float, default=0.05,
+                        help="total-variation weight")
+    parser.add_argument("--l2", type=non_negative_float, default=0.0,
+                        help="L2 (distance from gray) weight")
     parser.add_argument("--no-transforms", action="store_true",
                         help="optimize without jitter, scale and rotation")
-    parser.add_argument("--facets", type=int, default=4,
+    parser.add_argument("--facets", type=positive_int, default=4,
                         help="images per polysemantic unit, pushed apart by the diversity term")
-    parser.add_argument("--diversity", type=float, default=1.0, help="diversity weight")
-    parser.add_argument("--facet-units", type=int, default=4,
+    parser.add_argument("--diversity", type=non_negative_float, default=1.0,
+                        help="diversity weight")
+    parser.add_argument("--facet-units", type=positive_int, default=4,
                         help="most polysemantic units per layer shown with facets")
-    parser.add_argument("--logit-samples", type=int, default=4,
+    parser.add_argument("--logit-samples", type=positive_int, default=4,
                         help="visualizations per class logit")
     parser.add_argument("--split", default="val",
                         help="split whose digits make the color grid and the exemplar set")
-    parser.add_argument("--per-digit", type=int, default=10,
+    parser.add_argument("--per-digit", type=positive_int, default=10,
                         help="color grid: digits per class, each rendered in all 10 colors")
-    parser.add_argument("--exemplars", type=int, default=8, help="exemplars per unit")
+    parser.add_argument("--exemplars", type=positive_int, default=8, help="exemplars per unit")
     parser.add_argument("--exemplar-source", choices=("balanced", "split"), default="balanced",
                         help="balanced: the split's digits re-rendered in random colors (tells "
                         "color units from digit units); split: the split as it is")
-    parser.add_argument("--exemplar-images", type=int, default=3000,
+    parser.add_argument("--exemplar-images", type=positive_int, default=3000,
                         help="images the exemplars are drawn from")
     parser.add_argument("--no-judge", action="store_true",
                         help="skip the grayscale MNIST judge (it trains once, then is cached)")
-    parser.add_argument("--batch-units", type=int, default=64, help="units optimized together")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-units", type=positive_int, default=64,
+                        help="units optimized together")
+    parser.add_argument("--seed", type=seed_value, default=0)
     add_runtime_arguments(parser)
     parser.set_defaults(func=_probe)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from shortcutlab.arguments import add_runtime_arguments
+from shortcutlab.arguments import add_runtime_arguments, positive_float, positive_int
 
 EPILOG = """\
 examples:
@@ -36,12 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                          "(default: all of the protocol's)")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds (default 0,1,2)")
     parser.add_argument("--scaling", help="input scaling the protocol offers (see --show)")
-    parser.add_argument("--epochs", type=float,
+    parser.add_argument("--epochs", type=positive_float,
                         help="another budget than the protocol's (stated in the table)")
     parser.add_argument("--out", help="output directory (default runs/benchmarks/PROTOCOL)")
     parser.add_argument("--storage", help="Optuna storage URL (default: OUT/sweep.db)")
-    parser.add_argument("--workers", type=int, default=1, help="training processes")
-    parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)  # tiny data, for tests
+    parser.add_argument("--workers", type=positive_int, default=1, help="training processes")
+    parser.add_argument("--limit", type=positive_int,
+                        help=argparse.SUPPRESS)  # tiny data, for tests
     parser.add_argument("--source", help=argparse.SUPPRESS)  # synthetic digits, for tests
     parser.add_argument("--table-only", action="store_true",
                         help="write the table from the trials already finished")

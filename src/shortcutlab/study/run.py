@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shortcutlab.artifacts import write_json
+from shortcutlab.errors import ShortcutlabError
 from shortcutlab.runtime import resolve_device, set_threads
 from shortcutlab.study import attack, cured, data, explain, probe, sae, train
 from shortcutlab.study.config import load_config
@@ -55,6 +56,11 @@ def run_study(out: str | Path, config_path: str | Path | None = None, quick: boo
     config = load_config(config_path, quick=quick, seed=seed, runtime=runtime)
     study = config["study"]
     device = resolve_device(study.get("device", "auto"))  # once, for every stage
+    names = {stage.name for stage in STAGES}
+    unknown = sorted((set(force) | set(only or ())) - names)
+    if unknown:  # before anything is written
+        raise ShortcutlabError(f"unknown stage(s) {', '.join(unknown)}; stages are "
+                               f"{', '.join(stage.name for stage in STAGES)}")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config)
     _log_to(out / "study.log")

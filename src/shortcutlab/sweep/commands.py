@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from shortcutlab.arguments import positive_int, thread_count
+
 RUN_USAGE = "shortcutlab sweep SPEC.yaml [--storage URL] [--workers N] [--out DIR] [...]"
 EXPORT_USAGE = ("shortcutlab sweep export [SPEC.yaml] [--storage URL --study NAME] --out DIR "
                 "[--x AXIS --y AXIS] [--metric NAME]")
@@ -45,13 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "storage; default: the spec's `output`, else runs/sweeps/STUDY); "
                              "export: where the table and figures go (default: OUTPUT/export)")
     run = parser.add_argument_group("running a sweep")
-    run.add_argument("--workers", type=int, default=1, metavar="N",
+    run.add_argument("--workers", type=positive_int, default=1, metavar="N",
                      help="local worker processes (default 1)")
     run.add_argument("--datasets", metavar="DIR",
                      help="dataset cache shared by trials (default: OUT/datasets)")
-    run.add_argument("--max-trials", type=int, metavar="N",
+    run.add_argument("--max-trials", type=positive_int, metavar="N",
                      help="stop each worker after N trials (the rest stay for a later run)")
-    run.add_argument("--threads", type=int, metavar="N",
+    run.add_argument("--threads", type=thread_count, metavar="N",
                      help="torch threads per worker (default: cores / workers)")
     run.add_argument("--dry-run", action="store_true",
                      help="validate the spec and list the trials without running them")

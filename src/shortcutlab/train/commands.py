@@ -6,7 +6,15 @@ import argparse
 import json
 from typing import Any
 
-from shortcutlab.arguments import add_runtime_arguments
+from shortcutlab.arguments import (
+    add_runtime_arguments,
+    momentum_value,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed_value,
+)
 
 TRAIN_EPILOG = """\
 presets:
@@ -63,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="RUN", help="run directory to write")
     parser.add_argument("--preset", default="lazy", metavar="NAME",
                         help="recipe: lazy (default), standard or none")
-    parser.add_argument("--seed", type=int, default=0, help="seed for init and data order")
+    parser.add_argument("--seed", type=seed_value, default=0, help="seed for init and data order")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run in RUN (same settings)")
     parser.add_argument("--force", action="store_true", help="overwrite a run already in RUN")
@@ -73,16 +81,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        metavar="KEY=VALUE", help="model constructor argument, e.g. width=16 "
                        "(repeatable)")
     group.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
-    group.add_argument("--lr", type=float, help="learning rate")
-    group.add_argument("--momentum", type=float, help="SGD momentum")
-    group.add_argument("--weight-decay", type=float)
-    group.add_argument("--batch-size", type=int)
-    group.add_argument("--epochs", type=float, help="training length in epochs")
-    group.add_argument("--steps", type=int, help="training length in steps (wins over epochs)")
+    group.add_argument("--lr", type=positive_float, help="learning rate")
+    group.add_argument("--momentum", type=momentum_value, help="SGD momentum")
+    group.add_argument("--weight-decay", type=non_negative_float)
+    group.add_argument("--batch-size", type=positive_int)
+    group.add_argument("--epochs", type=positive_float, help="training length in epochs")
+    group.add_argument("--steps", type=positive_int,
+                       help="training length in steps (wins over epochs)")
     group.add_argument("--schedule", choices=("constant", "cosine", "linear", "step"),
                        help="learning-rate schedule")
-    group.add_argument("--warmup-steps", type=int)
-    group.add_argument("--eval-every", type=int, help="evaluate on easy val every K steps")
+    group.add_argument("--warmup-steps", type=non_negative_int)
+    group.add_argument("--eval-every", type=positive_int, help="evaluate on easy val every K steps")
     group.add_argument("--select", metavar="RULE",
                        help="last | best-val | first:METRIC>=VALUE (see below)")
     group.add_argument("--no-early-stop", action="store_true",
@@ -104,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("run", metavar="RUN", help="run (or model) directory")
     evaluate.add_argument("--data", required=True, metavar="DIR", help="dataset directory")
     evaluate.add_argument("--out", metavar="DIR", help="output directory (default RUN/evaluate)")
-    evaluate.add_argument("--swap-images", type=int, default=1000, metavar="N",
+    evaluate.add_argument("--swap-images", type=positive_int, default=1000, metavar="N",
                           help="test digits used in the color-swap test (default 1000)")
     add_runtime_arguments(evaluate)
     evaluate.set_defaults(func=run_evaluate)

@@ -302,6 +302,7 @@ class Trainer:
         from shortcutlab.data.dataset import require_splits
 
         require_splits(self.data_dir)  # the final evaluation reads every split
+        models.create(config.model, **config.model_kwargs)  # a bad model fails before any write
         body = run_config(self.data_dir, config, self.seed, self.algorithm_cls, self.hparams,
                           self.preset)
         mode = _prepare_run_dir(self.out_dir, body, self.resume, self.force)

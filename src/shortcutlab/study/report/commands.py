@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from shortcutlab.arguments import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -14,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--screenshot", metavar="PNG",
                         help="also open the report in headless Chromium, check that it loads "
                              "cleanly and save a full-page screenshot")
-    parser.add_argument("--height", type=int, metavar="PX",
+    parser.add_argument("--height", type=positive_int, metavar="PX",
                         help="screenshot only the top PX pixels of the page (default: all)")
     parser.set_defaults(func=_report)
 
