@@ -60,6 +60,7 @@ CASES: list[tuple[str, str]] = [
     ("evaluate {out} --data {data}", "{out}"),
     # explain
     ("explain {run} --data {data} --out {out} --limit -1", "--limit"),
+    ("explain {run} --data {data} --out {out} --examples -2", "--examples"),
     ("explain {run} --data {data} --out {out} --epsilon -0.1", "--epsilon"),
     ("explain {run} --data {data} --out {out} --steps 0", "--steps"),
     ("explain {run} --data {data} --out {out} --method shap", "--method"),

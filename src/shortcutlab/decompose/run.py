@@ -106,8 +106,9 @@ def train_on_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
     state = {key: value.detach().cpu() for key, value in sae.state_dict().items()}
     digest = save_torch(out_dir / SAE_FILE, state)
     meta = {
-        "run_dir": str(run_dir),
-        "data_dir": str(data_dir),
+        # absolute, so that the SAE directory works from any working directory
+        "run_dir": str(Path(run_dir).resolve()),
+        "data_dir": str(Path(data_dir).resolve()),
         "dataset_id": load_meta(data_dir).get("dataset_id"),
         "model": getattr(model, "spec", None),
         "layer": layer,
@@ -151,7 +152,10 @@ def load_sae(sae_dir: str | os.PathLike, device: torch.device | str = "cpu"
 def _context(sae_dir: str | os.PathLike, device) -> tuple:
     sae, meta = load_sae(sae_dir, device)
     model = models.load(meta["run_dir"], device=device)
-    data_dir = resolve_data_dir(meta["run_dir"], meta["data_dir"])
+    data_dir = resolve_data_dir(
+        meta["run_dir"], meta["data_dir"],
+        remedy="the SAE was trained on it (sae.json); rebuild that dataset there, or train "
+               "the SAE again with `sae train --data DIR`")
     return sae, meta, model, data_dir
 
 

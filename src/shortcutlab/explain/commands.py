@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="name of RUN2 in figures (default: its directory name)")
     parser.add_argument("--splits", nargs="+", default=["test_easy", "test_hard", "test_unbiased"],
                         metavar="SPLIT", help="splits to score")
-    parser.add_argument("--limit", type=positive_int, default=2000,
+    parser.add_argument("--limit", type=non_negative_int, default=2000,
                         help="images per split (a fixed random subset); 0 means all")
     parser.add_argument("--target", default="predicted", choices=("predicted", "label"),
                         help="explain each model's predicted class or the true label")
@@ -63,9 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="integrated-gradients steps")
     parser.add_argument("--tolerance", type=non_negative_int, default=0,
                         help="pointing game: pixels by which the digit mask is grown")
-    parser.add_argument("--sanity-images", type=positive_int, default=32,
+    parser.add_argument("--sanity-images", type=non_negative_int, default=32,
                         help="images for the randomization sanity check (0 skips it)")
-    parser.add_argument("--examples", type=positive_int, default=8,
+    parser.add_argument("--examples", type=non_negative_int, default=8,
                         help="example images per split in examples.png (0 skips it)")
     parser.add_argument("--no-figures", dest="figures", action="store_false",
                         help="write explain.json only")

@@ -22,8 +22,11 @@ def _recorded_data_dir(config: dict[str, Any]) -> str | None:
     return None
 
 
-def resolve_data_dir(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None) -> Path:
-    """``data_dir`` when given, else the dataset recorded in the run's ``config.json``."""
+def resolve_data_dir(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None,
+                     remedy: str = "pass --data with the dataset the model was trained on"
+                     ) -> Path:
+    """``data_dir`` when given, else the dataset recorded in the run's ``config.json``;
+    ``remedy`` is what the error tells a command's user to do when it is not a dataset."""
     if data_dir is not None:
         path = Path(data_dir)
     else:
@@ -36,6 +39,5 @@ def resolve_data_dir(run_dir: str | os.PathLike, data_dir: str | os.PathLike | N
         if not path.is_absolute() and not path.exists():
             path = Path(run_dir) / recorded
     if not (path / "meta.json").is_file():
-        raise ShortcutlabError(f"{path} is not a shortcutlab dataset (no meta.json); "
-                               "pass --data with the dataset the model was trained on")
+        raise ShortcutlabError(f"{path} is not a shortcutlab dataset (no meta.json); {remedy}")
     return path

@@ -181,8 +181,8 @@ def run_probe(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
     save_npz(out_dir / "probe.npz", **arrays)
 
     result = {
-        "run_dir": str(run_dir),
-        "data_dir": str(data_dir),
+        "run_dir": str(Path(run_dir).resolve()),  # absolute: valid from any directory
+        "data_dir": str(Path(data_dir).resolve()),
         "model": getattr(model, "spec", None),
         "config": config.to_dict(),
         "grid": {"split": config.split, "per_digit": config.per_digit,
