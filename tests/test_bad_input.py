@@ -2,7 +2,8 @@
 at fault, shows no traceback and writes nothing.
 
 Placeholders: ``{data}`` a built tiny dataset, ``{run}`` a saved tiny model, ``{file}`` a
-plain file, ``{out}`` an output path that must still not exist afterwards.
+plain file, ``{mistyped}`` and ``{unknown_key}`` bad study configs, ``{out}`` an output
+path that must still not exist afterwards.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ CASES: list[tuple[str, str]] = [
     ("study --out {out} --seed -1", "--seed"),
     ("study --out {out} --only nosuchstage", "nosuchstage"),
     ("study --out {out} --config {out}.toml", "{out}.toml"),
+    ("study --out {out} --quick --config {mistyped}", "data.limit"),
+    ("study --out {out} --quick --config {unknown_key}", "explain.methodz"),
     ("report {out}", "{out}"),
     ("report {out} --height 0", "--height"),
 ]
@@ -122,7 +125,12 @@ def places(tiny_data, tmp_path_factory):
     models.save(models.create("cnn3", width=4, hidden=8), run)
     plain = root / "plain.txt"
     plain.write_text("not a directory, not a spec")
-    return {"data": str(tiny_data), "run": str(run), "file": str(plain), "root": root}
+    mistyped = root / "mistyped.toml"
+    mistyped.write_text('[data]\nlimit = "200"\n')
+    unknown_key = root / "unknown.toml"
+    unknown_key.write_text('[explain]\nmethodz = "lrp"\n')
+    return {"data": str(tiny_data), "run": str(run), "file": str(plain), "root": root,
+            "mistyped": str(mistyped), "unknown_key": str(unknown_key)}
 
 
 def test_the_table_is_large_enough():

@@ -44,9 +44,29 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str) -> dic
             raise ShortcutlabError(f"config key {path!r} must be "
                                    f"{'a table' if isinstance(merged[key], dict) else 'a value'}")
         else:
+            _check_type(path, merged[key], value)
             merged[key] = value
     return merged
 
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _check_type(path: str, default: Any, value: Any) -> None:
+    """A value must have its default's kind (a number where the default is a number, ...),
+    so that ``limit = "200"`` is refused before the first stage runs."""
+    if _kind(default) != _kind(value):
+        raise ShortcutlabError(f"config key {path!r} must be {_kind(default)} like its default "
+                               f"({default!r}), got {value!r}")
 
 def load_config(path: str | Path | None = None, quick: bool = False,
                 seed: int | None = None,
