@@ -153,3 +153,12 @@ def test_bad_invocation(template, names, places, capsys, tmp_path):
     assert names.format(**values) in err, err
     assert not out.exists(), f"{out} was written"
     assert not list(tmp_path.glob("out*")) or names.format(**values).startswith(str(out))
+
+
+def test_exporting_a_sweep_that_never_ran_creates_no_database(tmp_path, capsys):
+    spec = tmp_path / "never.yaml"
+    spec.write_text("study: never\nmode: grid\nfixed: {data: {source: synthetic, limit: 40}}\n"
+                    f"axes: {{train: {{lr: [0.1]}}}}\noutput: {tmp_path / 'out'}\n")
+    assert main(["sweep", "export", str(spec)]) == 2
+    assert "has not run" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -54,6 +54,13 @@ def load_study(storage: str, study: str) -> Any:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = normalize_url(storage)
+    if url.startswith("sqlite"):
+        from shortcutlab.sweep.storage import sqlite_path
+
+        path = sqlite_path(url)
+        if path is not None and not path.is_file():  # opening it would create it, empty
+            raise ShortcutlabError(f"no sweep database at {path}: study {study!r} has not "
+                                   "run there; run the sweep first, or pass --storage")
     backend = open_storage(url)
     names = optuna.get_all_study_names(backend)
     if study not in names:
