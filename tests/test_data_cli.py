@@ -97,7 +97,7 @@ def test_solid_style_warns(tmp_path, capsys):
 def test_bad_input_is_reported_without_a_traceback(tmp_path, capsys):
     assert main(["data", "build", "--out", str(tmp_path), "--source", "synthetic",
                  "--bias", "1.5"]) == 2
-    assert "--bias must be in [0, 1]" in capsys.readouterr().err
+    assert "--bias: '1.5' is not a number in [0, 1]" in capsys.readouterr().err
     assert main(["data", "show", str(tmp_path / "missing"), "--out", "x.png"]) == 2
     assert "not a shortcutlab dataset" in capsys.readouterr().err
 

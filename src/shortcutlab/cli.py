@@ -50,7 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
     argv = [arg for arg in argv if arg != "--debug"]
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # a refused option: argparse has said why, on stderr
+        if exit_.code in (0, None):
+            raise  # --help and --version end the program as argparse means them to
+        return int(exit_.code) if isinstance(exit_.code, int) else 2
     try:
         result = args.func(args)
     except ShortcutlabError as exc:
