@@ -25,7 +25,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -103,14 +103,15 @@ class BuildConfig:
         """The config as stored in meta.json; the protocol options only when they differ
         from their defaults, so that the study's dataset ids stay what they were."""
         values = asdict(self)
-        for name, default in PROTOCOL_DEFAULTS.items():
-            if values[name] == default:
+        defaults = {f.name: f.default for f in fields(self)}
+        for name in PROTOCOL_FIELDS:
+            if values[name] == defaults[name]:
                 del values[name]
         return values
 
 
-PROTOCOL_DEFAULTS: dict[str, Any] = {"palette": "rebias", "color_noise": 0.0,
-                                     "spread": "uniform", "validation": VALIDATION_SIZE}
+PROTOCOL_FIELDS = ("palette", "color_noise", "spread", "validation")
+"""The fields only published protocols set; out of the identity at their defaults."""
 
 
 def _rng(seed: int, *stream: int) -> np.random.Generator:

@@ -65,6 +65,7 @@ def intervene_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, metho
     interrupted run or returns a finished one. Returns the final ``metrics.json``.
     """
     from shortcutlab.data import load_meta
+    from shortcutlab.train import train_run
 
     cls = get_method(method)
     overrides = dict(overrides or {})
@@ -85,28 +86,18 @@ def intervene_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, metho
     num_train = int(load_meta(data_dir)["sizes"]["train"])
     own = {key: value for key, value in hparams.items() if key not in OPTIMIZER_KEYS}
     with writer_lock(out_dir):  # training, then measuring: one writer throughout
-        return _train_and_measure(data_dir, out_dir, method, cls, hparams, own, num_train,
-                                  seed, resume, force, measure, trainer_options)
+        metrics = dict(train_run(data_dir, out_dir, preset=None, seed=seed, resume=resume,
+                                 force=force, algorithm=cls,
+                                 **trainer_settings(hparams, num_train), **own,
+                                 **trainer_options))
+        metrics.update(method=method, uses=list(cls.uses), role=cls.role, hparams=hparams)
+        if measure and "hard_inverted" not in metrics:
+            from shortcutlab.intervene.measure import extra_metrics
 
-
-def _train_and_measure(data_dir: str | os.PathLike, out_dir: str | os.PathLike, method: str,
-                       cls: type, hparams: dict[str, Any], own: dict[str, Any],
-                       num_train: int, seed: int, resume: bool, force: bool, measure: bool,
-                       trainer_options: dict[str, Any]) -> dict[str, Any]:
-    from shortcutlab.train import train_run
-
-    metrics = train_run(data_dir, out_dir, preset=None, seed=seed, resume=resume, force=force,
-                        algorithm=cls, **trainer_settings(hparams, num_train), **own,
-                        **trainer_options)
-    metrics = dict(metrics)
-    metrics.update(method=method, uses=list(cls.uses), role=cls.role, hparams=hparams)
-    if measure and "hard_inverted" not in metrics:
-        from shortcutlab.intervene.measure import extra_metrics
-
-        metrics.update(extra_metrics(out_dir, data_dir,
-                                     device=trainer_options.get("device", "auto")))
-    metrics.update(check_convergence(out_dir, metrics, label=method))
-    write_json(Path(out_dir) / METRICS, metrics)
+            metrics.update(extra_metrics(out_dir, data_dir,
+                                         device=trainer_options.get("device", "auto")))
+        metrics.update(check_convergence(out_dir, metrics, label=method))
+        write_json(Path(out_dir) / METRICS, metrics)
     return metrics
 
 
