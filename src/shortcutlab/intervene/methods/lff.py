@@ -3,20 +3,24 @@
 As in the official code (alinlab/LfF): per-image moving averages of both models' losses
 (decay ``ema``), each divided by the largest of its class, give the debiased model's
 weights w = L_b / (L_b + L_d), detached; the biased model trains with generalized
-cross-entropy (``q``). One change, and why: the debiased model starts only after a
-``warmup`` share of the budget, in which the biased model trains alone.
+cross-entropy (``q``). Two changes, and why; neither changes the objective.
 
-Without it, both models start together and, until the biased model has become a color
-model, every weight is about 0.5: for its first ~20 steps the debiased model trains like
-plain ERM and becomes a confident color reader. Then the biased model saturates, the
-weights of the color-aligned images fall to ~1e-5, and the debiased model must unlearn
-color from the conflicting 5% alone; it does so by switching its color units off, most
-of its ReLUs die (94% of the conv units, on one dataset seed / training seed pair), its
-outputs stop depending on the image and it never learns shape: easy-val 0.5% at one
-epoch, hard 11% at the end, where the default seeds reach 88%. Trained on the same
-weights from its first step instead, it never reads color, so there is nothing to
-unlearn (a lower learning rate only delays the collapse). ``--set warmup=0`` restores
-the official schedule. docs/results.md (intervene) has the runs before and after.
+``sampling``: the debiased model trains on a batch drawn in proportion to the weights
+instead of on the sequential batch with each loss multiplied by its weight. Both
+estimate the same weighted objective, but the weights of the color-aligned images fall
+to ~1e-5 of the conflicting ones' within ~40 steps, so a weighted sequential batch of
+128 carries its signal in its ~6 conflicting images. On that noisy gradient Adam takes
+full-size steps: within 40 debiased steps 79-88% of the third conv layer's and fc1's
+ReLUs were dead (default dataset, training seed 2), the outputs stopped depending on the
+image, and the run ended below chance on easy data. Drawn in proportion to the weights,
+all 128 images carry signal: 9% of those units dead, easy-val 92.9% at step 195 where
+the weighted batch had 0.5%. ``--set sampling=0`` restores the official estimator.
+
+``warmup``: the debiased model starts only after a share of the budget in which the
+biased model trains alone. Without it, until the biased model reads color every weight
+is about 0.5, the debiased model trains like plain ERM for ~20 steps and becomes a color
+reader that must then unlearn color. ``--set warmup=0`` restores the official schedule.
+docs/results.md (intervene) has the runs before and after each change.
 """
 
 from __future__ import annotations
@@ -82,6 +86,10 @@ class LearningFromFailure(Intervention):
         **optimizer_hparams(),
         "q": HParam(0.7, "generalized cross-entropy exponent of the biased model", 0.3, 0.9),
         "ema": HParam(0.7, "per-sample loss moving-average decay", 0.5, 0.99),
+        "sampling": HParam(1, "1: the debiased model trains on a batch drawn in proportion "
+                              "to the weights (the same objective in expectation); 0: on "
+                              "the sequential batch, each image's loss times its weight "
+                              "(the official code)", choices=(0, 1)),
         "warmup": HParam(0.05, "share of the step budget in which the biased model trains "
                                "alone, before the debiased one starts", 0.0, 0.2),
     }
@@ -94,6 +102,8 @@ class LearningFromFailure(Intervention):
         for name in ("ema_biased", "ema_debiased", "labels", "seen"):
             self.register_buffer(name, torch.zeros(0))
         self.warmup_steps = 0
+        self.train_tensors: dict[str, torch.Tensor] | None = None
+        self.batch_size = 128
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         biased = self._modules.get("biased")  # absent while the base class builds its optimizer
@@ -114,6 +124,8 @@ class LearningFromFailure(Intervention):
         if not 0.0 <= fraction < 1.0:
             raise ShortcutlabError(f"lff: warmup must be in [0, 1), got {fraction}")
         self.warmup_steps = round(fraction * context.total_steps)
+        self.train_tensors = context.train
+        self.batch_size = context.batch_size or 128
 
     def selectable(self, step: int) -> bool:
         """Not while the debiased model is still waiting for the biased one."""
@@ -133,9 +145,22 @@ class LearningFromFailure(Intervention):
             0, self.labels[known], ema[known], reduce="amax", include_self=True)
         return ema[index] / class_max[labels].clamp_min(1e-8)
 
+    def _all_weights(self) -> torch.Tensor:
+        """Every seen training image's current weight (0 for the images not seen yet)."""
+        seen = self.seen
+        everything = torch.arange(seen.numel(), device=seen.device)
+        labels = self.labels.clamp_min(0)
+        weight = relative_difficulty(
+            self._class_normalized(self.ema_biased, everything, labels),
+            self._class_normalized(self.ema_debiased, everything, labels))
+        return torch.where(seen, weight, torch.zeros_like(weight))
+
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         index, labels = batch.index, batch.labels
-        logits_b, logits_d = self.biased(batch.images), self.model(batch.images)
+        sampling = bool(int(self.hparams.get("sampling", 0)))
+        logits_b = self.biased(batch.images)
+        with torch.set_grad_enabled(not sampling):
+            logits_d = self.model(batch.images)
         ce_b = F.cross_entropy(logits_b, labels, reduction="none")
         ce_d = F.cross_entropy(logits_d, labels, reduction="none")
         with torch.no_grad():
@@ -147,13 +172,32 @@ class LearningFromFailure(Intervention):
                 self._class_normalized(self.ema_biased, index, labels),
                 self._class_normalized(self.ema_debiased, index, labels))
         gce = generalized_cross_entropy(logits_b, labels, float(self.hparams["q"])).mean()
-        debiased = (ce_d * weight).mean()
+        training_debiased = step >= self.warmup_steps
+        if sampling and training_debiased:
+            debiased = self._sampled_loss()
+        else:  # without sampling, or logged only (no graph) in the warm-up
+            debiased = (ce_d * weight).mean()
         # The logged loss is the whole objective; in the warm-up only the biased part
         # trains (the debiased parameters get no gradient, so Adam leaves them alone).
         loss = gce + debiased
-        self.step_optimizer(loss if step >= self.warmup_steps else gce)
+        self.step_optimizer(loss if training_debiased else gce)
         return {"loss": float(loss.detach()), "ce": float(ce_d.mean().detach()),
                 "ce_biased": float(ce_b.mean().detach()), "weight": float(weight.mean())}
+
+    def _sampled_loss(self) -> torch.Tensor:
+        """The debiased model's cross-entropy on a batch drawn with replacement in
+        proportion to the weights: an unbiased estimate of the weighted objective (up to
+        its scale, which Adam ignores) from a full batch of images, where the weighted
+        sequential batch has only its ~5% conflicting images carrying weight."""
+        weights = self._all_weights()
+        if self.train_tensors is None or float(weights.sum()) <= 0:
+            raise ShortcutlabError("lff: no image has a weight yet; lower warmup")
+        size = self.batch_size
+        drawn = torch.multinomial(weights.double().cpu(), size, replacement=True,
+                                  generator=self.generator)
+        images = self.train_tensors["images"][drawn.to(self.train_tensors["images"].device)]
+        labels = self.train_tensors["labels"][drawn.to(self.train_tensors["labels"].device)]
+        return F.cross_entropy(self.model(images.to(self.device)), labels.to(self.device))
 
     def training_state(self) -> dict[str, Any]:
         return {**super().training_state(), "biased": self.biased.state_dict(),
