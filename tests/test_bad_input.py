@@ -81,6 +81,18 @@ CASES: list[tuple[str, str]] = [
     ("attack {run} --data {data} --out {out} --restarts 0", "--restarts"),
     ("attack {run} --data {data} --out {out} --source -1", "--source"),
     ("attack {run} --data {data} --out {out} --attack cw", "--attack"),
+    # an output path in the way: refused when the option is read, before any work
+    ("attack {run} --data {data} --out {file}", "--out"),
+    ("train --data {data} --out {file}", "{file}"),
+    ("train --data {data} --out {file}/run", "{file}"),
+    ("explain {run} --data {data} --out {file}", "--out"),
+    ("probe {run} --out {file}", "--out"),
+    ("sae train {run} --out {file}", "--out"),
+    ("intervene --method rrr --data {data} --out {file}", "--out"),
+    ("study --out {file}", "--out"),
+    ("benchmark lff-cmnist --out {file}", "--out"),
+    ("data show {data} --out {root}", "folder"),
+    ("data styles --out {file}/styles.png", "{file}"),
     # sae
     ("sae train {run} --out {out} --expansion 0", "--expansion"),
     ("sae train {run} --out {out} --k 0", "--k"),

@@ -87,6 +87,53 @@ def seed_value(text: str) -> int:
     return _integer_at_least(text, 0, "a non-negative integer seed")
 
 
+def _writable_place(path: str, what: str) -> None:
+    """Refuse ``path`` unless it, or the nearest folder above it that exists, is a folder
+    this process may write into: checked when the option is read, before any work."""
+    import os
+    from pathlib import Path
+
+    place = Path(path).absolute()
+    while not place.exists():
+        place = place.parent
+    if not place.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{path!r} cannot be created: {str(place)!r} is a file, not a folder; "
+            f"choose another {what}")
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(
+            f"no permission to write into {str(place)!r}; choose another {what}")
+
+
+def output_dir(text: str) -> str:
+    """argparse type of an output folder (``--out DIR``): not an existing file, and
+    creatable where it does not exist yet."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path is not an output folder")
+    from pathlib import Path
+
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is a file; --out needs a folder: choose another path or remove it")
+    _writable_place(text, "--out")
+    return text
+
+
+def output_file(text: str) -> str:
+    """argparse type of an output file (``--out FILE``): not an existing folder, and
+    creatable where it does not exist yet."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path is not an output file")
+    from pathlib import Path
+
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is a folder; --out needs a file name: choose another path")
+    _writable_place(str(Path(text).parent) if Path(text).parent != Path("") else ".",
+                    "--out")
+    return text
+
+
 def add_runtime_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *,
                           device_default: str | None = "auto",
                           default_help: str = "auto: a CUDA GPU when there is one, else "

@@ -7,6 +7,7 @@ import argparse
 from shortcutlab.arguments import (
     add_runtime_arguments,
     non_negative_int,
+    output_dir,
     positive_float,
     positive_int,
     seed_value,
@@ -57,7 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eps", type=positive_float, default=0.05,
                         help="L-inf budget for the success rate, pixels in [0, 1] "
                              "(default: 0.05)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--out", type=output_dir, required=True, metavar="DIR",
+                        help="output directory")
     parser.add_argument("--save-examples", action="store_true",
                         help="also write examples.npz (original, adversarial, target_prob)")
     tuning = parser.add_argument_group("attack settings")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shortcutlab.arguments import non_negative_float, positive_int, seed_value, unit_float
+from shortcutlab.arguments import (
+    non_negative_float,
+    output_dir,
+    output_file,
+    positive_int,
+    seed_value,
+    unit_float,
+)
 
 STYLE_HELP = """\
 styles (where the class color goes):
@@ -86,7 +93,7 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
                     "easy splits and never in the hard one. The same options and seed give "
                     "byte-identical files.",
         epilog=BUILD_EPILOG)
-    parser.add_argument("--out", required=True, metavar="DIR",
+    parser.add_argument("--out", type=output_dir, required=True, metavar="DIR",
                         help="dataset directory to create (meta.json and one SPLIT.npz per split)")
     parser.add_argument("--source", choices=("mnist", "fashion-mnist", "synthetic"),
                         default="mnist",
@@ -139,7 +146,8 @@ def _add_show(commands: argparse._SubParsersAction) -> None:
                     "color (aligned) and examples in another color (conflicting).",
         epilog="example:\n  shortcutlab data show data/cmnist --out cmnist.png")
     parser.add_argument("data_dir", metavar="DIR", help="a directory made by 'data build'")
-    parser.add_argument("--out", required=True, metavar="PNG", help="image to write")
+    parser.add_argument("--out", type=output_file, required=True, metavar="PNG",
+                        help="image to write")
     parser.add_argument("--per-cell", type=positive_int, default=2, metavar="K",
                         help="examples per (digit, split, aligned/conflicting) cell (default: 2)")
     parser.set_defaults(func=_show)
@@ -152,7 +160,8 @@ def _add_styles(commands: argparse._SubParsersAction) -> None:
         description="One row per style: a digit of each class in its class's color.",
         epilog=STYLE_HELP
         + "\nexample:\n  shortcutlab data styles --out styles.png --noise-mix 0.8")
-    parser.add_argument("--out", required=True, metavar="PNG", help="image to write")
+    parser.add_argument("--out", type=output_file, required=True, metavar="PNG",
+                        help="image to write")
     parser.add_argument("--source", choices=("mnist", "fashion-mnist", "synthetic"),
                         default="mnist", help="where the digits come from (default: mnist)")
     parser.add_argument("--noise-mix", type=unit_float, default=0.6,

@@ -9,6 +9,7 @@ from shortcutlab.arguments import (
     apply_runtime,
     non_negative_float,
     non_negative_int,
+    output_dir,
     positive_float,
     positive_int,
     seed_value,
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a sparse autoencoder on a layer's activations (train split images) "
         "and evaluate it on validation activations; writes sae.pt, sae.json and a figure.")
     train.add_argument("run", metavar="RUN", help="a trained model's run directory")
-    train.add_argument("--out", required=True, help="SAE directory to write")
+    train.add_argument("--out", type=output_dir, required=True, help="SAE directory to write")
     train.add_argument("--data", default=None,
                        help="dataset directory (default: the one recorded in RUN/config.json)")
     train.add_argument("--layer", default=None, help="layer name (default: the last conv layer)")
@@ -66,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "name it color:NAME, digit:D, mixed or dead, and draw feature cards (exemplars and "
         "activation profiles). Writes labels.json and figures into the SAE directory.")
     label.add_argument("sae_dir", metavar="SAE_DIR", help="directory written by `sae train`")
-    label.add_argument("--out", default=None, help="output directory (default: SAE_DIR)")
+    label.add_argument("--out", type=output_dir, default=None,
+                       help="output directory (default: SAE_DIR)")
     label.add_argument("--per-digit", type=positive_int, default=10,
                        help="digits per class in the color grid")
     label.add_argument("--cards", type=positive_int, default=16, help="feature cards to draw")
@@ -82,7 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "prediction to that color's class. Labels the features first if needed. Writes "
         "intervene.json and interventions.png.")
     intervene.add_argument("sae_dir", metavar="SAE_DIR", help="directory written by `sae train`")
-    intervene.add_argument("--out", default=None, help="output directory (default: SAE_DIR)")
+    intervene.add_argument("--out", type=output_dir, default=None,
+                           help="output directory (default: SAE_DIR)")
     intervene.add_argument("--strengths", default="1,2,4",
                            help="boost strengths, in units of the feature's mean activation "
                            "on images of its color")

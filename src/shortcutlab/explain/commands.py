@@ -8,6 +8,7 @@ from shortcutlab.arguments import (
     add_runtime_arguments,
     non_negative_float,
     non_negative_int,
+    output_dir,
     positive_int,
     seed_value,
 )
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run", metavar="RUN", help="run (or model) directory of a trained model")
     parser.add_argument("--data", required=True, metavar="DIR", help="dataset directory")
-    parser.add_argument("--out", required=True, metavar="DIR",
+    parser.add_argument("--out", type=output_dir, required=True, metavar="DIR",
                         help="where explain.json and the figures go")
     parser.add_argument("--method", default="gradcam", choices=METHOD_CHOICES,
                         help="attribution method: gradcam, gradcampp (Grad-CAM++), lrp, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from shortcutlab.arguments import add_runtime_arguments, positive_int, seed_value
+from shortcutlab.arguments import add_runtime_arguments, output_dir, positive_int, seed_value
 
 EPILOG = """\
 examples:
@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            "table.md, table.csv, table.json, table.png and "
                            "convergence/METHOD.png into --out")
     parser.add_argument("--data", help="dataset directory (from `shortcutlab data build`)")
-    parser.add_argument("--out", help="run directory (--method) or table directory (--all)")
+    parser.add_argument("--out", type=output_dir,
+                        help="run directory (--method) or table directory (--all)")
     parser.add_argument("--seed", type=seed_value, default=0,
                         help="seed of a single run (default 0)")
     parser.add_argument("--seeds", default="0,1,2",

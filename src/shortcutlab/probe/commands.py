@@ -8,6 +8,7 @@ from shortcutlab.arguments import (
     add_runtime_arguments,
     apply_runtime,
     non_negative_float,
+    output_dir,
     positive_float,
     positive_int,
     seed_value,
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("run", metavar="RUN", help="a trained model's run directory")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", type=output_dir, required=True, help="output directory")
     parser.add_argument("--data", default=None,
                         help="dataset directory (default: the one recorded in RUN/config.json)")
     parser.add_argument("--layers", default=None,

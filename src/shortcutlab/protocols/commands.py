@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from shortcutlab.arguments import add_runtime_arguments, positive_float, positive_int
+from shortcutlab.arguments import add_runtime_arguments, output_dir, positive_float, positive_int
 
 EPILOG = """\
 examples:
@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scaling", help="input scaling the protocol offers (see --show)")
     parser.add_argument("--epochs", type=positive_float,
                         help="another budget than the protocol's (stated in the table)")
-    parser.add_argument("--out", help="output directory (default runs/benchmarks/PROTOCOL)")
+    parser.add_argument("--out", type=output_dir,
+                        help="output directory (default runs/benchmarks/PROTOCOL)")
     parser.add_argument("--storage", help="Optuna storage URL (default: OUT/sweep.db)")
     parser.add_argument("--workers", type=positive_int, default=1, help="training processes")
     parser.add_argument("--limit", type=positive_int,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from shortcutlab.arguments import add_runtime_arguments, seed_value
+from shortcutlab.arguments import add_runtime_arguments, output_dir, seed_value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "changed config re-runs exactly the affected stages, and an interrupted "
                     "study resumes. Every option is in one TOML file: see --print-config.",
     )
-    parser.add_argument("--out", default="study", help="study directory (default: study)")
+    parser.add_argument("--out", type=output_dir, default="study",
+                        help="study directory (default: study)")
     parser.add_argument("--config", help="a TOML file overriding the defaults "
                                          "(see --print-config)")
     parser.add_argument("--quick", action="store_true",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from shortcutlab.arguments import positive_int, thread_count
+from shortcutlab.arguments import output_dir, positive_int, thread_count
 
 RUN_USAGE = "shortcutlab sweep SPEC.yaml [--storage URL] [--workers N] [--out DIR] [...]"
 EXPORT_USAGE = ("shortcutlab sweep export [SPEC.yaml] [--storage URL --study NAME] --out DIR "
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--storage", metavar="URL",
                         help="sqlite:///PATH.db or postgresql://USER@HOST:PORT/DB "
                              "(default: the spec's, else OUT/sweep.db)")
-    parser.add_argument("--out", metavar="DIR",
+    parser.add_argument("--out", type=output_dir, metavar="DIR",
                         help="run: the sweep's output directory (trial runs, datasets, default "
                              "storage; default: the spec's `output`, else runs/sweeps/STUDY); "
                              "export: where the table and figures go (default: OUTPUT/export)")

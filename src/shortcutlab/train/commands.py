@@ -11,6 +11,7 @@ from shortcutlab.arguments import (
     momentum_value,
     non_negative_float,
     non_negative_int,
+    output_dir,
     positive_float,
     positive_int,
     seed_value,
@@ -68,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "metrics.json).",
         epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, metavar="DIR", help="dataset directory")
-    parser.add_argument("--out", required=True, metavar="RUN", help="run directory to write")
+    parser.add_argument("--out", type=output_dir, required=True, metavar="RUN",
+                        help="run directory to write")
     parser.add_argument("--preset", default="lazy", metavar="NAME",
                         help="recipe: lazy (default), standard or none")
     parser.add_argument("--seed", type=seed_value, default=0, help="seed for init and data order")
@@ -112,7 +114,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EVALUATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     evaluate.add_argument("run", metavar="RUN", help="run (or model) directory")
     evaluate.add_argument("--data", required=True, metavar="DIR", help="dataset directory")
-    evaluate.add_argument("--out", metavar="DIR", help="output directory (default RUN/evaluate)")
+    evaluate.add_argument("--out", type=output_dir, metavar="DIR",
+                          help="output directory (default RUN/evaluate)")
     evaluate.add_argument("--swap-images", type=positive_int, default=1000, metavar="N",
                           help="test digits used in the color-swap test (default 1000)")
     add_runtime_arguments(evaluate)
