@@ -66,7 +66,7 @@ def violations(root: Path, task_modules: set[str]) -> list[str]:
 
 LAYERS = (
     {"shortcutlab", "errors", "artifacts", "registry", "runtime", "progress", "figures",
-     "arguments"},
+     "arguments", "settings"},
     {"data"},
     {"models", "hooks"},
     {"train"},

@@ -111,3 +111,43 @@ def test_lff_on_tiny_data_never_ends_below_chance(tiny_data, tmp_path, seed):
     assert all(math.isfinite(record["train_loss"]) for record in log)
     assert not below_chance(metrics["easy_val"], chance_level(10))
     assert metrics["easy_val"] > chance_level(10)
+
+
+def test_the_sampled_batch_draws_only_seen_images_in_proportion_to_their_weights(
+        train_tensors, batch_of):
+    algorithm = build(train_tensors, total_steps=100)
+    batch = batch_of(train_tensors, 64)
+    algorithm.update(batch, 0)  # the first 64 images are seen, the rest are not
+    weights = algorithm._all_weights()
+    seen = torch.zeros_like(weights, dtype=torch.bool)
+    seen[batch.index] = True
+    assert (weights[~seen] == 0).all() and (weights[seen] > 0).any()
+
+    drawn: list[torch.Tensor] = []
+    original = torch.multinomial
+
+    def recording(*args, **kwargs):
+        result = original(*args, **kwargs)
+        drawn.append(result)
+        return result
+
+    torch.multinomial = recording
+    try:
+        for _ in range(200):
+            algorithm._sampled_loss()
+    finally:
+        torch.multinomial = original
+    counts = torch.bincount(torch.cat(drawn), minlength=len(weights)).double()
+    assert counts[~seen].sum() == 0
+    expected = weights.double() / weights.double().sum() * counts.sum()
+    heavy = expected > 200  # enough draws for the relative error to be small
+    assert heavy.any()
+    assert torch.allclose(counts[heavy], expected[heavy], rtol=0.25)
+
+
+def test_without_sampling_the_official_weighted_batch_trains(train_tensors, batch_of):
+    algorithm = build(train_tensors, total_steps=100, sampling=0, warmup=0.0)
+    before = copy.deepcopy(algorithm.model.features.conv1.weight)
+    stats = algorithm.update(batch_of(train_tensors, 64), 0)
+    assert math.isfinite(stats["loss"])
+    assert not torch.equal(algorithm.model.features.conv1.weight, before)

@@ -458,8 +458,8 @@ def test_per_algorithm_settings_reach_only_that_algorithms_trials(monkeypatch, t
 
 
 @pytest.mark.parametrize("train, message", [
-    ({"steps": -5}, "steps must be at least 1"),
-    ({"grad_clip": -1.0}, "grad_clip must be positive"),
+    ({"steps": -5}, "steps must be an integer in [1, inf)"),
+    ({"grad_clip": -1.0}, "grad_clip must be a number in (0, inf)"),
     ({"model_kwargs": {"colour": 3}}, "bad arguments for model 'cnn3'"),
     ({"model_kwargs": {"width": -3}}, "model 'cnn3'"),
     ({"device": "cuda"}, "sees no CUDA GPU"),

@@ -6,16 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from shortcutlab.arguments import (
-    add_runtime_arguments,
-    momentum_value,
-    non_negative_float,
-    non_negative_int,
-    output_dir,
-    positive_float,
-    positive_int,
-    seed_value,
-)
+from shortcutlab.arguments import add_runtime_arguments, output_dir, positive_int, seed_value
+from shortcutlab.settings import SETTINGS
 
 TRAIN_EPILOG = """\
 presets:
@@ -78,24 +70,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="continue an interrupted run in RUN (same settings)")
     parser.add_argument("--force", action="store_true", help="overwrite a run already in RUN")
     group = parser.add_argument_group("overrides (default: the preset's value)")
-    group.add_argument("--model", help="architecture: cnn3, cnn2fc3, mlp, resnet18")
+    for name, setting in SETTINGS.items():  # one flag per declared setting, same checks
+        if setting.flag:
+            group.add_argument(f"--{name.replace('_', '-')}", dest=name,
+                               type=None if setting.kinds == (str,) else setting.parse,
+                               choices=setting.choices, metavar=name.upper()
+                               if setting.choices is None else None, help=setting.help)
     group.add_argument("--model-arg", action="append", type=_key_value, default=[],
                        metavar="KEY=VALUE", help="model constructor argument, e.g. width=16 "
                        "(repeatable)")
-    group.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
-    group.add_argument("--lr", type=positive_float, help="learning rate")
-    group.add_argument("--momentum", type=momentum_value, help="SGD momentum")
-    group.add_argument("--weight-decay", type=non_negative_float)
-    group.add_argument("--batch-size", type=positive_int)
-    group.add_argument("--epochs", type=positive_float, help="training length in epochs")
-    group.add_argument("--steps", type=positive_int,
-                       help="training length in steps (wins over epochs)")
-    group.add_argument("--schedule", choices=("constant", "cosine", "linear", "step"),
-                       help="learning-rate schedule")
-    group.add_argument("--warmup-steps", type=non_negative_int)
-    group.add_argument("--eval-every", type=positive_int, help="evaluate on easy val every K steps")
-    group.add_argument("--select", metavar="RULE",
-                       help="last | best-val | first:METRIC>=VALUE (see below)")
     group.add_argument("--no-early-stop", action="store_true",
                        help="keep training after a first: rule fires (for the log)")
     group.add_argument("--set", action="append", type=_key_value, default=[],

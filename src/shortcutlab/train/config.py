@@ -14,9 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from shortcutlab.errors import ShortcutlabError
-
-SCHEDULES = ("constant", "cosine", "linear", "step")
-OPTIMIZERS = ("sgd", "adam", "adamw")
+from shortcutlab.settings import OPTIMIZERS, SCHEDULES, SETTINGS, Setting  # noqa: F401
 
 # Keys that say where and how fast a run executes, not what it computes: they may change
 # between a run and its resume, and they do not enter the run's identity hash.
@@ -73,82 +71,19 @@ class TrainConfig:
         return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_KEYS}
 
     def validate(self) -> None:
-        """Every setting's type and range, before any work: a wrong value is refused with
-        the setting's name instead of training something else (a negative clip would
-        climb the loss)."""
-        self._check_types()
-        self._check_ranges()
-        if self.optimizer not in OPTIMIZERS:
-            raise ShortcutlabError(f"unknown optimizer {self.optimizer!r}; choose one of "
-                                   f"{', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise ShortcutlabError(f"unknown schedule {self.schedule!r}; choose one of "
-                                   f"{', '.join(SCHEDULES)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ShortcutlabError(f"lr must be a positive number, got {self.lr}")
-        for name in ("batch_size", "eval_every", "eval_batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ShortcutlabError(f"{name} must be at least 1, got {getattr(self, name)}")
+        """Every setting against its declaration in :data:`SETTINGS`, then the rules that
+        tie settings together, before any work: a wrong value is refused with the setting's
+        name instead of training something else (a negative clip would climb the loss)."""
+        for name, setting in SETTINGS.items():
+            setting.check(name, getattr(self, name))
         if self.steps is None and self.epochs is None:
             raise ShortcutlabError("set a training length: epochs or steps")
-        if self.steps is not None and self.steps < 1:
-            raise ShortcutlabError(f"steps must be at least 1, got {self.steps}")
-        if self.steps is None and self.epochs is not None and self.epochs <= 0:
-            raise ShortcutlabError(f"epochs must be positive, got {self.epochs}")
-        if not isinstance(self.model_kwargs, dict):
-            raise ShortcutlabError("model_kwargs must be a dict of keyword arguments")
         selection = parse_selection(self.select)
         unknown = [c.metric for c in selection.conditions if c.metric not in SELECTION_METRICS]
         if unknown:
             raise ShortcutlabError(
                 f"select {self.select!r} names unknown metric(s) {', '.join(unknown)}; a rule "
                 f"may read {', '.join(SELECTION_METRICS)} (never a test split)")
-
-    def _check_types(self) -> None:
-        expected: dict[str, tuple[type, ...]] = {
-            "model": (str,), "optimizer": (str,), "schedule": (str,), "select": (str,),
-            "device": (str,), "lr": (int, float), "momentum": (int, float),
-            "weight_decay": (int, float), "step_gamma": (int, float),
-            "eval_dense_margin": (int, float), "batch_size": (int,), "warmup_steps": (int,),
-            "step_every": (int,), "eval_every": (int,), "eval_dense_every": (int,),
-            "eval_batch_size": (int,), "checkpoint_every": (int,), "early_stop": (bool,),
-            "channels_last": (bool,), "grad_clip": (int, float, type(None)),
-            "epochs": (int, float, type(None)), "steps": (int, type(None)),
-            "threads": (int, type(None)),
-        }
-        for name, kinds in expected.items():
-            value = getattr(self, name)
-            wrong_bool = isinstance(value, bool) and bool not in kinds
-            if wrong_bool or not isinstance(value, kinds):
-                names = " or ".join("none" if k is type(None) else k.__name__ for k in kinds)
-                raise ShortcutlabError(f"{name} must be {names}, got {value!r}")
-
-    def _check_ranges(self) -> None:
-        def finite(name: str) -> float:
-            value = float(getattr(self, name))
-            if not math.isfinite(value):
-                raise ShortcutlabError(f"{name} must be a finite number, got {value}")
-            return value
-
-        if self.grad_clip is not None and not finite("grad_clip") > 0:
-            raise ShortcutlabError(f"grad_clip must be positive (or none: no clipping), got "
-                                   f"{self.grad_clip}")
-        if not 0.0 <= finite("momentum") < 1.0:
-            raise ShortcutlabError(f"momentum must be in [0, 1), got {self.momentum}")
-        if finite("weight_decay") < 0:
-            raise ShortcutlabError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0.0 < finite("step_gamma") <= 1.0:
-            raise ShortcutlabError(f"step_gamma must be in (0, 1], got {self.step_gamma}")
-        if finite("eval_dense_margin") < 0:
-            raise ShortcutlabError(f"eval_dense_margin must be >= 0, got "
-                                   f"{self.eval_dense_margin}")
-        for name in ("warmup_steps", "step_every", "eval_dense_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ShortcutlabError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.epochs is not None and not (finite("epochs") > 0):
-            raise ShortcutlabError(f"epochs must be positive, got {self.epochs}")
-        if self.threads is not None and self.threads < 1:
-            raise ShortcutlabError(f"threads must be at least 1, got {self.threads}")
 
     def total_steps(self, num_train: int) -> int:
         """The step budget: ``steps``, else ``epochs`` worth of full batches."""
