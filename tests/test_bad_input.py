@@ -125,6 +125,13 @@ CASES: list[tuple[str, str]] = [
     ("study --out {out} --config {out}.toml", "{out}.toml"),
     ("study --out {out} --quick --config {mistyped}", "data.limit"),
     ("study --out {out} --quick --config {unknown_key}", "explain.methodz"),
+    # every section checked by its command's own flag, before the first stage
+    ("study --out {out} --only data --config {probe_steps}", "shortcutlab probe --steps"),
+    ("study --out {out} --only data --config {attack_eps}", "shortcutlab attack --eps"),
+    ("study --out {out} --only data --config {explain_method}", "shap"),
+    ("study --out {out} --only data --config {cured_method}", "nosuch"),
+    ("study --out {out} --only data --config {lazy_steps}", "shortcutlab train --steps"),
+    ("intervene --all --data {data} --out {out} --methods lff,nosuch", "nosuch"),
     ("report {out}", "{out}"),
     ("report {out} --height 0", "--height"),
 ]
@@ -141,8 +148,16 @@ def places(tiny_data, tmp_path_factory):
     mistyped.write_text('[data]\nlimit = "200"\n')
     unknown_key = root / "unknown.toml"
     unknown_key.write_text('[explain]\nmethodz = "lrp"\n')
+    sections = {"probe_steps": "[probe]\nsteps = 0\n", "attack_eps": "[attack]\neps = -1\n",
+                "explain_method": '[explain]\nmethods = ["lrp", "shap"]\n',
+                "cured_method": '[cured]\nmethods = ["nosuch"]\n',
+                "lazy_steps": "[lazy]\nsteps = -4\n"}
+    configs = {}
+    for name, text in sections.items():
+        (root / f"{name}.toml").write_text(text)
+        configs[name] = str(root / f"{name}.toml")
     return {"data": str(tiny_data), "run": str(run), "file": str(plain), "root": root,
-            "mistyped": str(mistyped), "unknown_key": str(unknown_key)}
+            "mistyped": str(mistyped), "unknown_key": str(unknown_key), **configs}
 
 
 def test_the_table_is_large_enough():

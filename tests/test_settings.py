@@ -59,3 +59,14 @@ def test_a_flag_parses_its_kind():
         TrainConfig(grad_clip=float("nan")).validate()
     with pytest.raises(ShortcutlabError, match="early_stop must be true or false"):
         TrainConfig(early_stop="yes").validate()
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_the_study_defaults_pass_their_commands_checks(quick):
+    from shortcutlab.study.config import load_config
+    from shortcutlab.study.options import check_study_options
+    from shortcutlab.study.run import STAGES
+
+    checks = {stage.name: stage.options for stage in STAGES if stage.options is not None}
+    assert set(checks) == {stage.name for stage in STAGES}  # every stage is checked
+    check_study_options(load_config(None, quick=quick), checks)

@@ -17,6 +17,21 @@ examples:
 """
 
 
+def method_names(text: str) -> list[str]:
+    """argparse type of ``--methods``: comma-separated names of registered methods (the
+    registry is imported only when the option is given)."""
+    from shortcutlab.intervene.registry import list_methods
+
+    known = list_methods()
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown) or repr(text)} is not a method; choose from "
+            f"{', '.join(known)}")
+    return names
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "intervene", help="cure the lazy model: debiasing methods, each next to its control",
@@ -46,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="seed of a single run (default 0)")
     parser.add_argument("--seeds", default="0,1,2",
                         help="comma-separated seeds for --all (default 0,1,2)")
-    parser.add_argument("--methods", help="comma-separated subset of methods for --all")
+    parser.add_argument("--methods", type=method_names,
+                        help="comma-separated subset of methods for --all")
     parser.add_argument("--teacher", metavar="RUN",
                         help="a trained shape teacher for tea (with --all: shared by every "
                              "seed instead of training one per seed)")
@@ -120,7 +136,7 @@ def _all(args: argparse.Namespace, trainer_options: dict) -> int:
         if not dot:
             raise ShortcutlabError(f"with --all, --set takes METHOD.KEY=VALUE, got {key}={value}")
         overrides.setdefault(method, {})[name] = value
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    methods = args.methods or None
     run_all(args.data, args.out, seeds=seeds, methods=methods, overrides=overrides,
             teacher_dir=args.teacher, workers=args.workers, train=not args.table_only,
             **trainer_options)

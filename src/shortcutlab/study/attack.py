@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from shortcutlab.study.options import LikeCommand
 from shortcutlab.study.pipeline import Stage, StageContext
 from shortcutlab.study.report.document import Section, Table, Verdict
 from shortcutlab.study.report.frame import (
@@ -163,5 +164,7 @@ def headline(stages: Summaries) -> dict[str, Any]:
 
 TASK = Task("task5", (Stage("attack", stage_attack, inputs=("data", "lazy", "cured"),
                              description="Task 5: targeted 7->3 attacks, minimal epsilon, "
-                                         "lazy vs cured"),),
+                                         "lazy vs cured",
+                             options=LikeCommand(("attack",),
+                                                 unset={"seed": -1, "limit": 0})),),
             section_attack, headline)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.study.options import LikeCommand
 from shortcutlab.study.pipeline import Stage, StageContext
 from shortcutlab.study.report.document import Section, Table, Verdict
 from shortcutlab.study.report.frame import StudyArtifacts, check, measured, num, pct, with_figures
@@ -197,5 +198,6 @@ def headline(stages: Summaries) -> dict[str, Any]:
 
 TASK = Task("task4", (Stage("cured", stage_cured, inputs=("data",),
                              description="Task 4: train the interventions, keep the best on "
-                                         "easy-val conflicting"),),
+                                         "easy-val conflicting",
+                             options=LikeCommand(("intervene",), unset={"seed": -1})),),
             section_cured, headline)

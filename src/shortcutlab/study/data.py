@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from shortcutlab.data.dataset import SPLITS
+from shortcutlab.study.options import LikeCommand
 from shortcutlab.study.pipeline import Stage, StageContext
 from shortcutlab.study.report.document import Section, Table, Verdict
 from shortcutlab.study.report.frame import StudyArtifacts, check, pct
@@ -67,5 +68,7 @@ def headline(stages: Summaries) -> dict[str, Any]:
 
 
 TASK = Task("task0", (Stage("data", stage_data,
-                             description="Task 0: build the biased Colored-MNIST dataset"),),
+                             description="Task 0: build the biased Colored-MNIST dataset",
+                             options=LikeCommand(("data", "build"),
+                                                 unset={"seed": -1, "limit": 0})),),
             section_data, headline)

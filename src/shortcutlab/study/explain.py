@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shortcutlab.study.options import LikeCommand
 from shortcutlab.study.pipeline import Stage, StageContext
 from shortcutlab.study.report.document import Section, Table
 from shortcutlab.study.report.frame import StudyArtifacts, measured, num, pct, with_figures
@@ -136,5 +137,7 @@ def headline(stages: Summaries) -> dict[str, Any] | None:
 
 TASK = Task("task3", (Stage("explain", stage_explain, inputs=("data", "lazy", "cured"),
                              description="Task 3: Grad-CAM and LRP, lazy vs cured, "
-                                         "background share"),),
+                                         "background share",
+                             options=LikeCommand(("explain",), renamed={"methods": "--method"},
+                                                 unset={"seed": -1})),),
             section_explain, headline)

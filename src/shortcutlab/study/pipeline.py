@@ -111,6 +111,7 @@ class Stage:
     inputs: tuple[str, ...] = ()
     description: str = ""
     version: int = 1  # bump when the stage's code changes what it produces
+    options: Any = None  # a study.options.LikeCommand: its section checked before any stage
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shortcutlab.study.options import LikeCommand
 from shortcutlab.study.pipeline import Stage, StageContext
 from shortcutlab.study.report.document import Section, Table
 from shortcutlab.study.report.frame import StudyArtifacts, models_of, num, pct, with_figures
@@ -82,5 +83,6 @@ def headline(stages: Summaries) -> dict[str, Any]:
 
 TASK = Task("task2", (Stage("probe", stage_probe, inputs=ANALYZED_MODELS,
                              description="Task 2: visualize units, rank them by color "
-                                         "selectivity"),),
+                                         "selectivity",
+                             options=LikeCommand(("probe",), unset={"seed": -1})),),
             section_probe, headline)

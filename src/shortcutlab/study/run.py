@@ -18,6 +18,7 @@ from shortcutlab.errors import ShortcutlabError
 from shortcutlab.runtime import resolve_device, set_threads
 from shortcutlab.study import attack, cured, data, explain, probe, sae, train
 from shortcutlab.study.config import load_config
+from shortcutlab.study.options import check_study_options
 from shortcutlab.study.pipeline import PipelineReport, Stage, run_pipeline, stage_timings
 from shortcutlab.study.report.frame import write_report
 from shortcutlab.study.task import Summaries, Task
@@ -54,6 +55,9 @@ def run_study(out: str | Path, config_path: str | Path | None = None, quick: boo
     """
     out = Path(out)
     config = load_config(config_path, quick=quick, seed=seed, runtime=runtime)
+    # every section, also of the stages --only leaves out: a bad config is refused whole
+    check_study_options(config, {stage.name: stage.options for stage in STAGES
+                                 if stage.options is not None})
     study = config["study"]
     device = resolve_device(study.get("device", "auto"))  # once, for every stage
     names = {stage.name for stage in STAGES}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shortcutlab.study.options import LikeCommand
 from shortcutlab.study.pipeline import Stage, StageContext
 from shortcutlab.study.report.document import Section, Table, Verdict
 from shortcutlab.study.report.frame import (
@@ -120,5 +121,6 @@ def headline(stages: Summaries) -> dict[str, Any]:
 
 TASK = Task("task6", (Stage("sae", stage_sae, inputs=ANALYZED_MODELS,
                              description="Task 6: sparse autoencoder features, labelled and "
-                                         "dialled"),),
+                                         "dialled",
+                             options=LikeCommand(("sae", "train"), unset={"seed": -1})),),
             section_sae, headline)

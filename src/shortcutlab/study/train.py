@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shortcutlab.study.options import LikeCommand
 from shortcutlab.study.pipeline import Stage, StageContext
 from shortcutlab.study.report.document import Section, Table
 from shortcutlab.study.report.frame import StudyArtifacts, check, pct
@@ -111,9 +112,13 @@ def headline(stages: Summaries) -> dict[str, Any]:
         | {"standard_hard": dig(stages, "standard", "metrics", "hard")}
 
 
+TRAIN_OPTIONS = LikeCommand(("train",), unset={"seed": -1, "steps": 0, "epochs": 0.0})
+
 TASK = Task("task1", (
     Stage("lazy", stage_train, inputs=("data",),
-          description="Task 1: train the cheater (preset lazy) and evaluate it"),
+          description="Task 1: train the cheater (preset lazy) and evaluate it",
+          options=TRAIN_OPTIONS),
     Stage("standard", stage_train, inputs=("data",),
-          description="Task 1: train a normal recipe (preset standard) for comparison"),
+          description="Task 1: train a normal recipe (preset standard) for comparison",
+          options=TRAIN_OPTIONS),
 ), section_train, headline)
