@@ -141,4 +141,5 @@ def test_a_benchmark_grid_runs_on_postgres(tmp_path, postgres_url):
     try:
         check_table(out, table)
     finally:
-        optuna.delete_study(study_name=table["study"], storage=normalize_url(postgres_url))
+        for name in table["studies"]:
+            optuna.delete_study(study_name=name, storage=normalize_url(postgres_url))

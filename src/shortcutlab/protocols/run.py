@@ -80,7 +80,9 @@ def sweep_spec(protocol: Protocol, *, methods: tuple[str, ...], ratios: tuple[fl
         data["limit"] = limit
     if source is not None:
         data["source"] = source
-    name = study or f"benchmark-{protocol.name}-{chosen.name}" + (
+    # one study per method: a later run with more methods adds studies instead of being
+    # refused by a finished one made from another method list
+    name = study or f"benchmark-{protocol.name}-{chosen.name}-{'_'.join(methods)}" + (
         f"-e{epochs:g}" if epochs is not None else "") + (f"-limit{limit}" if limit else "") + (
         f"-{source}" if source else "")
     return {
@@ -111,16 +113,17 @@ def run_benchmark(protocol: Protocol, out: str | os.PathLike, *,
     chosen_ratios = protocol.check_ratios(ratios)
     if not seeds:
         raise ShortcutlabError("--seeds needs at least one seed")
-    raw = sweep_spec(protocol, methods=chosen_methods, ratios=chosen_ratios,
-                     seeds=tuple(seeds), scaling=scaling, epochs=epochs, limit=limit,
-                     source=source)
-    spec = parse_spec(raw)
+    specs = [parse_spec(sweep_spec(protocol, methods=(method,), ratios=chosen_ratios,
+                                   seeds=tuple(seeds), scaling=scaling, epochs=epochs,
+                                   limit=limit, source=source))
+             for method in chosen_methods]
     out = Path(out)
     if train:
         from shortcutlab.sweep.runner import run_sweep
 
-        run_sweep(spec, output=out, storage=storage, workers=workers, threads=threads)
-    rows = collect(spec, out, storage)
+        for spec in specs:  # every method's trials share the datasets and the workers
+            run_sweep(spec, output=out, storage=storage, workers=workers, threads=threads)
+    rows = [row for spec in specs for row in collect(spec, out, storage)]
     table = {
         "protocol": protocol.name, "title": protocol.title, "paper": protocol.paper,
         "code": protocol.code, "metric": protocol.metric, "metric_text": protocol.metric_text,
@@ -137,7 +140,7 @@ def run_benchmark(protocol: Protocol, out: str | os.PathLike, *,
            if limit else [])
         + ([f"digits from the {source} source instead of {protocol.dataset.get('source')}"]
            if source else []),
-        "study": spec.study,
+        "studies": [spec.study for spec in specs],
     }
     from shortcutlab.protocols.table import summarize
 
