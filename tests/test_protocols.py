@@ -143,3 +143,21 @@ def test_a_benchmark_grid_runs_on_postgres(tmp_path, postgres_url):
     finally:
         for name in table["studies"]:
             optuna.delete_study(study_name=name, storage=normalize_url(postgres_url))
+
+
+def test_the_table_shows_the_second_metric_beside_the_first():
+    from shortcutlab.protocols.table import render_markdown, summarize
+
+    protocol = get_protocol("lff-cmnist")
+    rows = [{"state": "COMPLETE", "value": first, "data.bias": 0.995, "train.algorithm": "erm",
+             "train.seed": seed, protocol.second_metric: second}
+            for seed, (first, second) in enumerate([(0.40, 0.34), (0.42, 0.36), (0.44, 0.38)])]
+    table = summarize(protocol, rows, ["erm"], [0.005], [0, 1, 2])
+    cell = table["cells"][0]
+    assert cell["mean"] == pytest.approx(42.0) and cell["second_mean"] == pytest.approx(36.0)
+    assert cell["second_difference"] == pytest.approx(36.0 - 35.34)
+    text = render_markdown({**table, "title": "t", "protocol": "p", "paper": "x", "code": "c",
+                            "metric_text": "m", "metric": "m", "selection": "s",
+                            "scaling": "official", "scaling_text": "", "epochs": 100.0,
+                            "seeds": [0, 1, 2], "ratios": [0.005], "deviations": []})
+    assert "36.00 ± 2.00 | +0.66 |" in text and protocol.second_metric in text

@@ -75,6 +75,8 @@ class Protocol:
     unsupported: dict[str, str] = field(default_factory=dict)
     published: tuple[Published, ...] = ()
     deviations: tuple[str, ...] = ()
+    second_metric: str | None = None  # shown beside the metric: what the published numbers
+    second_metric_text: str = ""      # may measure instead (the table says which fits)
 
     def check_ratios(self, ratios: list[float] | None) -> tuple[float, ...]:
         """``ratios`` (or all of the protocol's), each one of the protocol's own."""
@@ -195,4 +197,6 @@ def parse_protocol(raw: dict[str, Any], where: str = "file") -> Protocol:
         method_settings={k: dict(v) for k, v in raw.get("method_settings", {}).items()},
         unsupported=dict(raw.get("unsupported", {})), published=tuple(published),
         deviations=tuple(entry["text"] for entry in raw.get("deviations", [])),
+        second_metric=raw.get("second_metric"),
+        second_metric_text=raw.get("second_metric_text", ""),
     )

@@ -65,6 +65,10 @@ def summarize(protocol: Protocol, rows: list[dict[str, Any]], methods: Sequence[
             within = None
             if paper is not None and mean is not None and std is not None:
                 within = abs(mean - paper) <= 2 * std
+            second = [100.0 * float(row[protocol.second_metric]) for row in done
+                      if protocol.second_metric and isinstance(
+                          row.get(protocol.second_metric), int | float)]
+            second_mean, second_std = _mean_std(second)
             seconds = [float(row["train_seconds"]) for row in done
                        if isinstance(row.get("train_seconds"), int | float)]
             cells.append({
@@ -73,13 +77,18 @@ def summarize(protocol: Protocol, rows: list[dict[str, Any]], methods: Sequence[
                 "values": values, "mean": mean, "std": std, "published": paper,
                 "difference": None if paper is None or mean is None else mean - paper,
                 "within_2_std": within,
+                "second_mean": second_mean, "second_std": second_std,
+                "second_difference": None if paper is None or second_mean is None
+                else second_mean - paper,
                 "train_seconds": sum(seconds) / len(seconds) if seconds else None,
             })
     others = [{"method": row.method, "label": row.label, "values": list(row.values),
                "source": row.source, "bias_labels": row.bias_labels,
                "selection": row.selection}
               for row in protocol.published]
-    return {"cells": cells, "published": others}
+    return {"cells": cells, "published": others,
+            "second_metric": protocol.second_metric,
+            "second_metric_text": protocol.second_metric_text}
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -96,10 +105,15 @@ def render_markdown(table: dict[str, Any]) -> str:
         f"{table['selection']}. Input scaling `{table['scaling']}`: {table['scaling_text']}. "
         f"Budget: {table['epochs']:g} epochs. Seeds {', '.join(map(str, table['seeds']))}.",
         "",
-        "| method | conflicting | ours (mean ± std) | seeds | published | ours - published "
-        "| published within 2 std | s per run |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    second = table.get("second_metric")
+    header = ("| method | conflicting | ours (mean ± std) | seeds | published | ours - published "
+              "| published within 2 std |")
+    rule = "|---|---|---|---|---|---|---|"
+    if second:
+        header += " ours, second metric | second - published |"
+        rule += "---|---|"
+    lines += [header + " s per run |", rule + "---|"]
     for cell in table["cells"]:
         ours = "-" if cell["mean"] is None else (
             f"{cell['mean']:.2f} ± {cell['std']:.2f}" if cell["std"] is not None
@@ -107,9 +121,18 @@ def render_markdown(table: dict[str, Any]) -> str:
         seeds = str(cell["seeds"]) + (f" (+{cell['failed']} failed)" if cell["failed"] else "")
         verdict = {True: "yes", False: "no", None: "-"}[cell["within_2_std"]]
         diff = "-" if cell["difference"] is None else f"{cell['difference']:+.2f}"
+        extra = ""
+        if second:
+            theirs = "-" if cell.get("second_mean") is None else (
+                f"{cell['second_mean']:.2f} ± {cell['second_std'] or 0.0:.2f}")
+            gap = ("-" if cell.get("second_difference") is None
+                   else f"{cell['second_difference']:+.2f}")
+            extra = f" {theirs} | {gap} |"
         lines.append(f"| {cell['method']} | {100 * cell['ratio']:g}% | {ours} | {seeds} | "
-                     f"{_num(cell['published'], 2)} | {diff} | {verdict} | "
+                     f"{_num(cell['published'], 2)} | {diff} | {verdict} |{extra} "
                      f"{_num(cell['train_seconds'], 0)} |")
+    if second:
+        lines += ["", f"Second metric: {table.get('second_metric_text')} (`{second}`)."]
     lines += ["", "Published numbers (%) at conflicting "
               + " / ".join(f"{100 * r:g}%" for r in ratios) + ":", ""]
     for row in table["published"]:
@@ -126,10 +149,10 @@ def render_csv(table: dict[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     keys = ["method", "ratio", "seeds", "failed", "mean", "std", "published", "difference",
-            "within_2_std", "train_seconds"]
+            "within_2_std", "second_mean", "second_std", "second_difference", "train_seconds"]
     writer.writerow(keys)
     for cell in table["cells"]:
-        writer.writerow(["" if cell[key] is None else cell[key] for key in keys])
+        writer.writerow(["" if cell.get(key) is None else cell[key] for key in keys])
     return buffer.getvalue()
 
 
