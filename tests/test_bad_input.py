@@ -119,6 +119,9 @@ CASES: list[tuple[str, str]] = [
     ("benchmark lff-cmnist --out {out} --scaling raw", "raw"),
     ("benchmark lff-cmnist --out {out} --epochs 0", "--epochs"),
     ("benchmark lff-cmnist --out {out} --workers 0", "--workers"),
+    ("benchmark lff-cmnist --out {out} --set lff.nosuch=1", "nosuch"),
+    ("benchmark lff-cmnist --out {out} --methods erm --set lff.q=0.5", "lff"),
+    ("benchmark lff-cmnist --out {out} --set q=0.5", "METHOD.KEY=VALUE"),
     # study and report
     ("study --out {out} --seed -1", "--seed"),
     ("study --out {out} --only nosuchstage", "nosuchstage"),

@@ -161,3 +161,18 @@ def test_the_table_shows_the_second_metric_beside_the_first():
                             "scaling": "official", "scaling_text": "", "epochs": 100.0,
                             "seeds": [0, 1, 2], "ratios": [0.005], "deviations": []})
     assert "36.00 ± 2.00 | +0.66 |" in text and protocol.second_metric in text
+
+
+def test_a_method_setting_instead_of_the_protocols_is_its_own_study():
+    protocol = get_protocol("lff-cmnist")
+    plain = sweep_spec(protocol, methods=("lff",), ratios=(0.01,), seeds=(0,))
+    changed = sweep_spec(protocol, methods=("lff",), ratios=(0.01,), seeds=(0,),
+                         settings={"lff": {"sampling": 1}})
+    assert plain["fixed"]["train"]["hparams"]["lff"]["sampling"] == 0  # the official one
+    lff = changed["fixed"]["train"]["hparams"]["lff"]
+    assert lff["sampling"] == 1 and lff["warmup"] == 0.0  # the rest stays the protocol's
+    assert changed["study"] != plain["study"] and changed["study"].startswith(plain["study"])
+    parse_spec(changed)  # a valid sweep
+    other = sweep_spec(protocol, methods=("erm",), ratios=(0.01,), seeds=(0,),
+                       settings={"lff": {"sampling": 1}})
+    assert other["study"].endswith("-erm")  # settings of a method not run change nothing

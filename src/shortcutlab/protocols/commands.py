@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from shortcutlab.arguments import add_runtime_arguments, output_dir, positive_float, positive_int
 
@@ -41,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=output_dir,
                         help="output directory (default runs/benchmarks/PROTOCOL)")
     parser.add_argument("--storage", help="Optuna storage URL (default: OUT/sweep.db)")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                        help="a method setting instead of the protocol's (repeatable): a "
+                             "deviation the table states, run as a study of its own")
     parser.add_argument("--workers", type=positive_int, default=1, help="training processes")
     parser.add_argument("--limit", type=positive_int,
                         help=argparse.SUPPRESS)  # tiny data, for tests
@@ -62,6 +66,34 @@ def _numbers(text: str | None, kind: type, option: str) -> list | None:
         raise ShortcutlabError(f"{option} expects comma-separated numbers, got {text!r}") from None
 
 
+def _method_settings(pairs: list[str], methods: list[str]) -> dict[str, dict[str, Any]]:
+    """``METHOD.KEY=VALUE`` pairs as method -> key -> value, each key one the method has."""
+    import json
+
+    from shortcutlab.errors import ShortcutlabError
+    from shortcutlab.train.algorithm import get_algorithm
+
+    settings: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        target, equals, raw = pair.partition("=")
+        method, dot, key = target.strip().partition(".")
+        if not (equals and dot and key):
+            raise ShortcutlabError(f"--set takes METHOD.KEY=VALUE, got {pair!r}")
+        if method not in methods:
+            raise ShortcutlabError(f"--set {pair}: {method} is not among the methods run "
+                                   f"({', '.join(methods)})")
+        known = get_algorithm(method).default_hparams
+        if key not in known:
+            raise ShortcutlabError(f"--set {pair}: {method} has no setting {key!r}; its "
+                                   f"settings are: {', '.join(known) or 'none'}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        settings.setdefault(method, {})[key] = value
+    return settings
+
+
 def _benchmark(args: argparse.Namespace) -> int:
     from shortcutlab.errors import ShortcutlabError
     from shortcutlab.protocols import get_protocol, list_protocols
@@ -80,6 +112,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     ratios = _numbers(args.ratios, float, "--ratios")
     seeds = _numbers(args.seeds, int, "--seeds") or []
+    settings = _method_settings(args.set, methods or list(protocol.methods))
     from shortcutlab.protocols import run_benchmark
 
     out = args.out or f"runs/benchmarks/{protocol.name}"
@@ -87,7 +120,7 @@ def _benchmark(args: argparse.Namespace) -> int:
                           scaling=args.scaling, epochs=args.epochs, workers=args.workers,
                           storage=args.storage, train=not args.table_only, limit=args.limit,
                           source=args.source,
-                          threads=args.threads)
+                          threads=args.threads, settings=settings)
     from shortcutlab.protocols.table import render_markdown
 
     print(render_markdown(table), end="")

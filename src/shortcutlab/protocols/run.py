@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from shortcutlab.artifacts import config_hash
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.protocols.protocol import Protocol
 
@@ -40,13 +41,16 @@ def steps_per_epoch(protocol: Protocol, limit: int | None = None,
 def sweep_spec(protocol: Protocol, *, methods: tuple[str, ...], ratios: tuple[float, ...],
                seeds: tuple[int, ...], scaling: str | None = None,
                epochs: float | None = None, limit: int | None = None,
-               source: str | None = None, study: str | None = None) -> dict[str, Any]:
+               source: str | None = None, study: str | None = None,
+               settings: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The grid sweep (as a spec mapping, checked by :func:`shortcutlab.sweep.parse_spec`)
     that runs ``methods`` x ``ratios`` x ``seeds`` with the protocol's recipe.
 
     ``epochs`` shortens (or lengthens) the budget, a deviation the table states;
     ``limit`` builds the datasets from that many source images and ``source`` from
-    another grayscale source (``synthetic``: tests).
+    another grayscale source (``synthetic``: tests). ``settings`` (method -> setting ->
+    value) replace the protocol's own method settings: a deviation the table states, run
+    as a study of its own (its name ends with a hash of them).
     """
     chosen = protocol.scaling(scaling)
     trainer = dict(protocol.trainer)
@@ -71,10 +75,13 @@ def sweep_spec(protocol: Protocol, *, methods: tuple[str, ...], ratios: tuple[fl
         **trainer, "select": protocol.selection, "early_stop": False,
         "eval_every": eval_every, "eval_dense_every": 0, "warmup_steps": 0,
     }
-    settings = {name: values for name, values in protocol.method_settings.items()
-                if name in methods}
-    if settings:
-        train["hparams"] = settings
+    extra = {name: dict(values) for name, values in (settings or {}).items()
+             if name in methods and values}
+    merged = {name: {**protocol.method_settings.get(name, {}), **extra.get(name, {})}
+              for name in methods}
+    merged = {name: values for name, values in merged.items() if values}
+    if merged:
+        train["hparams"] = merged
     data = {**protocol.dataset, "seed": DATA_SEED}
     if limit is not None:
         data["limit"] = limit
@@ -84,7 +91,8 @@ def sweep_spec(protocol: Protocol, *, methods: tuple[str, ...], ratios: tuple[fl
     # refused by a finished one made from another method list
     name = study or f"benchmark-{protocol.name}-{chosen.name}-{'_'.join(methods)}" + (
         f"-e{epochs:g}" if epochs is not None else "") + (f"-limit{limit}" if limit else "") + (
-        f"-{source}" if source else "")
+        f"-{source}" if source else "") + (
+        f"-set{config_hash(extra, length=8)}" if extra and not study else "")
     return {
         "study": name,
         "mode": "grid",
@@ -103,7 +111,8 @@ def run_benchmark(protocol: Protocol, out: str | os.PathLike, *,
                   seeds: tuple[int, ...] = (0, 1, 2), scaling: str | None = None,
                   epochs: float | None = None, workers: int = 1, storage: str | None = None,
                   train: bool = True, limit: int | None = None, source: str | None = None,
-                  threads: int | None = None) -> dict[str, Any]:
+                  threads: int | None = None,
+                  settings: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Run (or, with ``train=False``, only tabulate) the protocol's grid into ``out``;
     write the table files and return the table."""
     from shortcutlab.protocols.table import collect, write_table
@@ -115,7 +124,7 @@ def run_benchmark(protocol: Protocol, out: str | os.PathLike, *,
         raise ShortcutlabError("--seeds needs at least one seed")
     specs = [parse_spec(sweep_spec(protocol, methods=(method,), ratios=chosen_ratios,
                                    seeds=tuple(seeds), scaling=scaling, epochs=epochs,
-                                   limit=limit, source=source))
+                                   limit=limit, source=source, settings=settings))
              for method in chosen_methods]
     out = Path(out)
     if train:
@@ -139,7 +148,10 @@ def run_benchmark(protocol: Protocol, out: str | os.PathLike, *,
         + ([f"datasets built from the first {limit} source images of each split"]
            if limit else [])
         + ([f"digits from the {source} source instead of {protocol.dataset.get('source')}"]
-           if source else []),
+           if source else [])
+        + [f"{method} with {', '.join(f'{k} = {v!r}' for k, v in values.items())} instead "
+           "of the protocol's settings" for method, values in (settings or {}).items()
+           if method in chosen_methods and values],
         "studies": [spec.study for spec in specs],
     }
     from shortcutlab.protocols.table import summarize
