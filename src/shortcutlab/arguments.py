@@ -129,8 +129,7 @@ def output_file(text: str) -> str:
     if Path(text).is_dir():
         raise argparse.ArgumentTypeError(
             f"{text!r} is a folder; --out needs a file name: choose another path")
-    _writable_place(str(Path(text).parent) if Path(text).parent != Path("") else ".",
-                    "--out")
+    _writable_place(str(Path(text).parent), "--out")
     return text
 
 

@@ -38,10 +38,6 @@ def command_parser(command: tuple[str, ...]) -> argparse.ArgumentParser:
     return parser
 
 
-def _text(value: Any) -> str:
-    return str(value)
-
-
 @dataclass(frozen=True)
 class LikeCommand:
     """A study section checked like ``shortcutlab COMMAND``: each of its keys that names a
@@ -64,7 +60,7 @@ class LikeCommand:
                 continue
             for item in value if isinstance(value, list) else [value]:
                 try:
-                    parsed = action.type(_text(item)) if callable(action.type) else item
+                    parsed = action.type(str(item)) if callable(action.type) else item
                 except argparse.ArgumentTypeError as exc:
                     raise ShortcutlabError(
                         f"[{section}] {key} = {item!r} is refused: {exc} (the check of "
