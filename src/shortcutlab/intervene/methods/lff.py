@@ -168,14 +168,17 @@ class LearningFromFailure(Intervention):
             self._update_ema(self.ema_biased, index, ce_b.detach())
             self._update_ema(self.ema_debiased, index, ce_d.detach())
             self.seen[index] = True
-            weight = relative_difficulty(
-                self._class_normalized(self.ema_biased, index, labels),
-                self._class_normalized(self.ema_debiased, index, labels))
         gce = generalized_cross_entropy(logits_b, labels, float(self.hparams["q"])).mean()
         training_debiased = step >= self.warmup_steps
         if sampling and training_debiased:
-            debiased = self._sampled_loss()
+            weights = self._all_weights()  # once a step: the draw and the log read it
+            weight = weights[index]
+            debiased = self._sampled_loss(weights)
         else:  # without sampling, or logged only (no graph) in the warm-up
+            with torch.no_grad():
+                weight = relative_difficulty(
+                    self._class_normalized(self.ema_biased, index, labels),
+                    self._class_normalized(self.ema_debiased, index, labels))
             debiased = (ce_d * weight).mean()
         # The logged loss is the whole objective; in the warm-up only the biased part
         # trains (the debiased parameters get no gradient, so Adam leaves them alone).
@@ -184,12 +187,12 @@ class LearningFromFailure(Intervention):
         return {"loss": float(loss.detach()), "ce": float(ce_d.mean().detach()),
                 "ce_biased": float(ce_b.mean().detach()), "weight": float(weight.mean())}
 
-    def _sampled_loss(self) -> torch.Tensor:
+    def _sampled_loss(self, weights: torch.Tensor | None = None) -> torch.Tensor:
         """The debiased model's cross-entropy on a batch drawn with replacement in
         proportion to the weights: an unbiased estimate of the weighted objective (up to
         its scale, which Adam ignores) from a full batch of images, where the weighted
         sequential batch has only its ~5% conflicting images carrying weight."""
-        weights = self._all_weights()
+        weights = self._all_weights() if weights is None else weights
         if self.train_tensors is None or float(weights.sum()) <= 0:
             raise ShortcutlabError("lff: no image has a weight yet; lower warmup")
         size = self.batch_size
