@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from torch import nn
@@ -207,6 +209,70 @@ def test_heatmap_gradients_match_finite_differences(rule, make):
         return (heatmap * weights).sum() + heatmap.abs().sum()
 
     _finite_difference_check(model, loss)
+
+
+def _graph_nodes(tensor: torch.Tensor) -> set[str]:
+    names, seen, stack = set(), set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(node.name())
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+def _strided_cnn() -> nn.Module:
+    torch.manual_seed(13)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(),
+                         nn.Conv2d(4, 6, 3, padding=2, dilation=2), nn.ReLU(),
+                         nn.Conv2d(6, 6, 3, padding=1, groups=2), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(6 * 14 * 14, 10)).double()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: random_cnn(14, width=3),
+    lambda: random_cnn(15, width=3, batch_norm=True, pool="avg", head="gap"),
+    _strided_cnn,
+    lambda: tiny_resnet(16),
+    lambda: random_mlp(17, depth=3),
+])
+@pytest.mark.parametrize("rule", ["epsilon", "epsilon-plus"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fast_backward_gives_the_generic_heatmaps_and_gradients(make, rule, channels_last):
+    """The direct vector-Jacobian products and the ReLU gate change how a differentiable
+    heatmap is differentiated, not what it is: heatmaps, parameter gradients and input
+    gradients of a loss on them agree with the layers' own autograd backward."""
+    from shortcutlab.explain.relevance import generic_backward
+
+    model = make()
+    x = batch(3, seed=6)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    target = torch.tensor([1, 4, 9])
+    epsilon = torch.tensor([0.01, 0.04, 0.1], dtype=torch.float64)
+    weights = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(3))
+    params = [p for p in model.parameters() if p.requires_grad]
+    results = []
+    for generic in (False, True):
+        inputs = x.clone().requires_grad_(True)
+        with generic_backward() if generic else contextlib.nullcontext():
+            heatmap = lrp(model, inputs, target, rule=rule, epsilon=epsilon,
+                          create_graph=True)
+            loss = (heatmap * weights).sum() + (heatmap ** 2).sum()
+            grads = torch.autograd.grad(loss, [*params, inputs])
+        results.append((heatmap.detach(), grads, _graph_nodes(heatmap)))
+    (fast_map, fast_grads, fast_nodes), (generic_map, generic_grads, _) = results
+    torch.testing.assert_close(fast_map, generic_map, rtol=0, atol=1e-12)
+    for fast, generic in zip(fast_grads, generic_grads, strict=True):
+        torch.testing.assert_close(fast, generic, rtol=1e-10, atol=1e-12)
+    # Nothing of the heatmap's graph goes through torch's generic double backward of a
+    # convolution (the slow path the direct products replace), where the epsilon rule
+    # applies to every convolution.
+    if rule == "epsilon":
+        assert "ConvolutionBackwardBackward0" not in fast_nodes
+        assert "ThresholdBackwardBackward0" not in fast_nodes
 
 
 def test_heatmap_gradient_with_respect_to_the_input():

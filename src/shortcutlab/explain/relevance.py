@@ -23,6 +23,13 @@ the heatmap is exactly differentiable with respect to the input and every parame
 the ratios' true forward graph, not a rule-modified one. One forward pass and one
 input-gradient backward give the heatmap; there is no second forward pass.
 
+For the epsilon rule the node sends ``J^T (g * ratio)`` to the layer's input itself
+(:class:`_DirectRelevance`), and ReLUs get a gate whose mask is a constant
+(:class:`_ReLUGate`): a loss on the heatmap is then differentiated on the kernels of an
+ordinary training step instead of PyTorch's generic double backward of a convolution and
+of a ReLU. Same values (tested against :func:`generic_backward`), a TEA step about a fifth
+cheaper.
+
 Rules are small frozen dataclasses, as in zennit, and a :class:`Composite` maps layer
 types to rules. Hooks live only inside :func:`lrp`'s context manager.
 """
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,13 +138,151 @@ class _EpsilonRatio(torch.autograd.Function):
         denominator = magnitude + epsilon
         slope = torch.sgn(z).mul_(epsilon).div_(denominator).div_(denominator)
         ctx.save_for_backward(slope)
+        # The relevance pass sends no gradient to the ratio: without this, autograd would
+        # hand backward zeros, and a zero gradient would flow on through the layer below.
+        ctx.set_materialize_grads(False)
         return magnitude.div_(denominator)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx: Any, grad: Tensor | None) -> tuple[Tensor | None, None]:
+        if grad is None:
+            return None, None
         (slope,) = ctx.saved_tensors
         return grad * slope, None
+
+
+def _conv_arguments(module: nn.Conv2d) -> tuple[list[int], list[int], list[int], int]:
+    return list(module.stride), list(module.padding), list(module.dilation), module.groups
+
+
+class _FastBackward(threading.local):
+    enabled = True
+
+
+_FAST_BACKWARD = _FastBackward()
+
+
+@contextlib.contextmanager
+def generic_backward() -> Iterator[None]:
+    """Inside the block, :func:`lrp` sends relevance through every layer's own autograd
+    backward, without :class:`_DirectRelevance` and :class:`_ReLUGate`: the same values,
+    slower to differentiate again. It is the reference the fast path is tested against."""
+    previous = _FAST_BACKWARD.enabled
+    _FAST_BACKWARD.enabled = False
+    try:
+        yield
+    finally:
+        _FAST_BACKWARD.enabled = previous
+
+
+def _memory_format(tensor: Tensor) -> torch.memory_format:
+    if tensor.dim() == 4 and not tensor.is_contiguous() and tensor.is_contiguous(
+            memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+class _ConvInputGradient(torch.autograd.Function):
+    """``J^T g``: the gradient a Conv2d sends to its input, as a node with its own
+    derivative.
+
+    Why not autograd's: differentiating a convolution's input gradient again (what a loss
+    on a ``create_graph=True`` heatmap does) goes through PyTorch's generic double
+    backward, which builds the weight's derivative as a convolution of transposed
+    operands (copies of (channels, batch, H, W) tensors and a slow kernel: about a fifth
+    of a TEA step on CPU). The two derivatives of ``J^T g`` are plain ones: with respect
+    to ``g`` the convolution itself, with respect to the weight the ordinary weight
+    gradient with ``gg`` as the input, so each runs on the fast kernels a training step
+    uses. Same values, fewer passes.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, grad_output: Tensor, weight: Tensor, a: Tensor,
+                arguments: tuple[list[int], list[int], list[int], int]) -> Tensor:
+        stride, padding, dilation, groups = arguments
+        ctx.arguments = arguments
+        ctx.save_for_backward(grad_output, weight)
+        (grad_input, _, _) = torch.ops.aten.convolution_backward(
+            grad_output, a, weight, None, stride, padding, dilation, False, [0, 0], groups,
+            [True, False, False])
+        return grad_input
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+        grad_output, weight = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.arguments
+        # oneDNN's kernels are several times slower when the two operands' memory formats
+        # differ (channels-last activations, a contiguous gradient from the loss).
+        grad = grad.contiguous(memory_format=_memory_format(grad_output))
+        d_grad_output = d_weight = None
+        if ctx.needs_input_grad[0]:
+            d_grad_output = F.conv2d(grad, weight, None, stride, padding, dilation, groups)
+        if ctx.needs_input_grad[1]:
+            (_, d_weight, _) = torch.ops.aten.convolution_backward(
+                grad_output, grad, weight, None, stride, padding, dilation, False, [0, 0],
+                groups, [False, True, False])
+        return d_grad_output, d_weight, None, None
+
+
+class _ReLUGate(torch.autograd.Function):
+    """ReLU whose backward is ``g * (z > 0)`` with the mask a constant.
+
+    Why not autograd's: the derivative of ReLU's backward (threshold_backward) with respect
+    to its saved output is zero, and autograd materializes that zero as a full-size tensor
+    and sends it on through the layer below, once per ReLU in every differentiated
+    heatmap. The values are the same; only the useless zeros are gone.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor) -> Tensor:
+        ctx.save_for_backward(z > 0)
+        return z.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (passing,) = ctx.saved_tensors
+        return grad * passing
+
+
+def affine_input_gradient(layer: AffineLayer, a: Tensor, grad_output: Tensor) -> Tensor:
+    """The vector-Jacobian product ``J^T g`` of the (merged) affine layer at input ``a``:
+    differentiable with respect to ``g`` and to the layer's live parameters."""
+    weight, _ = layer.params()
+    if isinstance(layer.module, nn.Linear):
+        return grad_output.matmul(weight)
+    return _ConvInputGradient.apply(grad_output, weight, a.detach(),
+                                    _conv_arguments(layer.module))
+
+
+class _DirectRelevance(torch.autograd.Function):
+    """Forward: a copy of ``z = W a + b``. Relevance backward: ``J^T (g * ratio)`` sent
+    straight to ``a``, built by :func:`affine_input_gradient`, so the relevance pass
+    does not go through the layer's own autograd node (nor, later, through that node's
+    generic double backward). Later backwards: the identity to ``z``.
+
+    For the epsilon rule only, where ``z_rule`` is ``z`` itself: the result is the same
+    as :class:`_RelevanceRatio` followed by the layer's backward (tests check both ways
+    agree to 1e-12 in float64, heatmaps and their gradients).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, a: Tensor, ratio: Tensor, layer: AffineLayer,
+                phase: _Phase) -> Tensor:
+        ctx.save_for_backward(a, ratio)
+        ctx.layer, ctx.phase = layer, phase
+        return z.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None,
+                                                 None]:
+        if ctx.phase.relevance:
+            a, ratio = ctx.saved_tensors
+            if not ctx.needs_input_grad[1]:
+                return None, None, None, None, None
+            return None, affine_input_gradient(ctx.layer, a, grad * ratio), None, None, None
+        return grad, None, None, None, None
 
 
 # --------------------------------------------------------------------------- layers
@@ -461,6 +607,11 @@ class _Tape:
     def pool_hook(self, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Any:
         return self._attach(module, self.composite.pool, None, args[0], output)
 
+    def relu_hook(self, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Any:
+        if not args[0].requires_grad:
+            return None
+        return _ReLUGate.apply(args[0])
+
     def _apply(self, key: nn.Module, layer: AffineLayer, a: Tensor, z: Tensor) -> Tensor | None:
         is_first = layer.module is self.first
         rule = self.composite.rule_for(layer.module, is_first)
@@ -476,6 +627,8 @@ class _Tape:
         z_rule = rule.modified_output(layer, a, z)
         with torch.set_grad_enabled(self.create_graph):
             ratio = rule.ratio(z, z_rule)
+        if _direct(rule, layer):
+            return _DirectRelevance.apply(z, a, ratio, layer, self.phase)
         return _RelevanceRatio.apply(z, z_rule, ratio, self.phase)
 
     def hooks(self, model: nn.Module) -> tuple[list, list]:
@@ -488,6 +641,8 @@ class _Tape:
                 hooks.append((module, self.norm_hook))
             elif isinstance(module, SUM_POOL_TYPES):
                 hooks.append((module, self.pool_hook))
+            elif isinstance(module, nn.ReLU) and self.create_graph and _FAST_BACKWARD.enabled:
+                hooks.append((module, self.relu_hook))
         return pre_hooks, hooks
 
     def check_complete(self) -> None:
@@ -499,6 +654,17 @@ class _Tape:
                 "so lrp cannot merge them; register each BatchNorm right after the layer it "
                 "normalizes"
             )
+
+
+def _direct(rule: Rule, layer: AffineLayer | None) -> bool:
+    """Whether relevance can skip the layer's autograd node (see _DirectRelevance)."""
+    if not isinstance(rule, Epsilon) or layer is None or not _FAST_BACKWARD.enabled:
+        return False
+    module = layer.module
+    if isinstance(module, nn.Linear):
+        return True
+    return (isinstance(module, nn.Conv2d) and not isinstance(module.padding, str)
+            and module.padding_mode == "zeros")
 
 
 def _run(model: nn.Module, x: Tensor, tape: _Tape) -> Tensor:
