@@ -1,17 +1,23 @@
-"""How much of RUBi's gradient reaches the true class's logit, aligned vs conflicting.
+"""Where RUBi's gradient goes, and where its mistakes go (docs/results.md#intervene).
 
-Trains RUBi in process (the registered settings, seed 0, 400 steps of batch 128) and
-prints, at steps 50, 200 and 400 on 2048 training images: the color-only branch's sigmoid
-on the true class, the size of the fused loss's gradient to the model's true-class logit
-(mask * (1 - p)), each split by color-aligned and conflicting images, and the model's own
-accuracy on the conflicting ones (docs/results.md#intervene).
+Without --runs: trains RUBi in process (the registered settings, seed 0, 400 steps of
+batch 128) and prints, at steps 50, 200 and 400 on 2048 training images: the color-only
+branch's sigmoid on the true class and on the classes that are neither the label nor the
+color's, the size of the fused loss's gradient to the model's true-class logit
+(mask * (1 - p)) and to those other logits (sum of mask * p), split by color-aligned and
+conflicting images, and the model's own accuracy on the conflicting ones.
+
+With --runs RUN ...: for each trained run (a method or its control), its hard-set accuracy
+and where its mistakes go: to the class of the image's color (reading color), or to a
+third class (neither the digit nor the color).
 
     python scripts/diagnose_rubi.py DATA
+    python scripts/diagnose_rubi.py DATA --runs RUBI_RUN CONTROL_RUN
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 import torch
 from torch.nn import functional as F
@@ -45,16 +51,45 @@ def main(data: str) -> None:
             mask = torch.sigmoid(algorithm.bias_branch(batch.images))
         truth = batch.labels[:, None]
         true_mask = mask.gather(1, truth).squeeze(1)
-        p_true = F.softmax(logits * mask, 1).gather(1, truth).squeeze(1)
+        probabilities = F.softmax(logits * mask, 1)
+        p_true = probabilities.gather(1, truth).squeeze(1)
         gradient = true_mask * (1 - p_true)  # |d CE(fused) / d true-class logit|
+        others = torch.ones_like(mask, dtype=torch.bool)
+        others.scatter_(1, truth, False)
+        others.scatter_(1, batch.colors[:, None], False)
+        other_mask = (mask * others).sum(1) / others.sum(1)
+        other_gradient = (mask * probabilities * others).sum(1)  # d CE / d other logits
         aligned = batch.colors == batch.labels
         correct = (logits.argmax(1) == batch.labels)[~aligned].float().mean()
         print(f"step {step}: mask on the true class aligned {true_mask[aligned].mean():.3f}, "
-              f"conflicting {true_mask[~aligned].mean():.3f}; gradient to the true logit "
-              f"aligned {gradient[aligned].mean():.4f}, conflicting "
-              f"{gradient[~aligned].mean():.4f}; the model alone on conflicting images "
-              f"{correct:.3f}", flush=True)
+              f"conflicting {true_mask[~aligned].mean():.3f}, on the other classes "
+              f"{other_mask.mean():.4f}; gradient to the true logit aligned "
+              f"{gradient[aligned].mean():.4f}, conflicting {gradient[~aligned].mean():.4f}, "
+              f"to the other logits {other_gradient.mean():.5f}; the model alone on "
+              f"conflicting images {correct:.3f}", flush=True)
+
+
+def error_kinds(data: str, run: str) -> None:
+    """Hard-set accuracy of a trained run and where its mistakes go."""
+    model = models.load(run).eval()
+    hard = load_tensor_split(data, "test_hard", channels_last=True)
+    with torch.no_grad():
+        predicted = torch.cat([model(hard.images[i:i + 1000]).argmax(1)
+                               for i in range(0, len(hard), 1000)])
+    wrong = predicted != hard.labels
+    to_color = (predicted == hard.colors) & wrong
+    print(f"{run}: hard {1 - wrong.float().mean():.3f}; of its {int(wrong.sum())} mistakes "
+          f"{to_color.sum() / wrong.sum():.1%} name the color's class, "
+          f"{(wrong & ~to_color).sum() / wrong.sum():.1%} a third class", flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", help="dataset directory")
+    parser.add_argument("--runs", nargs="+", help="trained run directories to inspect")
+    args = parser.parse_args()
+    if args.runs:
+        for run_dir in args.runs:
+            error_kinds(args.data, run_dir)
+    else:
+        main(args.data)
