@@ -108,6 +108,72 @@ def test_reconstruction_hook_uses_the_sae_and_goes_away(small_cnn):
     torch.testing.assert_close(small_cnn(x), reference)
 
 
+class _SkipAcross(torch.nn.Module):
+    """A skip connection across the layer: the model cannot be cut there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+        self.head = torch.nn.Linear(3 * 28 * 28, 10)
+
+    def forward(self, x):
+        return self.head((self.conv(x) + x).flatten(1))
+
+
+@pytest.mark.parametrize(("layer", "mode"), [("features.conv3", "position"),
+                                             ("features.conv2", "pooled"),
+                                             ("classifier.fc1", "flat")])
+def test_edited_predictions_cut_the_model_and_match_the_hooked_model(small_cnn, layer, mode):
+    """Computing the layers before the edited one once (the cut model) changes nothing:
+    every prediction is the one of the whole model with the edit as a hook."""
+    from shortcutlab.decompose.activations import (
+        EditedPredictions,
+        feature_edit,
+        reconstruction_edit,
+    )
+
+    images = (torch.rand(50, 28, 28, 3, generator=torch.Generator().manual_seed(1))
+              * 255).to(torch.uint8).numpy()
+    vectors = collect_activations(small_cnn, layer, images, mode)
+    sae = SparseAutoencoder(vectors.shape[1], vectors.shape[1] * 4)
+    sae.fit_input_scale(vectors)
+    runner = EditedPredictions(small_cnn, layer, batch_size=16)
+    assert runner.split is not None
+    hooked = EditedPredictions(small_cnn, layer, batch_size=16)
+    rows = [3, 7, 8, 20, 41]
+    boost = feature_edit(sae, mode, [FeatureEdit(f, 1.0, add=50.0 * (f + 1)) for f in range(8)]
+                         + [FeatureEdit(9, 0.0)])
+    for edit, chosen in ((None, None), (reconstruction_edit(sae, mode), None),
+                         (boost, None), (boost, rows)):
+        cut = runner.predict(images, edit, key="images", rows=chosen)
+        whole = hooked.predict(images, edit, key=None, rows=chosen)
+        assert cut.tolist() == whole.tolist()
+    outputs = runner._activations["images"]
+    with torch.no_grad():  # the edit reaches the rest of the model (the logits move)
+        assert not torch.allclose(runner.split.after(boost(outputs)),
+                                  runner.split.after(outputs))
+    assert hook_count(small_cnn) == 0
+    # the layers before the edit ran once for all four
+    assert list(runner._activations) == ["images"]
+
+
+def test_a_model_that_cannot_be_cut_runs_whole():
+    from shortcutlab.decompose.activations import EditedPredictions
+    from shortcutlab.models.split import split_at_layer
+
+    torch.manual_seed(0)
+    model = _SkipAcross().eval()
+    assert split_at_layer(model, "conv") is None
+    images = (torch.rand(6, 28, 28, 3) * 255).to(torch.uint8).numpy()
+    runner = EditedPredictions(model, "conv")
+    edit = lambda output: output * 0  # noqa: E731
+    with torch.no_grad():
+        expected = model.head(torch.zeros(6, 3 * 28 * 28)
+                              + torch.from_numpy(images).permute(0, 3, 1, 2).float()
+                              .div(255).flatten(1)).argmax(1)
+    assert runner.predict(images, edit, key="images").tolist() == expected.tolist()
+
+
 def test_vectors_round_trip_and_modes(small_cnn):
     output = torch.arange(2 * 3 * 2 * 2.0).reshape(2, 3, 2, 2)
     vectors = to_vectors(output, "position")

@@ -13,7 +13,7 @@ the model's own output exactly, and an edit changes only what the edited feature
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,17 +100,25 @@ def feature_activations(model: nn.Module, sae: SparseAutoencoder, layer: str,
     return torch.cat(chunks).numpy()
 
 
-@contextlib.contextmanager
-def reconstructed(model: nn.Module, sae: SparseAutoencoder, layer: str,
-                  mode: str) -> Iterator[None]:
-    """Run the model with ``layer``'s output replaced by its SAE reconstruction."""
+LayerEdit = Callable[[Tensor], Tensor]
+
+
+def reconstruction_edit(sae: SparseAutoencoder, mode: str) -> LayerEdit:
+    """The layer's output -> its SAE reconstruction."""
     def edit(output: Tensor) -> Tensor:
         vectors = to_vectors(output, mode)
         if mode == "pooled":
             return output + from_vectors(sae(vectors)[0] - vectors, output, mode)
         return from_vectors(sae(vectors)[0], output, mode)
 
-    with edit_output(model, layer, edit):
+    return edit
+
+
+@contextlib.contextmanager
+def reconstructed(model: nn.Module, sae: SparseAutoencoder, layer: str,
+                  mode: str) -> Iterator[None]:
+    """Run the model with ``layer``'s output replaced by its SAE reconstruction."""
+    with edit_output(model, layer, reconstruction_edit(sae, mode)):
         yield
 
 
@@ -123,13 +131,12 @@ class FeatureEdit:
     add: float = 0.0
 
 
-@contextlib.contextmanager
-def edited(model: nn.Module, sae: SparseAutoencoder, layer: str, mode: str,
-           edits: Sequence[FeatureEdit]) -> Iterator[None]:
-    """Run the model with chosen SAE features of ``layer`` scaled or shifted."""
+def feature_edit(sae: SparseAutoencoder, mode: str,
+                 edits: Sequence[FeatureEdit]) -> LayerEdit | None:
+    """The layer's output -> the same with chosen SAE features scaled or shifted (None
+    when there is nothing to edit)."""
     if not edits:
-        yield
-        return
+        return None
     for item in edits:
         if not 0 <= item.feature < sae.d_hidden:
             raise ShortcutlabError(f"the SAE has {sae.d_hidden} features; "
@@ -145,5 +152,85 @@ def edited(model: nn.Module, sae: SparseAutoencoder, layer: str, mode: str,
         delta = (change @ sae.W_dec[index]) * sae.scale
         return output + from_vectors(delta, output, mode)
 
+    return edit
+
+
+@contextlib.contextmanager
+def edited(model: nn.Module, sae: SparseAutoencoder, layer: str, mode: str,
+           edits: Sequence[FeatureEdit]) -> Iterator[None]:
+    """Run the model with chosen SAE features of ``layer`` scaled or shifted."""
+    edit = feature_edit(sae, mode, edits)
+    if edit is None:
+        yield
+        return
     with edit_output(model, layer, edit):
         yield
+
+
+class _SplitRefused(Exception):
+    """The cut model does not reproduce the model on real images: run it whole."""
+
+
+class EditedPredictions:
+    """Predictions of a model whose ``layer`` output goes through an edit, for many edits
+    of the same images.
+
+    The layers before ``layer`` compute the same activations for every edit, so where the
+    model can be cut at the layer (:func:`shortcutlab.models.split.split_at_layer`) they
+    run once per image set (``key``) and are kept on the CPU; each edit then runs only the
+    rest. Otherwise the whole model runs with the edit as a hook. Both give the same
+    predictions (tested).
+    """
+
+    def __init__(self, model: nn.Module, layer: str, device: torch.device | str = "cpu",
+                 batch_size: int = 1000) -> None:
+        from shortcutlab.models.split import split_at_layer
+
+        self.model, self.layer = model.eval(), layer
+        self.device, self.batch_size = device, batch_size
+        self.split = split_at_layer(model, layer)
+        self._checked = False
+        self._activations: dict[str, Tensor] = {}
+
+    @torch.no_grad()
+    def _layer_output(self, key: str, images: np.ndarray) -> Tensor:
+        if key not in self._activations:
+            if not self._checked:
+                from shortcutlab.models.split import check_split
+
+                self._checked = True
+                if not check_split(self.model, self.split,
+                                   next(_batches(images[:4], 4, self.device))):
+                    self.split = None
+                    raise _SplitRefused
+            self._activations[key] = torch.cat([
+                self.split.before(batch).cpu()
+                for batch in _batches(images, self.batch_size, self.device)])
+        return self._activations[key]
+
+    @torch.no_grad()
+    def predict(self, images: np.ndarray, edit: LayerEdit | None = None,
+                key: str | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+        """Predicted classes of ``images[rows]`` (all when ``rows`` is None) under ``edit``;
+        ``key`` names the image set, so that its activations are computed once."""
+        if self.split is not None and key is not None:
+            try:
+                return self._predict_split(images, edit, key, rows)
+            except _SplitRefused:
+                pass
+        chosen = images if rows is None else images[rows]
+        context = (contextlib.nullcontext() if edit is None
+                   else edit_output(self.model, self.layer, edit))
+        with context:
+            return torch.cat([self.model(batch).argmax(1).cpu() for batch in
+                              _batches(chosen, self.batch_size, self.device)]).numpy()
+
+    def _predict_split(self, images: np.ndarray, edit: LayerEdit | None, key: str,
+                       rows: np.ndarray | None) -> np.ndarray:
+        outputs = self._layer_output(key, images)
+        if rows is not None:
+            outputs = outputs[torch.as_tensor(rows)]
+        predicted = []
+        for batch in _batches(outputs, self.batch_size, self.device):
+            predicted.append(self.split.after(edit(batch) if edit else batch).argmax(1).cpu())
+        return torch.cat(predicted).numpy()

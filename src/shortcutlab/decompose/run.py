@@ -8,26 +8,25 @@ cards, ``sae intervene`` adds ``intervene.json`` and its figure.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from shortcutlab import models
 from shortcutlab.artifacts import load_torch, read_json, save_torch, write_json
 from shortcutlab.data import load_meta, load_split
 from shortcutlab.data.palette import COLOR_NAMES, palette_array
 from shortcutlab.decompose.activations import (
+    EditedPredictions,
     FeatureEdit,
     collect_activations,
-    edited,
     feature_activations,
-    reconstructed,
+    feature_edit,
+    reconstruction_edit,
     resolve_mode,
 )
 from shortcutlab.decompose.sae import SAEConfig, SparseAutoencoder, sae_metrics, train_sae
@@ -48,22 +47,6 @@ SAE_FILE = "sae.pt"
 SAE_META = "sae.json"
 LABELS = "labels.json"
 ACCURACY_SPLITS = ("val", "test_easy", "test_hard")
-
-
-def predictions(model: nn.Module, images: np.ndarray, batch_size: int = 1000,
-                device: torch.device | str = "cpu") -> np.ndarray:
-    return models.batched_forward(model, images, batch_size, device=device, fn=_argmax,
-                                  to_cpu=True).numpy()
-
-
-def _argmax(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    return model(images).argmax(1)
-
-
-def _predict_under(context: Callable[[], contextlib.AbstractContextManager], model: nn.Module,
-                   images: np.ndarray, device) -> np.ndarray:
-    with context():
-        return predictions(model, images, device=device)
 
 
 # --------------------------------------------------------------------------- train
@@ -92,11 +75,11 @@ def train_on_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
     metrics = sae_metrics(sae, val_acts.to(device))
 
     accuracy = {}
+    runner = EditedPredictions(model, layer, device=device)
     for split_name in ACCURACY_SPLITS:
         split = load_split(data_dir, split_name)
-        original = predictions(model, split.images, device=device)
-        rebuilt = _predict_under(lambda: reconstructed(model, sae, layer, mode), model,
-                                 split.images, device)
+        original = runner.predict(split.images, key=split_name)
+        rebuilt = runner.predict(split.images, reconstruction_edit(sae, mode), key=split_name)
         accuracy[split_name] = {
             "original": float((original == split.labels).mean()),
             "reconstructed": float((rebuilt == split.labels).mean()),
@@ -260,15 +243,17 @@ def intervene(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None = No
     rows = labels["features"]
     color_features = [f for name in COLOR_NAMES for f in labels["color_features"][name]]
 
-    def run(split_images: np.ndarray, items: Sequence[FeatureEdit]) -> np.ndarray:
-        return _predict_under(lambda: edited(model, sae, layer, mode, items), model,
-                              split_images, device)
+    runner = EditedPredictions(model, layer, device=device)
+
+    def run(split_images: np.ndarray, items: Sequence[FeatureEdit], key: str,
+            rows: np.ndarray | None = None) -> np.ndarray:
+        return runner.predict(split_images, feature_edit(sae, mode, items), key=key, rows=rows)
 
     ablation: dict[str, Any] = {"features": color_features, "splits": {}}
     for split_name in ACCURACY_SPLITS:
         data = load_split(data_dir, split_name)
-        before = predictions(model, data.images, device=device)
-        after = run(data.images, [FeatureEdit(f, 0.0) for f in color_features])
+        before = runner.predict(data.images, key=split_name)
+        after = run(data.images, [FeatureEdit(f, 0.0) for f in color_features], split_name)
         ablation["splits"][split_name] = {
             "accuracy_before": float((before == data.labels).mean()),
             "accuracy_after": float((after == data.labels).mean()),
@@ -277,7 +262,7 @@ def intervene(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None = No
         }
 
     easy = load_split(data_dir, "test_easy")
-    easy_before = predictions(model, easy.images, device=device)
+    easy_before = runner.predict(easy.images, key="test_easy")
     boost: dict[str, Any] = {"split": "test_easy", "strengths": list(strengths),
                              "images_per_color": boost_images, "colors": {}}
     rng = np.random.default_rng(seed)
@@ -287,13 +272,12 @@ def intervene(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None = No
             continue
         others = np.flatnonzero(easy.labels != color)
         others = np.sort(rng.choice(others, min(boost_images, len(others)), replace=False))
-        images = easy.images[others]
         baseline = float((easy_before[others] == color).mean())
         rates = []
         for strength in strengths:
             items = [FeatureEdit(f, 1.0, add=strength * rows[f]["color_means"][color])
                      for f in features]
-            rates.append(float((run(images, items) == color).mean()))
+            rates.append(float((run(easy.images, items, "test_easy", others) == color).mean()))
         boost["colors"][name] = {"features": features, "baseline": baseline, "flip_rate": rates}
     if boost["colors"]:
         boost["mean_flip_rate"] = [float(np.mean([c["flip_rate"][i]
@@ -304,8 +288,8 @@ def intervene(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None = No
                               "ablate_color_features": ablation, "boost_color_features": boost}
     if edits:
         data = load_split(data_dir, split)
-        before = predictions(model, data.images, device=device)
-        after = run(data.images, list(edits))
+        before = runner.predict(data.images, key=split)
+        after = run(data.images, list(edits), split)
         result["custom"] = {
             "split": split,
             "edits": [vars(e) for e in edits],
