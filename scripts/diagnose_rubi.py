@@ -12,7 +12,8 @@ and where its mistakes go: to the class of the image's color (reading color), or
 third class (neither the digit nor the color).
 
     python scripts/diagnose_rubi.py DATA
-    python scripts/diagnose_rubi.py DATA --runs RUBI_RUN CONTROL_RUN
+    python scripts/diagnose_rubi.py DATA --runs RUBI_RUN CONTROL_RUN \
+        [--names rubi control] [--figure FILE]
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def main(data: str) -> None:
               f"conflicting images {correct:.3f}", flush=True)
 
 
-def error_kinds(data: str, run: str) -> None:
+def error_kinds(data: str, run: str) -> dict[str, float]:
     """Hard-set accuracy of a trained run and where its mistakes go."""
     model = models.load(run).eval()
     hard = load_tensor_split(data, "test_hard", channels_last=True)
@@ -81,15 +82,47 @@ def error_kinds(data: str, run: str) -> None:
     print(f"{run}: hard {1 - wrong.float().mean():.3f}; of its {int(wrong.sum())} mistakes "
           f"{to_color.sum() / wrong.sum():.1%} name the color's class, "
           f"{(wrong & ~to_color).sum() / wrong.sum():.1%} a third class", flush=True)
+    return {"hard": float(1 - wrong.float().mean()),
+            "to_color": float(to_color.float().mean()),
+            "to_third": float((wrong & ~to_color).float().mean())}
+
+
+def draw(kinds: dict[str, dict[str, float]], path: str) -> None:
+    """Stacked bars: each run's hard-set mistakes, to the color's class and to a third."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from shortcutlab.figures import save_figure
+
+    names = list(kinds)
+    color = [100 * kinds[name]["to_color"] for name in names]
+    third = [100 * kinds[name]["to_third"] for name in names]
+    figure, axes = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    rows = range(len(names))
+    axes.barh(rows, color, color="#d62728", label="names the color's class")
+    axes.barh(rows, third, left=color, color="#7f7f7f", label="names a third class")
+    axes.set_yticks(list(rows), names)
+    axes.invert_yaxis()
+    axes.set_xlabel("hard-set images misclassified (%)")
+    axes.legend(loc="lower right", fontsize=8)
+    axes.set_title("Where the mistakes go on the hard set", fontsize=10)
+    save_figure(figure, path)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="dataset directory")
     parser.add_argument("--runs", nargs="+", help="trained run directories to inspect")
+    parser.add_argument("--names", nargs="+", help="a label per run for the figure")
+    parser.add_argument("--figure", help="with --runs: draw the mistakes as bars into FILE")
     args = parser.parse_args()
     if args.runs:
-        for run_dir in args.runs:
-            error_kinds(args.data, run_dir)
+        names = args.names or args.runs
+        kinds = {name: error_kinds(args.data, run_dir)
+                 for name, run_dir in zip(names, args.runs, strict=True)}
+        if args.figure:
+            draw(kinds, args.figure)
     else:
         main(args.data)
