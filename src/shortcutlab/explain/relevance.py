@@ -24,11 +24,11 @@ the ratios' true forward graph, not a rule-modified one. One forward pass and on
 input-gradient backward give the heatmap; there is no second forward pass.
 
 For the epsilon rule the node sends ``J^T (g * ratio)`` to the layer's input itself
-(:class:`_DirectRelevance`), and ReLUs get a gate whose mask is a constant
+(:class:`_DirectRelevance`), and ReLUs get a gate that treats their output as a constant
 (:class:`_ReLUGate`): a loss on the heatmap is then differentiated on the kernels of an
 ordinary training step instead of PyTorch's generic double backward of a convolution and
-of a ReLU. Same values (tested against :func:`generic_backward`), a TEA step about a fifth
-cheaper.
+of a ReLU. Same values (tested against :func:`generic_backward`), a TEA step 15-20%
+cheaper (docs/benchmarks.md#intervene).
 
 Rules are small frozen dataclasses, as in zennit, and a :class:`Composite` maps layer
 types to rules. Hooks live only inside :func:`lrp`'s context manager.
