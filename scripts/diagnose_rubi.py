@@ -74,9 +74,8 @@ def error_kinds(data: str, run: str) -> dict[str, float]:
     """Hard-set accuracy of a trained run and where its mistakes go."""
     model = models.load(run).eval()
     hard = load_tensor_split(data, "test_hard", channels_last=True)
-    with torch.no_grad():
-        predicted = torch.cat([model(hard.images[i:i + 1000]).argmax(1)
-                               for i in range(0, len(hard), 1000)])
+    predicted = models.batched_forward(model, hard.images, 1000,
+                                       fn=lambda net, chunk: net(chunk).argmax(1))
     wrong = predicted != hard.labels
     to_color = (predicted == hard.colors) & wrong
     print(f"{run}: hard {1 - wrong.float().mean():.3f}; of its {int(wrong.sum())} mistakes "

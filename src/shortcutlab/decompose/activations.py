@@ -24,6 +24,7 @@ from shortcutlab.data import images_to_tensor
 from shortcutlab.decompose.sae import SparseAutoencoder
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.hooks import capture, edit_output
+from shortcutlab.models import batched_forward
 
 MODES = ("auto", "flat", "pooled", "position")
 
@@ -167,6 +168,10 @@ def edited(model: nn.Module, sae: SparseAutoencoder, layer: str, mode: str,
         yield
 
 
+def _argmax(model: Callable[[Tensor], Tensor], batch: Tensor) -> Tensor:
+    return model(batch).argmax(1)
+
+
 class _SplitRefused(Exception):
     """The cut model does not reproduce the model on real images: run it whole."""
 
@@ -203,9 +208,8 @@ class EditedPredictions:
                                    next(_batches(images[:4], 4, self.device))):
                     self.split = None
                     raise _SplitRefused
-            self._activations[key] = torch.cat([
-                self.split.before(batch).cpu()
-                for batch in _batches(images, self.batch_size, self.device)])
+            self._activations[key] = batched_forward(
+                self.split.before, images, self.batch_size, device=self.device, to_cpu=True)
         return self._activations[key]
 
     @torch.no_grad()
@@ -222,15 +226,16 @@ class EditedPredictions:
         context = (contextlib.nullcontext() if edit is None
                    else edit_output(self.model, self.layer, edit))
         with context:
-            return torch.cat([self.model(batch).argmax(1).cpu() for batch in
-                              _batches(chosen, self.batch_size, self.device)]).numpy()
+            return batched_forward(self.model, chosen, self.batch_size, device=self.device,
+                                   fn=_argmax, to_cpu=True).numpy()
 
     def _predict_split(self, images: np.ndarray, edit: LayerEdit | None, key: str,
                        rows: np.ndarray | None) -> np.ndarray:
         outputs = self._layer_output(key, images)
         if rows is not None:
             outputs = outputs[torch.as_tensor(rows)]
-        predicted = []
-        for batch in _batches(outputs, self.batch_size, self.device):
-            predicted.append(self.split.after(edit(batch) if edit else batch).argmax(1).cpu())
-        return torch.cat(predicted).numpy()
+        def rest(activations: Tensor) -> Tensor:
+            return self.split.after(edit(activations) if edit else activations)
+
+        return batched_forward(rest, outputs, self.batch_size, device=self.device,
+                               fn=_argmax, to_cpu=True).numpy()
