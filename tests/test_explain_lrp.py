@@ -231,12 +231,50 @@ def _strided_cnn() -> nn.Module:
                          nn.Flatten(), nn.Linear(6 * 14 * 14, 10)).double()
 
 
+class _BranchingCNN(nn.Module):
+    """Activations that a max-pool shares with another consumer: conv1's output goes
+    through ReLU into a max-pool and, beside it, into an average pool; conv2's ReLU output
+    feeds an overlapping, padded max-pool and an average pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.relu1, self.pool1, self.side1 = nn.ReLU(), nn.MaxPool2d(2), nn.AvgPool2d(2)
+        self.conv2 = nn.Conv2d(4, 5, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(3, stride=2, padding=1)
+        self.side2 = nn.AvgPool2d(2)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(5 * 7 * 7, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.conv1(x)
+        h = self.pool1(self.relu1(z)) + self.side1(z)
+        r = self.relu2(self.conv2(h))
+        return self.fc(self.flatten(self.pool2(r) + self.side2(r)))
+
+
+def _branching_cnn() -> nn.Module:
+    torch.manual_seed(18)
+    return _BranchingCNN().double().eval()
+
+
+def _overlapping_pool_cnn() -> nn.Module:
+    torch.manual_seed(19)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                         nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
+                         nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, dilation=2),
+                         nn.Flatten(), nn.Linear(6 * 7 * 7, 10)).double().eval()
+
+
 @pytest.mark.parametrize("make", [
     lambda: random_cnn(14, width=3),
     lambda: random_cnn(15, width=3, batch_norm=True, pool="avg", head="gap"),
     _strided_cnn,
     lambda: tiny_resnet(16),
     lambda: random_mlp(17, depth=3),
+    _branching_cnn,
+    _overlapping_pool_cnn,
 ])
 @pytest.mark.parametrize("rule", ["epsilon", "epsilon-plus"])
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -265,6 +303,10 @@ def test_fast_backward_gives_the_generic_heatmaps_and_gradients(make, rule, chan
         results.append((heatmap.detach(), grads, _graph_nodes(heatmap)))
     (fast_map, fast_grads, fast_nodes), (generic_map, generic_grads, _) = results
     torch.testing.assert_close(fast_map, generic_map, rtol=0, atol=1e-12)
+    with generic_backward():
+        plain_generic = lrp(model, x, target, rule=rule, epsilon=epsilon)
+    torch.testing.assert_close(lrp(model, x, target, rule=rule, epsilon=epsilon),
+                               plain_generic, rtol=0, atol=1e-12)
     for fast, generic in zip(fast_grads, generic_grads, strict=True):
         torch.testing.assert_close(fast, generic, rtol=1e-10, atol=1e-12)
     # Nothing of the heatmap's graph goes through torch's generic double backward of a
@@ -272,6 +314,36 @@ def test_fast_backward_gives_the_generic_heatmaps_and_gradients(make, rule, chan
     # applies to every convolution.
     if rule == "epsilon":
         assert "ConvolutionBackwardBackward0" not in fast_nodes
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_epsilon_ratio_moves_past_a_max_pool_only_when_the_pool_is_its_only_consumer(
+        create_graph, monkeypatch):
+    """Where a layer's output reaches nothing but ReLU and max-pool, its ratio is applied
+    to the pooled values (a quarter of them); where anything else reads the output, the
+    ratio stays at the layer."""
+    from shortcutlab.explain import relevance
+
+    slots, make_slot = [], relevance._RatioSlot
+
+    def recorded_slot(*args):
+        slots.append(make_slot(*args))
+        return slots[-1]
+
+    monkeypatch.setattr(relevance, "_RatioSlot", recorded_slot)
+    x = batch(2, seed=7)
+    lrp(random_cnn(20, width=3), x, 1, create_graph=create_graph)
+    # conv1 and conv3 feed ReLU and max-pool; conv2 (ReLU, conv3) and the two Linear
+    # layers do not.
+    moved = [slot.pooled is not None for slot in slots]
+    assert moved == [True, False, True, False, False]
+    assert all((slot.ratio is None) == is_moved for slot, is_moved in zip(slots, moved,
+                                                                         strict=True))
+    assert all(slot.pooled.shape[-1] * 2 == slot.z.shape[-1] for slot in slots
+               if slot.pooled is not None)
+    slots.clear()
+    lrp(_branching_cnn(), x, 1, create_graph=create_graph)
+    assert [slot.pooled is not None for slot in slots] == [False, False, False]
 
 
 def test_heatmap_gradient_with_respect_to_the_input():

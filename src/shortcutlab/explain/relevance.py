@@ -238,18 +238,62 @@ class _ReLUGate(torch.autograd.Function):
     heatmap. Here the backward sees the output detached, so only the derivative with
     respect to the incoming gradient is kept (threshold_backward again: a boolean mask
     would be ten times slower on channels-last tensors). Same values.
+
+    ``output`` is ``relu(z)`` already computed (the ReLU layer's own output, detached):
+    the node returns a view of it instead of computing it again. A model cannot modify a
+    ReLU's output in place anyway (autograd's own ReLU backward needs it).
     """
 
     @staticmethod
-    def forward(ctx: Any, z: Tensor) -> Tensor:
-        output = z.clamp(min=0)
-        ctx.save_for_backward(output.detach())
+    def forward(ctx: Any, z: Tensor, output: Tensor) -> Tensor:
+        ctx.save_for_backward(output)
         return output
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (output,) = ctx.saved_tensors
-        return torch.ops.aten.threshold_backward(grad, output, 0)
+        return torch.ops.aten.threshold_backward(grad, output, 0), None
+
+
+def _pair(value: int | tuple[int, ...]) -> list[int]:
+    return [value, value] if isinstance(value, int) else list(value)
+
+
+class _MaxPool(torch.autograd.Function):
+    """2-d max-pooling whose backward treats its input as a constant.
+
+    Why not autograd's: the derivative of max-pooling's backward with respect to its
+    saved input is zero, and autograd materializes it as a zero tensor of the input's
+    size (the largest activation of a CNN), adds it to the input's gradient and so turns
+    that gradient contiguous, which costs the convolution below copies into its
+    memory format. Here only the derivative with respect to the incoming gradient (a
+    gather of the pooled positions) is kept. Same values.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, settings: tuple) -> Tensor:
+        kernel, stride, padding, dilation, ceil_mode = settings
+        ctx.settings = (_pair(kernel), _pair(stride) if stride else _pair(kernel),
+                        _pair(padding), _pair(dilation), ceil_mode)
+        pooled, indices = torch.ops.aten.max_pool2d_with_indices(z, *ctx.settings)
+        ctx.save_for_backward(z, indices)
+        return pooled
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        z, indices = ctx.saved_tensors
+        # In the input's memory format: the kernel otherwise converts the input-sized
+        # result, four times larger than this gradient.
+        grad = grad.contiguous(memory_format=_memory_format(z))
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            grad, z.detach(), *ctx.settings, indices), None
+
+
+def _relu(z: Tensor, create_graph: bool) -> Tensor:
+    """``relu(z)`` for the relevance pass: with the gate when the heatmap is differentiated."""
+    if not create_graph:
+        return torch.relu(z)
+    return _ReLUGate.apply(z, z.detach().clamp(min=0))
 
 
 def affine_input_gradient(layer: AffineLayer, a: Tensor, grad_output: Tensor) -> Tensor:
@@ -274,10 +318,10 @@ class _DirectRelevance(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, z: Tensor, a: Tensor, ratio: Tensor, layer: AffineLayer,
+    def forward(ctx: Any, z: Tensor, a: Tensor, slot: _RatioSlot, layer: AffineLayer,
                 phase: _Phase, sink: Tensor | None = None) -> Tensor:
-        ctx.save_for_backward(a, ratio)
-        ctx.layer, ctx.phase, ctx.to_phase = layer, phase, sink is not None
+        ctx.save_for_backward(a)
+        ctx.slot, ctx.layer, ctx.phase, ctx.to_phase = slot, layer, phase, sink is not None
         return z.clone()
 
     @staticmethod
@@ -285,16 +329,54 @@ class _DirectRelevance(torch.autograd.Function):
         nothing = (None, None, None, None)
         if not ctx.phase.relevance:
             return grad, *nothing, None
-        a, ratio = ctx.saved_tensors
+        (a,) = ctx.saved_tensors
+        ratio = ctx.slot.ratio
+        # A ratio moved past the pooling layer (_RatioSlot) was applied there already.
+        scaled = grad if ctx.slot.pooled is not None else grad * ratio
         if ctx.to_phase:
-            gradient = affine_input_gradient(ctx.layer, a, grad * ratio)
+            gradient = affine_input_gradient(ctx.layer, a, scaled)
             if ctx.phase.input_gradient is not None:
                 gradient = ctx.phase.input_gradient + gradient
             ctx.phase.input_gradient = gradient
             return None, *nothing, grad.new_zeros(())
         if not ctx.needs_input_grad[1]:
             return None, *nothing, None
-        return None, affine_input_gradient(ctx.layer, a, grad * ratio), None, None, None, None
+        return None, affine_input_gradient(ctx.layer, a, scaled), None, None, None, None
+
+
+@dataclass(eq=False)
+class _RatioSlot:
+    """The epsilon ratio of one affine layer, settled once the forward pass is complete.
+
+    Where the layer's output goes only through a ReLU into a max-pool, the ratio is
+    applied after the pool, to the pooled pre-activations (``pooled``): the pool's
+    backward puts each gradient on its window's winner, whose ratio is the ratio of the
+    pooled value, so ``pool_back(h) * ratio(z) = pool_back(h * ratio(pool(z)))`` exactly,
+    and the ratio, its product with the gradient and their derivatives run on a quarter
+    of the values (2x2 pooling). Anywhere else, ``ratio`` is computed at the layer.
+    """
+
+    rule: Rule
+    z: Tensor
+    ratio: Tensor | None = None
+    pooled: Tensor | None = None
+
+
+class _PooledRatio(torch.autograd.Function):
+    """Forward: a copy of the pooled pre-activations ``p``. Relevance backward: the
+    gradient times the ratio of ``p``, when its layer's slot moved the ratio here (see
+    :class:`_RatioSlot`). Later backwards: the identity."""
+
+    @staticmethod
+    def forward(ctx: Any, p: Tensor, slot: _RatioSlot, phase: _Phase) -> Tensor:
+        ctx.slot, ctx.phase = slot, phase
+        return p.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        if ctx.phase.relevance and ctx.slot.pooled is not None:
+            return grad * ctx.slot.pooled, None, None
+        return grad, None, None
 
 
 # --------------------------------------------------------------------------- layers
@@ -584,6 +666,10 @@ class _Tape:
         self.input_site: tuple[Rule, AffineLayer, Tensor, Tensor] | None = None
         self.sink: Tensor | None = None
         self.seen: set[nn.Module] = set()
+        self.relu_inputs: dict[int, tuple[Tensor, Tensor]] = {}
+        # Epsilon layers' outputs and their ratio slots, by id (kept with the tensor).
+        self.slots: dict[int, tuple[Tensor, _RatioSlot]] = {}
+        self.pool_claims: list[tuple[_RatioSlot, Tensor, Tensor]] = []
 
     def affine_pre_hook(self, module: nn.Module, args: tuple[Tensor, ...]) -> Any:
         if module in self.seen:
@@ -630,9 +716,67 @@ class _Tape:
         return self._attach(module, self.composite.pool, None, args[0], output)
 
     def relu_hook(self, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Any:
-        if not args[0].requires_grad:
+        z = args[0]
+        if not z.requires_grad:
             return None
-        return _ReLUGate.apply(args[0])
+        gated = _ReLUGate.apply(z, output.detach()) if self.create_graph else None
+        result = output if gated is None else gated
+        # Kept with the tensor itself, so the id cannot be reused while the entry lives.
+        self.relu_inputs[id(result)] = (result, z)
+        return gated
+
+    def max_pool_hook(self, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Any:
+        """A max-pool of a ReLU's output becomes the ReLU of a max-pool of its input.
+
+        ``max(relu(z)) = relu(max(z))`` exactly (ReLU is monotone), and so is the
+        gradient: the window's winner is the same element, and where the window's maximum
+        is not positive both send nothing. But the ReLU's backward (and, for a
+        differentiable heatmap, its derivative) then runs on the pooled tensor, a quarter
+        of the size for 2x2 pooling: the ReLU before the first pooling layer is the
+        largest activation of a typical CNN. Where ``z`` is an epsilon layer's output, the
+        pool also offers to take over its ratio (:class:`_RatioSlot`). The layer's own
+        result (on the ReLU's output) is left unused.
+        """
+        entry = self.relu_inputs.get(id(args[0]))
+        if entry is None or entry[0] is not args[0] or module.return_indices:
+            return None
+        z = entry[1]
+        pooled = _MaxPool.apply(z, (module.kernel_size, module.stride, module.padding,
+                                    module.dilation, module.ceil_mode))
+        slot_entry = self.slots.get(id(z))
+        if slot_entry is not None and slot_entry[0] is z:
+            slot = slot_entry[1]
+            pooled = _PooledRatio.apply(pooled, slot, self.phase)
+            self.pool_claims.append((slot, z, pooled))
+        return _relu(pooled, self.create_graph)
+
+    def settle_ratios(self, logits: Tensor) -> None:
+        """Decide each slot of :class:`_RatioSlot` now that the graph is complete: a pool
+        takes over the ratio when it is the only consumer of the layer's output."""
+        claimed: set[int] = set()
+        if self.pool_claims:
+            consumers: dict[Any, list[Any]] = {}
+            seen, stack = set(), [logits.grad_fn]
+            while stack:
+                node = stack.pop()
+                if node is None or node in seen:
+                    continue
+                seen.add(node)
+                for next_node, _ in node.next_functions:
+                    if next_node is not None:
+                        consumers.setdefault(next_node, []).append(node)
+                        stack.append(next_node)
+            for slot, z, pooled in self.pool_claims:
+                users = consumers.get(z.grad_fn, [])
+                pooled_node = pooled.grad_fn.next_functions[0][0]  # the pool's own node
+                if len(users) == 1 and users[0] is pooled_node:
+                    with torch.set_grad_enabled(self.create_graph):
+                        slot.pooled = slot.rule.ratio(pooled, pooled)
+                    claimed.add(id(slot))
+        for _, slot in self.slots.values():
+            if id(slot) not in claimed:
+                with torch.set_grad_enabled(self.create_graph):
+                    slot.ratio = slot.rule.ratio(slot.z, slot.z)
 
     def _apply(self, key: nn.Module, layer: AffineLayer, a: Tensor, z: Tensor) -> Tensor | None:
         is_first = layer.module is self.first
@@ -647,11 +791,14 @@ class _Tape:
     def _attach(self, key: nn.Module, rule: Rule, layer: AffineLayer | None, a: Tensor,
                 z: Tensor) -> Tensor | None:
         z_rule = rule.modified_output(layer, a, z)
-        with torch.set_grad_enabled(self.create_graph):
-            ratio = rule.ratio(z, z_rule)
         if _direct(rule, layer):
             sink = self.sink if key is self.first else None
-            return _DirectRelevance.apply(z, a, ratio, layer, self.phase, sink)
+            slot = _RatioSlot(rule, z)
+            output = _DirectRelevance.apply(z, a, slot, layer, self.phase, sink)
+            self.slots[id(output)] = (output, slot)
+            return output
+        with torch.set_grad_enabled(self.create_graph):
+            ratio = rule.ratio(z, z_rule)
         return _RelevanceRatio.apply(z, z_rule, ratio, self.phase)
 
     def hooks(self, model: nn.Module) -> tuple[list, list]:
@@ -664,8 +811,10 @@ class _Tape:
                 hooks.append((module, self.norm_hook))
             elif isinstance(module, SUM_POOL_TYPES):
                 hooks.append((module, self.pool_hook))
-            elif isinstance(module, nn.ReLU) and self.create_graph and _FAST_BACKWARD.enabled:
+            elif isinstance(module, nn.ReLU) and _FAST_BACKWARD.enabled:
                 hooks.append((module, self.relu_hook))
+            elif isinstance(module, nn.MaxPool2d) and _FAST_BACKWARD.enabled:
+                hooks.append((module, self.max_pool_hook))
         return pre_hooks, hooks
 
     def check_complete(self) -> None:
@@ -695,6 +844,7 @@ def _run(model: nn.Module, x: Tensor, tape: _Tape) -> Tensor:
     with forward_hooks(hooks, pre_hooks), torch.enable_grad():
         logits = model(x)
     tape.check_complete()
+    tape.settle_ratios(logits)
     return logits
 
 
