@@ -332,7 +332,7 @@ class _DirectRelevance(torch.autograd.Function):
         (a,) = ctx.saved_tensors
         ratio = ctx.slot.ratio
         # A ratio moved past the pooling layer (_RatioSlot) was applied there already.
-        scaled = grad if ctx.slot.pooled is not None else grad * ratio
+        scaled = grad if ctx.slot.moved else grad * ratio
         if ctx.to_phase:
             gradient = affine_input_gradient(ctx.layer, a, scaled)
             if ctx.phase.input_gradient is not None:
@@ -357,9 +357,10 @@ class _RatioSlot:
     """
 
     rule: Rule
-    z: Tensor
+    z: Tensor | None
     ratio: Tensor | None = None
     pooled: Tensor | None = None
+    moved: bool = False  # whether the pool took the ratio over
 
 
 class _PooledRatio(torch.autograd.Function):
@@ -374,7 +375,7 @@ class _PooledRatio(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        if ctx.phase.relevance and ctx.slot.pooled is not None:
+        if ctx.phase.relevance and ctx.slot.moved:
             return grad * ctx.slot.pooled, None, None
         return grad, None, None
 
@@ -750,6 +751,17 @@ class _Tape:
             self.pool_claims.append((slot, z, pooled))
         return _relu(pooled, self.create_graph)
 
+    def release_ratios(self) -> None:
+        """Drop the slots' tensors once the relevance pass is over (the nodes are the
+        identity from then on). A pooled ratio's graph leads back to the node that holds
+        its slot, a cycle the garbage collector cannot see through autograd's nodes, so
+        each step's graph would otherwise stay alive."""
+        for _, slot in self.slots.values():
+            slot.z = slot.ratio = slot.pooled = None
+        self.slots.clear()
+        self.pool_claims.clear()
+        self.relu_inputs.clear()
+
     def settle_ratios(self, logits: Tensor) -> None:
         """Decide each slot of :class:`_RatioSlot` now that the graph is complete: a pool
         takes over the ratio when it is the only consumer of the layer's output."""
@@ -772,6 +784,7 @@ class _Tape:
                 if len(users) == 1 and users[0] is pooled_node:
                     with torch.set_grad_enabled(self.create_graph):
                         slot.pooled = slot.rule.ratio(pooled, pooled)
+                    slot.moved = True
                     claimed.add(id(slot))
         for _, slot in self.slots.values():
             if id(slot) not in claimed:
@@ -912,6 +925,11 @@ def lrp(
                 relevance = a * grad
         finally:
             tape.phase.relevance = False
+            # Every relevance node holds the phase, and the input gradient's graph leads
+            # back to those nodes: a cycle through autograd's nodes that the garbage
+            # collector cannot see, which kept each call's whole graph alive.
+            tape.phase.input_gradient = None
+            tape.release_ratios()
     if relevance.numel() != x.numel():
         raise ShortcutlabError(
             f"the model's first affine layer sees {tuple(relevance.shape)} values per batch, "
