@@ -150,3 +150,74 @@ def test_a_diverged_run_is_listed_and_does_not_stop_the_table(tiny_data, tmp_pat
                       overrides={**settings, "jtt": {"epochs": 2, "upweight": 5}},
                       log=lines.append, threads=1)
     assert retried["targets"]["diverged"] == []
+
+
+def _sweep_table(tiny_data, out, **kwargs):
+    return run_all(tiny_data, out, seeds=[0], methods=["groupdro"],
+                   overrides={"groupdro": {"epochs": 1}}, log=lambda line: None, **kwargs)
+
+
+def _trial_states(out, storage=None):
+    import optuna
+
+    from shortcutlab.sweep.storage import default_url, normalize_url
+
+    url = normalize_url(storage) if storage else default_url(out)
+    names = [s.study_name for s in optuna.get_all_study_summaries(url)
+             if s.study_name.startswith("intervene-")]
+    return {name: sorted(t.state.name for t in optuna.load_study(study_name=name, storage=url)
+                         .get_trials()) for name in names}, url
+
+
+def test_all_runs_as_a_sweep_with_two_workers_and_resumes(tiny_data, tmp_path):
+    out = tmp_path / "table"
+    table = _sweep_table(tiny_data, out, workers=2)
+    assert [row["seeds"] for row in table["rows"]] == [1, 1]
+    states, _ = _trial_states(out)
+    assert list(states.values()) == [["COMPLETE", "COMPLETE"]]  # the method and its control
+    records = sorted((out / "runs").glob("*/sweep_trial.json"))
+    assert len(records) == 2
+    model = out / "methods" / "groupdro" / "seed0" / "model.pt"
+    stamp = model.stat().st_mtime_ns
+    again = _sweep_table(tiny_data, out, workers=2)  # everything finished: trains nothing
+    assert model.stat().st_mtime_ns == stamp
+    assert json.dumps(again["rows"]) == json.dumps(table["rows"])
+    assert _trial_states(out)[0] == states
+
+
+def test_a_failed_run_is_named_and_tried_again(tiny_data, tmp_path, monkeypatch):
+    from shortcutlab.intervene import table as table_module
+
+    real = table_module.intervene_run
+
+    def broken_control(data_dir, run_dir, method, **kwargs):
+        if method == "erm-control":
+            raise RuntimeError("disk full")
+        return real(data_dir, run_dir, method, **kwargs)
+
+    monkeypatch.setattr(table_module, "intervene_run", broken_control)
+    out = tmp_path / "table"
+    with pytest.raises(ShortcutlabError, match=r"1 run\(s\) failed: control erm-\w+ seed 0"):
+        _sweep_table(tiny_data, out)
+    errors = list((out / "runs").glob("*/sweep_error.json"))
+    assert len(errors) == 1 and "disk full" in errors[0].read_text()
+    assert (out / "methods" / "groupdro" / "seed0" / "model.pt").is_file()  # kept
+    monkeypatch.setattr(table_module, "intervene_run", real)
+    table = _sweep_table(tiny_data, out)  # the cause is gone: the failed run trains now
+    assert [row["seeds"] for row in table["rows"]] == [1, 1]
+
+
+@pytest.mark.postgres
+def test_all_runs_on_postgres(tiny_data, tmp_path, postgres_url):
+    import optuna
+
+    out = tmp_path / "table"
+    try:
+        table = _sweep_table(tiny_data, out, workers=2, storage=postgres_url)
+        assert [row["seeds"] for row in table["rows"]] == [1, 1]
+        assert not (out / "sweep.db").exists()
+    finally:
+        states, url = _trial_states(out, postgres_url)
+        for name in states:
+            optuna.delete_study(study_name=name, storage=url)
+    assert list(states.values()) == [["COMPLETE", "COMPLETE"]]

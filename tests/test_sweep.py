@@ -481,3 +481,17 @@ def test_dry_run_checks_every_trial_as_a_real_run_does(tmp_path, capsys, train, 
         err = capsys.readouterr().err
         assert message in err and "would fail" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # nothing was written
+
+
+def test_a_prebuilt_dataset_is_used_as_it_is(tiny_data, tmp_path):
+    from shortcutlab.artifacts import read_json
+
+    path, built = sweep_datasets.ensure_dataset({"dir": str(tiny_data)}, tmp_path / "cache")
+    assert path == tiny_data and built is False
+    assert not (tmp_path / "cache").exists()  # nothing built, nothing cached
+    assert sweep_datasets.dataset_identity({"dir": str(tiny_data)}) == read_json(
+        tiny_data / "meta.json")["dataset_id"]
+    with pytest.raises(ShortcutlabError, match="not a dataset directory"):
+        sweep_datasets.ensure_dataset({"dir": str(tmp_path)}, tmp_path / "cache")
+    with pytest.raises(ShortcutlabError, match="takes no other parameter"):
+        sweep_datasets.ensure_dataset({"dir": str(tiny_data), "bias": 0.9}, tmp_path)

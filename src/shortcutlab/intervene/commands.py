@@ -76,6 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "training nothing (rows count their seeds)")
     parser.add_argument("--workers", type=positive_int, default=1,
                         help="--all: training processes in parallel, one thread each")
+    parser.add_argument("--storage",
+                        help="--all: sweep storage URL (default: OUT/sweep.db); a "
+                             "postgresql://... URL shared by several machines running the "
+                             "same command on a shared OUT spreads the runs over them")
     add_runtime_arguments(parser)
     parser.set_defaults(func=_intervene)
 
@@ -139,6 +143,7 @@ def _all(args: argparse.Namespace, trainer_options: dict) -> int:
     methods = args.methods or None
     run_all(args.data, args.out, seeds=seeds, methods=methods, overrides=overrides,
             teacher_dir=args.teacher, workers=args.workers, train=not args.table_only,
+            storage=args.storage,
             **trainer_options)
     with open(f"{args.out}/table.md") as handle:
         print(handle.read(), end="")

@@ -9,6 +9,16 @@ Layout of the output directory::
     OUT/table.json                  every run's metrics, and the pairing
     OUT/table.png                   hard-set accuracy of each method next to its control
     OUT/convergence/<method>.png    learning curves of each method and its control, every seed
+    OUT/sweep.db                    the sweep storage (unless --storage names another)
+    OUT/runs/<hash>/                each trial's record (sweep_trial.json, sweep_error.json)
+
+The runs are trials of the sweep machinery (:mod:`shortcutlab.sweep`), one grid study per
+stage (the teachers, then the methods and controls, which read the teachers): local
+workers are processes, and with a PostgreSQL ``--storage`` every machine that runs the
+same command on the same shared ``OUT`` takes its share of the runs, as ``shortcutlab
+benchmark`` does. A machine that finishes its teachers waits for those others still
+train before it starts the methods. A run that failed with an error is tried again by the
+next command.
 
 A control is plain cross-entropy with exactly its method's optimizer keys
 (:data:`~shortcutlab.intervene.hparams.OPTIMIZER_KEYS`), named by the hash of those
@@ -34,7 +44,6 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,13 +153,52 @@ def outcome(job: Job) -> dict[str, Any] | None:
     return finished(job.run_dir) or diverged(job)
 
 
-def _run_in_worker(job: Job, data_dir: str, trainer_options: dict[str, Any]) -> dict[str, Any]:
-    import torch
+def _job_record(job: Job) -> dict[str, Any]:
+    return {"kind": job.kind, "name": job.name, "seed": job.seed, "run_dir": str(job.run_dir),
+            "method": job.method, "overrides": job.overrides,
+            "teacher_dir": None if job.teacher_dir is None else str(job.teacher_dir)}
 
-    torch.set_num_threads(1)  # N one-thread workers beat one N-thread run for a small CNN
-    os.environ.setdefault("SHORTCUTLAB_PROGRESS", "0")
+
+def _job_from_record(record: dict[str, Any]) -> Job:
+    return Job(record["kind"], record["name"], int(record["seed"]), Path(record["run_dir"]),
+               record["method"], dict(record["overrides"]),
+               None if record["teacher_dir"] is None else Path(record["teacher_dir"]))
+
+
+def job_id(job: Job) -> str:
+    return f"{job.kind}/{job.name}/seed{job.seed}"
+
+
+def sweep_trial(data_dir: Path, run_dir: Path, train: dict[str, Any]) -> dict[str, Any]:
+    """The sweep runner of ``intervene --all``: train the trial's job into the table's
+    layout (``run_dir``, the sweep's own record of the trial, holds only that record).
+
+    Returns the run's headline metrics, ``finished`` (the sweep's objective: 1) and
+    ``diverged`` (1 when the run diverged; its record stays in the run directory).
+    """
+    job = _job_from_record(train["jobs"][train["job"]])
     warnings.simplefilter("ignore", convergence.UndertrainedWarning)  # run_all reports them
-    return run_job(job, data_dir, trainer_options)
+    metrics = outcome(job) or run_job(job, str(data_dir), dict(train["trainer_options"]))
+    headline = {key: metrics[key] for key in ("easy_val", "hard", "hard_inverted", "unbiased")
+                if isinstance(metrics.get(key), int | float)}
+    return {"finished": 1.0, "diverged": int("diverged" in metrics), **headline}
+
+
+def stage_spec(out: Path, stage: str, jobs: Sequence[Job], data_dir: str,
+               trainer_options: dict[str, Any]) -> Any:
+    """The grid sweep that runs ``jobs``: one point per job, named by all of them (so
+    every machine running the same table joins the same study)."""
+    from shortcutlab.sweep.spec import Axis, SweepSpec
+
+    records = {job_id(job): _job_record(job) for job in jobs}
+    fixed_train = {"jobs": records, "trainer_options": dict(trainer_options)}
+    name = f"intervene-{stage}-" + config_hash(
+        {"data": data_dir, "out": str(out), "train": fixed_train}, length=12)
+    return SweepSpec(
+        study=name, mode="grid", axes=(Axis("train", "job", values=tuple(records)),),
+        fixed_data={"dir": data_dir}, fixed_train=fixed_train, metric="finished",
+        direction="maximize", runner="shortcutlab.intervene.table:sweep_trial",
+        description=f"intervene --all, {stage}: {len(records)} runs", retry_failed=True)
 
 
 def run_all(data_dir: str | os.PathLike, out: str | os.PathLike, *, seeds: Sequence[int],
@@ -158,14 +206,12 @@ def run_all(data_dir: str | os.PathLike, out: str | os.PathLike, *, seeds: Seque
             overrides: dict[str, dict[str, Any]] | None = None,
             teacher_dir: str | os.PathLike | None = None, workers: int = 1,
             log: Callable[[str], None] = print, train: bool = True,
-            **trainer_options: Any) -> dict[str, Any]:
+            storage: str | None = None, **trainer_options: Any) -> dict[str, Any]:
     """Train every method and its control for every seed, then write the table.
 
     With ``train=False`` nothing is trained: the table is written from the runs already
     finished (each row says over how many seeds), and the missing ones are listed.
     """
-    from shortcutlab.progress import progress
-
     out = Path(out)
     methods = list(methods or list_methods())
     for method in methods:
@@ -183,30 +229,24 @@ def run_all(data_dir: str | os.PathLike, out: str | os.PathLike, *, seeds: Seque
             log(f"missing: {job.kind} {job.name} seed {job.seed} ({job.run_dir})")
         jobs = [job for job in jobs if job not in todo]
         todo = []
-    bar = progress(total=len(jobs), desc="intervene --all", unit="run", leave=True,
-                   initial=len(jobs) - len(todo))
     data_dir = str(data_dir)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", convergence.UndertrainedWarning)  # reported below
-            # Teachers first: the methods that distill them cannot start before.
-            for stage in (["teacher"], ["method", "control"]):
-                batch = [job for job in jobs if job.kind in stage]
-                for job, metrics in _execute(batch, data_dir, trainer_options, workers):
-                    if "diverged" in metrics:
-                        failures[(job.kind, job.name, job.seed)] = metrics
-                        log(f"{job.kind} {job.name} seed {job.seed} diverged: "
-                            f"{metrics['diverged']} (kept in {job.run_dir / DIVERGED}; "
-                            "delete it to train this run again)")
-                    else:
-                        results[(job.kind, job.name, job.seed)] = metrics
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", convergence.UndertrainedWarning)  # reported below
+        # Teachers first: the methods that distill them cannot start before.
+        for stage, kinds in (("teachers", ("teacher",)), ("methods", ("method", "control"))):
+            batch = [job for job in jobs if job.kind in kinds]
+            for job, metrics in _execute(batch, data_dir, trainer_options, workers, out,
+                                         stage, storage, log=log):
+                if "diverged" in metrics:
+                    failures[(job.kind, job.name, job.seed)] = metrics
+                    log(f"{job.kind} {job.name} seed {job.seed} diverged: "
+                        f"{metrics['diverged']} (kept in {job.run_dir / DIVERGED}; "
+                        "delete it to train this run again)")
+                else:
+                    results[(job.kind, job.name, job.seed)] = metrics
                     if job in todo:
-                        bar.update(1)
-                        if "diverged" not in metrics:
-                            log(f"{job.kind} {job.name} seed {job.seed}: hard "
-                                f"{metrics.get('hard', float('nan')):.3f}")
-    finally:
-        bar.close()
+                        log(f"{job.kind} {job.name} seed {job.seed}: hard "
+                            f"{metrics.get('hard', float('nan')):.3f}")
     table = summarize(results, methods, pairing, seeds, failures)
     table["convergence"] = check_convergence(out, jobs, results, methods, pairing, seeds)
     for run in table["convergence"]["undertrained"]:
@@ -274,26 +314,39 @@ def check_convergence(out: Path, jobs: Sequence[Job],
             "undertrained": undertrained}
 
 
-def _execute(jobs: list[Job], data_dir: str, trainer_options: dict[str, Any], workers: int):
-    pending = []
-    for job in jobs:
-        done = outcome(job)
-        if done is not None:
-            yield job, done
-        else:
-            pending.append(job)
-    if workers <= 1 or len(pending) <= 1:
-        for job in pending:
-            yield job, run_job(job, data_dir, trainer_options)
-        return
-    import multiprocessing
+def _execute(jobs: list[Job], data_dir: str, trainer_options: dict[str, Any], workers: int,
+             out: Path, stage: str, storage: str | None = None,
+             wait_seconds: float = 10.0, log: Callable[[str], None] = print):
+    """Run the jobs without an outcome as trials of a grid sweep; yield every job with its
+    metrics (or divergence record). Raises when some job failed, naming its error file."""
+    pending = [job for job in jobs if outcome(job) is None]
+    if pending:
+        from shortcutlab.sweep.runner import open_study, resolve_paths, run_sweep
 
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(_run_in_worker, job, data_dir, trainer_options): job
-                   for job in pending}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+        spec = stage_spec(out, stage, jobs, str(Path(data_dir).resolve()), trainer_options)
+        run_sweep(spec, output=out, storage=storage, workers=workers,
+                  threads=1 if workers > 1 else None)
+        # Other machines may still train some of this stage's runs: the next stage reads
+        # them (TEA its teacher), so wait until none is running any more.
+        study = open_study(spec, resolve_paths(spec, out, storage).storage)
+        while _running(study):
+            log(f"waiting for {_running(study)} run(s) of the {stage} on other workers")
+            time.sleep(wait_seconds)
+        failed = [job for job in pending if outcome(job) is None]
+        if failed:
+            raise ShortcutlabError(
+                f"{len(failed)} run(s) failed: "
+                + "; ".join(f"{job.kind} {job.name} seed {job.seed}" for job in failed)
+                + f". Their errors are in {out / 'runs'}/*/sweep_error.json; runs that "
+                "finished are kept, and running the command again retries the failed ones")
+    for job in jobs:
+        yield job, outcome(job)
+
+
+def _running(study: Any) -> int:
+    from optuna.trial import TrialState
+
+    return sum(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False))
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

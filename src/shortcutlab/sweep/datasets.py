@@ -23,10 +23,40 @@ from shortcutlab.artifacts import config_hash
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.sweep.storage import file_lock
 
+# ``data: {dir: PATH}``: a dataset built beforehand, used as it is instead of the cache.
+PREBUILT = "dir"
+
 
 def dataset_key(config: Any) -> str:
     """The cache key of a BuildConfig: the hash of all its fields, the source included."""
     return config_hash(config.to_dict())
+
+
+def is_prebuilt(data: Mapping[str, Any]) -> bool:
+    return PREBUILT in data
+
+
+def prebuilt_dataset(data: Mapping[str, Any]) -> tuple[Path, str]:
+    """The directory and the dataset id of ``data = {dir: PATH}``."""
+    from shortcutlab.artifacts import read_json
+
+    if set(data) != {PREBUILT}:
+        raise ShortcutlabError(f"data: {{{PREBUILT}: PATH}} names a dataset built beforehand "
+                               f"and takes no other parameter, got {sorted(data)}")
+    path = Path(data[PREBUILT])
+    if not _complete(path):
+        raise ShortcutlabError(f"{path} is not a dataset directory (no meta.json); build one "
+                               "with `shortcutlab data build`")
+    return path, str(read_json(path / "meta.json").get("dataset_id", path.name))
+
+
+def dataset_identity(data: Mapping[str, Any]) -> str:
+    """What names a trial's dataset: its cache key, or a prebuilt dataset's own id."""
+    if is_prebuilt(data):
+        return prebuilt_dataset(data)[1]
+    from shortcutlab.data import BuildConfig
+
+    return dataset_key(BuildConfig(**data))
 
 
 def _complete(path: Path) -> bool:
@@ -36,9 +66,13 @@ def _complete(path: Path) -> bool:
 def ensure_dataset(data: Mapping[str, Any], cache_dir: str | os.PathLike) -> tuple[Path, bool]:
     """The directory of the dataset ``data`` describes, building it if needed.
 
-    Returns ``(path, built)``; ``built`` is True only for the call that built it.
+    Returns ``(path, built)``; ``built`` is True only for the call that built it. A
+    prebuilt dataset (``{dir: PATH}``) is returned as it is.
     """
     from shortcutlab.data import BuildConfig, build_dataset, load_source
+
+    if is_prebuilt(data):
+        return prebuilt_dataset(data)[0], False
 
     try:
         config = BuildConfig(**data)

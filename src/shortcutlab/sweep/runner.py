@@ -34,7 +34,7 @@ from typing import Any
 
 from shortcutlab.artifacts import config_hash, write_json
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.sweep.datasets import dataset_key, ensure_dataset
+from shortcutlab.sweep.datasets import dataset_identity, ensure_dataset
 from shortcutlab.sweep.spec import SweepSpec
 from shortcutlab.sweep.storage import (
     HEARTBEAT_INTERVAL_S,
@@ -121,12 +121,16 @@ def resolve_paths(spec: SweepSpec, output: str | os.PathLike | None = None,
 # ---------------------------------------------------------------------------- the study
 
 
-def _trial_holds_point(trial: Any) -> bool:
-    """Whether a trial keeps its grid point (or search budget) from being claimed again."""
+def _trial_holds_point(trial: Any, retry_failed: bool = False) -> bool:
+    """Whether a trial keeps its grid point (or search budget) from being claimed again.
+
+    Died or interrupted workers release the point; so does an error, where the spec
+    retries failed points (each worker at most once: see :func:`work`).
+    """
     from optuna.trial import TrialState
 
     if trial.state == TrialState.FAIL:
-        return "error" in trial.user_attrs  # died or interrupted workers release the point
+        return "error" in trial.user_attrs and not retry_failed
     return True
 
 
@@ -193,16 +197,20 @@ def open_study(spec: SweepSpec, url: str) -> Any:
     return study
 
 
-def claim_trial(study: Any, spec: SweepSpec, lock: ClaimLock) -> Any | None:
-    """Create the next trial with all its parameters set, or None when nothing is left."""
+def claim_trial(study: Any, spec: SweepSpec, lock: ClaimLock,
+                skip: frozenset[int] = frozenset()) -> Any | None:
+    """Create the next trial with all its parameters set, or None when nothing is left.
+
+    ``skip``: grid points this worker will not take again (those that failed in it).
+    """
     import optuna
 
     with lock.hold(), quiet_optuna():
         optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
-        holding = [t for t in trials if _trial_holds_point(t)]
+        holding = [t for t in trials if _trial_holds_point(t, spec.retry_failed)]
         if spec.mode == "grid":
-            taken = {t.system_attrs.get("grid_id") for t in holding}
+            taken = {t.system_attrs.get("grid_id") for t in holding} | set(skip)
             free = [g for g in range(spec.grid_size()) if g not in taken]
             if not free:
                 return None
@@ -306,9 +314,7 @@ def run_claimed_trial(study: Any, trial: Any, spec: SweepSpec, paths: SweepPaths
     with _Heartbeat(study._storage, trial._trial_id):
         try:
             data_dir, built = ensure_dataset(data, paths.datasets)
-            from shortcutlab.data import BuildConfig
-
-            key = dataset_key(BuildConfig(**data))
+            key = dataset_identity(data)
             trial.set_user_attr("dataset", key)
             trial.set_user_attr("dataset_dir", str(data_dir))
             trial.set_user_attr("dataset_built", built)
@@ -359,12 +365,16 @@ def work(spec: SweepSpec, paths: SweepPaths, run_trial: RunTrial | None = None,
         study = open_study(spec, paths.storage)
     lock = ClaimLock(paths.storage, spec.study)
     done = 0
+    failed_here: set[int] = set()  # with retry_failed, not retried by this worker again
     try:
         while max_trials is None or done < max_trials:
-            trial = claim_trial(study, spec, lock)
+            trial = claim_trial(study, spec, lock, frozenset(failed_here))
             if trial is None:
                 break
             state = run_claimed_trial(study, trial, spec, paths, runner)
+            if state == "FAIL" and spec.mode == "grid":
+                grid_id = study._storage.get_trial_system_attrs(trial._trial_id).get("grid_id")
+                failed_here.add(int(grid_id))
             done += 1
             if on_trial is not None:
                 on_trial(trial, state)

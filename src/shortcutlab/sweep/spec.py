@@ -136,6 +136,9 @@ class SweepSpec:
     runner: str | None = None
     description: str = ""
     path: Path | None = None
+    # A point whose trial failed with an error is run again by the next command (once
+    # per worker) instead of being kept as failed: for runners whose runs resume.
+    retry_failed: bool = False
 
     @property
     def axis_names(self) -> list[str]:
