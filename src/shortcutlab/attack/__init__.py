@@ -1,11 +1,13 @@
 """Task 5: targeted attacks, the minimal epsilon per image, and masked variants.
 
-``create_attack(name, model, ...)`` builds ``fgsm``, ``pgd`` (L-inf) or ``pgd-l2``;
+``create_attack(name, model, ...)`` builds ``fgsm``, ``pgd`` (L-inf), ``pgd-l2``,
+``apgd-ce`` or ``apgd-dlr`` (Auto-PGD, L-inf);
 :func:`minimal_epsilon` bisects the smallest epsilon per image, for a whole batch at
 once; :func:`region_mask` turns the dataset's digit masks into background-only or
 digit-only perturbation masks; :func:`run_attack` is ``shortcutlab attack``.
 """
 
+from shortcutlab.attack.apgd import APGD, APGDCE, APGDDLR
 from shortcutlab.attack.attacks import (
     FGSM,
     PGD,
@@ -15,7 +17,7 @@ from shortcutlab.attack.attacks import (
     list_attacks,
     register_attack,
 )
-from shortcutlab.attack.base import Attack, AttackResult, eval_mode
+from shortcutlab.attack.base import Attack, AttackResult, StepContext, eval_mode
 from shortcutlab.attack.experiment import (
     REGIONS,
     AttackSettings,
@@ -27,8 +29,9 @@ from shortcutlab.attack.experiment import (
 from shortcutlab.attack.minimal import MinimalEpsilon, minimal_epsilon
 
 __all__ = [
-    "FGSM", "PGD", "PGDL2", "REGIONS", "Attack", "AttackResult", "AttackSettings",
-    "MinimalEpsilon", "attack_class", "create_attack", "eval_mode", "list_attacks",
+    "APGD", "APGDCE", "APGDDLR", "FGSM", "PGD", "PGDL2", "REGIONS", "Attack", "AttackResult",
+    "AttackSettings", "MinimalEpsilon", "StepContext", "attack_class", "create_attack",
+    "eval_mode", "list_attacks",
     "minimal_epsilon", "paired_comparison", "region_mask", "register_attack", "run_attack",
     "source_images",
 ]

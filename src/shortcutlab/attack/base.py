@@ -21,7 +21,7 @@ model's parameters never accumulate a ``.grad``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -99,6 +99,20 @@ def _fast_layout(x: Tensor) -> Tensor:
     if x.device.type == "cpu" and x.dim() == 4:
         return x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+@dataclass
+class StepContext:
+    """What a stateful attack's :meth:`Attack.update` sees at one iteration, for the
+    images still being optimized: their clean images, radii, losses at the current
+    iterate (before this update), the iteration number and the attack's own state."""
+
+    x: Tensor
+    eps: Tensor
+    losses: Tensor
+    iteration: int
+    state: dict[str, Tensor]
+    constrain: Callable[[Tensor], Tensor]  # onto the ball, the pixel range and the mask
 
 
 def _norms(delta: Tensor) -> Tensor:
@@ -192,14 +206,33 @@ class Attack:
         """One update of the perturbation that decreases the attack loss (``grad``)."""
         raise NotImplementedError
 
-    # -- shared machinery -----------------------------------------------------------------
-    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """Per-batch loss the attack descends: CE to the target, or minus CE to the truth.
+    def init_state(self, delta: Tensor, eps: Tensor) -> dict[str, Tensor]:
+        """Per-image state of an attack whose steps remember (momentum, step sizes, the
+        best point so far): every entry has one row per image, and the base keeps the
+        rows of the images still being optimized. Stateless attacks keep none."""
+        return {}
 
-        Summed, not averaged, so that one image's gradient does not shrink with the batch.
-        """
-        ce = nn.functional.cross_entropy(logits, labels, reduction="sum")
+    def update(self, delta: Tensor, grad: Tensor, step_size: Tensor, context: StepContext
+               ) -> Tensor:
+        """The next perturbation. Stateless attacks only write :meth:`step`; an attack
+        with state (see :meth:`init_state`) overrides this and reads ``context``."""
+        return self.step(delta, grad, step_size)
+
+    def finish(self, delta: Tensor, context: StepContext) -> Tensor:
+        """The perturbation a restart ends with (by default its last iterate)."""
+        return delta
+
+    # -- shared machinery -----------------------------------------------------------------
+    def per_image_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The loss the attack descends, per image: CE to the target, or minus CE to the
+        truth."""
+        ce = nn.functional.cross_entropy(logits, labels, reduction="none")
         return ce if self.targeted else -ce
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The per-image losses summed, not averaged, so that one image's gradient does
+        not shrink with the batch."""
+        return self.per_image_loss(logits, labels).sum()
 
     def goal_reached(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """(reached, score): reached per image, and a score that is higher when closer."""
@@ -290,7 +323,9 @@ class Attack:
         if mask is not None:
             delta = delta * mask
         delta = self._constrain(delta, x, eps)
-        for _ in range(self.steps):
+        state = self.init_state(delta, eps)
+        context = None
+        for iteration in range(self.steps):
             current = _fast_layout((x + delta).clamp_(0.0, 1.0)).requires_grad_(True)
             logits = self.model(current)
             if self.stop_early:
@@ -299,21 +334,28 @@ class Attack:
                     out[alive[reached]] = current.detach()[reached]
                     reached_out[alive[reached]] = True
                     score_out[alive[reached]] = score[reached]
-            grad = torch.autograd.grad(self.loss(logits, labels), current)[0].contiguous()
+            losses = self.per_image_loss(logits, labels)
+            grad = torch.autograd.grad(losses.sum(), current)[0].contiguous()
+            losses = losses.detach()
             if self.stop_early and bool(reached.any()):
                 keep = ~reached
                 if not bool(keep.any()):
                     return out, reached_out, score_out
                 alive, x, labels, eps, step_size = (alive[keep], x[keep], labels[keep],
                                                     eps[keep], step_size[keep])
-                delta, grad = delta[keep], grad[keep]
+                delta, grad, losses = delta[keep], grad[keep], losses[keep]
                 mask = None if mask is None else mask[keep]
+                state = {key: value[keep] for key, value in state.items()}
             if mask is not None:
                 grad = grad * mask
-            delta = self.step(delta, grad, step_size)
+            context = StepContext(x, eps, losses, iteration, state,
+                                  self._constrainer(x, eps, mask))
+            delta = self.update(delta, grad, step_size, context)
             if mask is not None:
                 delta = delta * mask
             delta = self._constrain(delta, x, eps)
+        if context is not None:
+            delta = self.finish(delta, context)
         final = (x + delta).clamp_(0.0, 1.0)
         out[alive] = final
         if score_all:
@@ -322,6 +364,12 @@ class Attack:
             reached_out[alive] = reached
             score_out[alive] = score
         return out, reached_out, score_out
+
+    def _constrainer(self, x: Tensor, eps: Tensor, mask: Tensor | None
+                     ) -> Callable[[Tensor], Tensor]:
+        def constrain(delta: Tensor) -> Tensor:
+            return self._constrain(delta if mask is None else delta * mask, x, eps)
+        return constrain
 
     def _constrain(self, delta: Tensor, x: Tensor, eps: Tensor) -> Tensor:
         """Onto the epsilon ball, then into the pixel range (which only shrinks each pixel)."""

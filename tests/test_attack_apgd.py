@@ -1,0 +1,169 @@
+"""Auto-PGD: its constraints, its schedule, and torchattacks' APGD as the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from shortcutlab.attack import create_attack, region_mask
+from shortcutlab.attack.apgd import checkpoints, dlr_loss
+from shortcutlab.data import load_split
+from shortcutlab.errors import ShortcutlabError
+
+TARGET = 3
+APGD_NAMES = ["apgd-ce", "apgd-dlr"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, train_tiny) -> nn.Module:
+    return train_tiny(tiny_data)
+
+
+@pytest.fixture(scope="module")
+def victims(tiny_data, trained):
+    """Validation images the model classifies correctly, none of the target class (the
+    reference attacks only images it classifies correctly), with their labels and masks."""
+    split = load_split(tiny_data, "val")
+    images = split.image_tensor()
+    with torch.no_grad():
+        predicted = trained(images).argmax(1).numpy()
+    keep = np.flatnonzero((split.labels != TARGET) & (predicted == split.labels))
+    chosen = split.subset(keep)
+    return (chosen.image_tensor(), torch.from_numpy(chosen.labels).long(),
+            torch.from_numpy(chosen.masks))
+
+
+def targets(n: int) -> torch.Tensor:
+    return torch.full((n,), TARGET, dtype=torch.long)
+
+
+def predictions(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(image[None]).argmax(1) for image in images])
+
+
+def test_the_checkpoints_are_the_papers():
+    # Croce & Hein 2020: p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)
+    assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    assert checkpoints(5) == [1, 2, 3, 4]
+
+
+def test_dlr_is_invariant_to_shifting_and_scaling_the_logits():
+    logits = torch.randn(6, 10, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 3, 5, 7, 9, 1])
+    for targeted in (True, False):
+        loss = dlr_loss(logits, labels, targeted)
+        torch.testing.assert_close(dlr_loss(3.0 * logits + 2.0, labels, targeted), loss)
+    # targeted: negative exactly when the target is the top class
+    loss = dlr_loss(logits, labels, True)
+    assert torch.equal(loss < 0, logits.argmax(1) == labels)
+    with pytest.raises(ShortcutlabError, match="at least 4 classes"):
+        dlr_loss(logits[:, :3], labels.clamp(max=2), True)
+
+
+@pytest.mark.parametrize("name", APGD_NAMES)
+def test_apgd_stays_within_eps_pixel_range_and_mask(trained, victims, name):
+    x, _, masks = (part[:16] for part in victims)
+    eps = torch.linspace(0.0, 0.3, len(x))
+    attack = create_attack(name, trained, steps=12, seed=1, stop_early=False)
+    adversarial = attack(x, targets(len(x)), eps=eps).adversarial
+    assert float(adversarial.min()) >= 0.0 and float(adversarial.max()) <= 1.0
+    excess = (adversarial - x).abs().flatten(1).max(dim=1).values - eps
+    assert float(excess.max()) <= 1e-6
+    assert torch.equal(adversarial[0], x[0])
+    assert float((adversarial - x).abs().max()) > 0.1
+    mask = region_mask(masks, "background")
+    masked = create_attack(name, trained, eps=0.3, steps=12)(x, targets(len(x)), mask=mask)
+    changed = (masked.adversarial != x).any(dim=1)
+    assert not bool((changed & ~mask).any()) and bool(changed.any())
+    assert torch.equal(predictions(trained, masked.adversarial) == TARGET, masked.success)
+
+
+class RunnerUpIsOurTarget:
+    """torchattacks' APGDT attacks the model's runner-up classes; this makes the first
+    ranking of each run put our target second, so its loop attacks our target (the loss
+    and the steps are its own)."""
+
+    def __init__(self, reference) -> None:
+        self.reference = reference
+        real_get_logits, real_run = reference.get_logits, reference.attack_single_run
+        state = {"labels": None}
+
+        def get_logits(inputs, *args, **kwargs):
+            if state["labels"] is None:
+                return real_get_logits(inputs, *args, **kwargs)
+            labels, state["labels"] = state["labels"], None
+            ranking = torch.zeros(len(inputs), 10)
+            ranking[:, TARGET] = 1.0
+            ranking[torch.arange(len(inputs)), labels] = 2.0
+            return ranking
+
+        def attack_single_run(x, y):
+            state["labels"] = y
+            return real_run(x, y)
+
+        reference.get_logits, reference.attack_single_run = get_logits, attack_single_run
+
+    def __call__(self, x, labels):
+        return self.reference(x, labels)
+
+
+@pytest.mark.parametrize("eps", [0.04, 0.07])
+def test_targeted_apgd_dlr_succeeds_at_least_as_often_as_torchattacks(trained, victims, eps):
+    import torchattacks
+
+    x, labels, _ = victims
+    steps = 20
+    reference = RunnerUpIsOurTarget(torchattacks.APGDT(
+        trained, norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=0, n_classes=2))
+    theirs = float((predictions(trained, reference(x, labels)) == TARGET).float().mean())
+    ours = create_attack("apgd-dlr", trained, eps=eps, steps=steps)(x, targets(len(x)))
+    assert torch.equal(predictions(trained, ours.adversarial) == TARGET, ours.success)
+    assert 0.0 < theirs < 1.0  # the comparison is not decided in advance
+    assert float(ours.success.float().mean()) >= theirs - 0.01
+
+
+def test_untargeted_apgd_ce_succeeds_at_least_as_often_as_torchattacks(trained, victims):
+    import torchattacks
+
+    x, labels, _ = victims
+    eps, steps = 0.03, 20
+    reference = torchattacks.APGD(trained, norm="Linf", eps=eps, steps=steps, n_restarts=1,
+                                  seed=0, loss="ce")
+    theirs = float((predictions(trained, reference(x, labels)) != labels).float().mean())
+    ours = create_attack("apgd-ce", trained, eps=eps, steps=steps, targeted=False)(x, labels)
+    assert torch.equal(predictions(trained, ours.adversarial) != labels, ours.success)
+    assert 0.0 < theirs < 1.0
+    assert float(ours.success.float().mean()) >= theirs - 0.01
+
+
+def test_apgd_dlr_does_not_notice_a_saturated_softmax(trained, victims):
+    """A confident model's cross-entropy is flat: scaling the logits by 50 leaves the
+    predictions as they are but can starve a cross-entropy gradient of signal; DLR is
+    invariant to the scale, so the attack succeeds as often."""
+    x, _, _ = victims
+
+    class Confident(nn.Module):
+        def __init__(self, model: nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return 50.0 * self.model(images)
+
+    confident = Confident(trained)
+    eps, steps = 0.07, 20
+    plain = create_attack("apgd-dlr", trained, eps=eps, steps=steps)(x, targets(len(x)))
+    scaled = create_attack("apgd-dlr", confident, eps=eps, steps=steps)(x, targets(len(x)))
+    assert abs(float(scaled.success.float().mean()) - float(plain.success.float().mean())) <= 0.05
+
+
+def test_settings_and_bad_rho(trained):
+    attack = create_attack("apgd-dlr", trained, steps=10)
+    assert attack.settings()["loss"] == "dlr" and attack.settings()["rho"] == 0.75
+    with pytest.raises(ShortcutlabError, match="rho"):
+        create_attack("apgd-ce", trained, rho=1.5)
