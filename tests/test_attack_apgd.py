@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -167,3 +169,64 @@ def test_settings_and_bad_rho(trained):
     assert attack.settings()["loss"] == "dlr" and attack.settings()["rho"] == 0.75
     with pytest.raises(ShortcutlabError, match="rho"):
         create_attack("apgd-ce", trained, rho=1.5)
+
+
+# -- the worst-case ensemble -----------------------------------------------------------------
+ENSEMBLE_SEARCH = {"steps": 8, "seed": 0, "max_eps": 0.5, "precision": 0.005,
+                   "eps_budget": 0.05}
+
+
+def test_the_ensemble_takes_each_images_smallest_member(trained, victims):
+    from shortcutlab.attack import minimal_epsilon
+    from shortcutlab.attack.minimal import ENSEMBLE, ensemble_minimal_epsilon
+
+    x = victims[0][:24]
+    ensemble = ensemble_minimal_epsilon(trained, x, TARGET, 0.9, **ENSEMBLE_SEARCH)
+    members = np.stack([ensemble.by_attack[name] for name in ENSEMBLE])
+    np.testing.assert_array_equal(ensemble.eps, members.min(axis=0))
+    # never above the single PGD, searched on its own with the same settings
+    pgd = minimal_epsilon(trained, x, TARGET, 0.9, attack="pgd", **ENSEMBLE_SEARCH)
+    assert bool((ensemble.eps <= pgd.eps).all())
+    for index, name in enumerate(ensemble.found_by):
+        if name is None:
+            assert math.isinf(ensemble.eps[index])
+        else:
+            assert ensemble.by_attack[name][index] == ensemble.eps[index]
+    # the image returned for each found epsilon fools the model and stays within it
+    found = np.isfinite(ensemble.eps)
+    assert found.any()
+    with torch.no_grad():
+        probs = trained(ensemble.adversarial).softmax(1)
+    fooled = (probs.argmax(1) == TARGET) & (probs[:, TARGET] >= 0.9)
+    assert bool(fooled[torch.from_numpy(found)].all())
+    excess = (ensemble.adversarial - x).abs().flatten(1).max(1).values.numpy() - ensemble.eps
+    assert float(excess[found].max()) <= 1e-6
+    # at the budget: fooled by any member
+    any_member = np.zeros(len(x), dtype=bool)
+    for name in ENSEMBLE:
+        member = minimal_epsilon(trained, x, TARGET, 0.9, attack=name, **ENSEMBLE_SEARCH)
+        any_member |= member.at_budget.success.numpy()
+    np.testing.assert_array_equal(ensemble.at_budget.success.numpy(), any_member)
+
+
+def test_cli_runs_the_ensemble_and_reports_each_member(tiny_data, trained, tmp_path):
+    import json
+
+    from shortcutlab import models
+    from shortcutlab.cli import main
+
+    models.save(trained, tmp_path / "model")
+    out = tmp_path / "out"
+    assert main(["attack", str(tmp_path / "model"), "--data", str(tiny_data), "--split",
+                 "test_easy", "--attack", "ensemble", "--steps", "4", "--limit", "6",
+                 "--regions", "all", "--precision", "0.01", "--eps", "0.05",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "attack.json").read_text())
+    assert summary["attack"]["members"] == ["pgd", "apgd-ce", "apgd-dlr"]
+    model = summary["models"][0]
+    by_attack = model["by_attack"]
+    assert set(by_attack) == {"pgd", "apgd-ce", "apgd-dlr"}
+    assert sum(row["smallest"] for row in by_attack.values()) == model["min_eps"]["n_found"]
+    for row in by_attack.values():
+        if row["median"] is not None and model["min_eps"]["median"] is not None:
+            assert row["median"] >= model["min_eps"]["median"]

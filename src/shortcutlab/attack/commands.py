@@ -63,9 +63,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--save-examples", action="store_true",
                         help="also write examples.npz (original, adversarial, target_prob)")
     tuning = parser.add_argument_group("attack settings")
-    tuning.add_argument("--attack", default="pgd", choices=("pgd", "fgsm", "pgd-l2"),
-                        help="attack (default: pgd, L-inf with random start); with pgd-l2 "
-                             "the epsilons are L2 radii")
+    tuning.add_argument("--attack", default="pgd",
+                        choices=("pgd", "fgsm", "pgd-l2", "apgd-ce", "apgd-dlr", "ensemble"),
+                        help="attack (default: pgd, L-inf with random start); apgd-ce and "
+                             "apgd-dlr: Auto-PGD with cross-entropy or the DLR loss; "
+                             "ensemble: per image the smallest epsilon of pgd, apgd-ce and "
+                             "apgd-dlr (about their summed cost); with pgd-l2 the epsilons "
+                             "are L2 radii")
     tuning.add_argument("--steps", type=positive_int, default=20,
                         help="steps per attack (default: 20)")
     tuning.add_argument("--rel-step-size", type=positive_float, default=2.5,

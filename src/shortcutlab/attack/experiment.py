@@ -20,7 +20,12 @@ from torch import Tensor, nn
 
 from shortcutlab.attack.attacks import attack_class
 from shortcutlab.attack.base import eval_mode
-from shortcutlab.attack.minimal import MinimalEpsilon, minimal_epsilon
+from shortcutlab.attack.minimal import (
+    ENSEMBLE,
+    MinimalEpsilon,
+    ensemble_minimal_epsilon,
+    minimal_epsilon,
+)
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.models import batched_forward
 
@@ -82,6 +87,11 @@ class AttackSettings:
             raise ShortcutlabError(f"--limit must be positive, got {self.limit}")
         if self.batch_size < 1:
             raise ShortcutlabError(f"--batch-size must be positive, got {self.batch_size}")
+        from shortcutlab.attack.attacks import list_attacks
+
+        if self.attack not in (*list_attacks(), "ensemble"):
+            raise ShortcutlabError(f"--attack must be one of {', '.join(list_attacks())} or "
+                                   f"ensemble, got {self.attack!r}")
 
     def attack_kwargs(self) -> dict[str, Any]:
         return {"steps": self.steps, "rel_step_size": self.rel_step_size,
@@ -133,9 +143,13 @@ def attack_model(model: nn.Module, images: SourceImages, settings: AttackSetting
     """Minimal epsilon (and the outcome at ``settings.eps``) for every region."""
     results = {}
     for region in settings.regions:
-        results[region] = minimal_epsilon(
+        if settings.attack == "ensemble":
+            search, chosen = ensemble_minimal_epsilon, {}
+        else:
+            search, chosen = minimal_epsilon, {"attack": settings.attack}
+        results[region] = search(
             model, images.images, settings.target, settings.confidence,
-            attack=settings.attack, mask=region_mask(images.masks, region),
+            mask=region_mask(images.masks, region), **chosen,
             max_eps=settings.max_eps, precision=settings.precision, eps_budget=settings.eps,
             batch_size=settings.batch_size, desc=f"{label}: {region}",
             **settings.attack_kwargs())
@@ -175,12 +189,19 @@ def distribution(eps: np.ndarray) -> dict[str, Any]:
 
 def region_summary(result: MinimalEpsilon) -> dict[str, Any]:
     assert result.at_budget is not None
-    return {
+    summary = {
         "n": len(result.eps),
         "success_rate_at_eps": float(result.at_budget.success.float().mean()),
         "min_eps": distribution(result.eps),
         "attack_rounds": result.rounds,
     }
+    if result.by_attack is not None:
+        found_by = result.found_by or []
+        summary["by_attack"] = {
+            name: {**distribution(eps), "smallest": sum(f == name for f in found_by),
+                   "larger_than_ensemble": int((eps > result.eps).sum())}
+            for name, eps in result.by_attack.items()}
+    return summary
 
 
 def clean_probs(model: nn.Module, images: Tensor, batch_size: int) -> Tensor:
@@ -325,8 +346,10 @@ def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
         "data": str(data),
         "dataset_id": meta.get("dataset_id"),
         "settings": settings.to_dict(),
-        "attack": {"name": settings.attack, "norm": attack_class(settings.attack).norm,
-                   **settings.attack_kwargs()},
+        "attack": {"name": settings.attack, **settings.attack_kwargs(),
+                   **({"norm": "linf", "members": list(ENSEMBLE)}
+                      if settings.attack == "ensemble"
+                      else {"norm": attack_class(settings.attack).norm})},
         "definition": DEFINITION,
         "models": [model_summary(m, images, settings, color_names) for m in attacked],
     }

@@ -62,6 +62,10 @@ class MinimalEpsilon:
     max_eps: float
     rounds: int  # batched attack calls made
     at_budget: AttackResult | None = None  # the attack at ``eps_budget`` (when given)
+    # An ensemble's (see :func:`ensemble_minimal_epsilon`): each attack's own minimal
+    # epsilons, and per image the attack that found the smallest (None where none did).
+    by_attack: dict[str, np.ndarray] | None = None
+    found_by: list[str | None] | None = None
 
     @property
     def found(self) -> np.ndarray:
@@ -203,3 +207,51 @@ def _budget_result(x: Tensor, clean_probs: Tensor, clean: Tensor, todo: Tensor,
         probs[todo] = result.probs
         success[todo] = result.success
     return AttackResult(adversarial, success, probs)
+
+
+ENSEMBLE = ("pgd", "apgd-ce", "apgd-dlr")
+
+
+def ensemble_minimal_epsilon(model: nn.Module, x: Tensor, target: Tensor | int,
+                             confidence: float | None = 0.9, *,
+                             attacks: tuple[str, ...] = ENSEMBLE, desc: str | None = None,
+                             **kwargs: Any) -> MinimalEpsilon:
+    """The worst case over ``attacks``: per image, the smallest of their minimal epsilons
+    (:func:`minimal_epsilon`, each with the same grid, budget, mask and settings), with
+    the adversarial image of the attack that found it.
+
+    By construction never larger than any member's value, image by image (the single
+    PGD's included). At the budget, an image counts as fooled when any member fooled it.
+    The ensemble costs the sum of its members: each bisects on its own.
+    """
+    if not attacks:
+        raise ShortcutlabError("an ensemble needs at least one attack")
+    results = {name: minimal_epsilon(model, x, target, confidence, attack=name,
+                                     desc=f"{desc or 'minimal epsilon'} [{name}]", **kwargs)
+               for name in attacks}
+    stacked = np.stack([results[name].eps for name in attacks])  # (A, N)
+    winner = np.argmin(stacked, axis=0)  # the first of the tied members
+    eps = stacked[winner, np.arange(stacked.shape[1])]
+    first = results[attacks[0]]
+    adversarial, probs = first.adversarial.clone(), first.probs.clone()
+    for index, name in enumerate(attacks[1:], start=1):
+        chosen = torch.from_numpy(winner == index).to(adversarial.device)
+        adversarial[chosen] = results[name].adversarial[chosen]
+        probs[chosen] = results[name].probs[chosen]
+    at_budget = None
+    if first.at_budget is not None:
+        success = torch.zeros_like(first.at_budget.success)
+        budget_adv = first.at_budget.adversarial.clone()
+        budget_probs = first.at_budget.probs.clone()
+        for name in reversed(attacks):  # the first member that fooled an image wins
+            member = results[name].at_budget
+            budget_adv[member.success] = member.adversarial[member.success]
+            budget_probs[member.success] = member.probs[member.success]
+            success |= member.success
+        at_budget = AttackResult(budget_adv, success, budget_probs)
+    found_by = [attacks[int(w)] if math.isfinite(float(e)) else None
+                for w, e in zip(winner, eps, strict=True)]
+    return MinimalEpsilon(eps, adversarial, probs, first.precision, first.max_eps,
+                          sum(result.rounds for result in results.values()), at_budget,
+                          by_attack={name: result.eps for name, result in results.items()},
+                          found_by=found_by)
