@@ -6,6 +6,8 @@
    it reaches the target confidence).
 2. Minimal epsilon: the batched bisection vs a loop calling it on one image at a time
    (target: >= 5x), with how well the two agree.
+3. The worst-case ensemble (pgd, apgd-ce, apgd-dlr) against the single PGD search on
+   the same images (target: <= 4x the time), and how much smaller its epsilons are.
 
 Timings are the best of ``--repeats`` interleaved runs (the machine is shared and noisy).
 
@@ -32,6 +34,7 @@ os.environ.setdefault("SHORTCUTLAB_PROGRESS", "0")
 
 from shortcutlab import models  # noqa: E402
 from shortcutlab.attack import create_attack, minimal_epsilon  # noqa: E402
+from shortcutlab.attack.minimal import ensemble_minimal_epsilon  # noqa: E402
 from shortcutlab.data import BuildConfig, build_dataset, load_source, load_split  # noqa: E402
 
 SOURCE, TARGET, CONFIDENCE = 7, 3, 0.9
@@ -146,6 +149,33 @@ def bench_minimal(model, x, steps, repeats) -> None:
           f"{np.median(b):.3f} (loop)")
 
 
+def bench_ensemble(model, x, steps, repeats) -> None:
+    kwargs = {"steps": steps, "seed": 0, "eps_budget": 0.05}
+    results = {}
+
+    def single():
+        results["pgd"] = minimal_epsilon(model, x, TARGET, CONFIDENCE, **kwargs)
+
+    def ensemble():
+        results["ensemble"] = ensemble_minimal_epsilon(model, x, TARGET, CONFIDENCE, **kwargs)
+
+    times = best_of(repeats, {"pgd": single, "ensemble": ensemble})
+    pgd, worst = results["pgd"].eps, results["ensemble"].eps
+    both = np.isfinite(pgd) & np.isfinite(worst)
+    found_by = results["ensemble"].found_by
+    print(f"\n## worst-case ensemble (pgd, apgd-ce, apgd-dlr) vs pgd: {len(x)} images, "
+          f"{steps} steps, precision 1e-3")
+    print(f"  pgd {times['pgd']:7.2f} s   ensemble {times['ensemble']:7.2f} s   "
+          f"ratio {times['ensemble'] / times['pgd']:.2f}x (target <= 4x)")
+    print(f"  median minimal epsilon: pgd {np.median(pgd):.4f}, ensemble {np.median(worst):.4f};"
+          f" smaller on {int((worst < pgd).sum())} of {len(x)} images, never larger: "
+          f"{bool((worst <= pgd).all())}; median ratio ensemble/pgd "
+          f"{np.median(worst[both] / np.maximum(pgd[both], 1e-12)):.3f}")
+    print("  smallest found by: " + ", ".join(
+        f"{name} {sum(f == name for f in found_by)}"
+        for name in ("pgd", "apgd-ce", "apgd-dlr")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,6 +190,8 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.1)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--search-steps", type=int, default=10)
+    parser.add_argument("--ensemble-images", type=int, default=64,
+                        help="images for the ensemble benchmark (0: skip it)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-steps", type=int, default=150)
     parser.add_argument("--width", type=int, default=32,
@@ -181,14 +213,16 @@ def main() -> None:
             model = train_quick(data, args.train_steps, args.width)
         split = load_split(data, args.split)
         index = np.flatnonzero(split.labels == SOURCE)
-        x = split.subset(index[:args.images]).image_tensor()
+        x = split.subset(index[:max(args.images, args.ensemble_images)]).image_tensor()
         print(f"# bench_attack: {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} CPUs, torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, model "
               f"{args.model or f'cnn3 width {args.width} trained {args.train_steps} steps'}, "
               f"data {args.data or 'synthetic'}:{args.split}")
-        bench_pgd(model, x, args.eps, args.steps, args.repeats)
+        bench_pgd(model, x[:args.images], args.eps, args.steps, args.repeats)
         bench_minimal(model, x[:args.search_images], args.search_steps, args.repeats)
+        if args.ensemble_images:
+            bench_ensemble(model, x[:args.ensemble_images], args.steps, args.repeats)
 
 
 if __name__ == "__main__":
