@@ -21,6 +21,8 @@ TINY_LIMIT = 400
 
 if importlib.util.find_spec("torchvision") is None:
     sys.path.insert(0, str(Path(__file__).parent / "stubs"))
+if importlib.util.find_spec("git") is None:  # Foolbox imports GitPython for its model zoo
+    sys.path.insert(0, str(Path(__file__).parent / "stubs-git"))
 
 
 @pytest.fixture(scope="session")
