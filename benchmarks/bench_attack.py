@@ -6,7 +6,7 @@
    it reaches the target confidence).
 2. Minimal epsilon: the batched bisection vs a loop calling it on one image at a time
    (target: >= 5x), with how well the two agree.
-3. The worst-case ensemble (pgd, apgd-ce, apgd-dlr) against the single PGD search on
+3. The worst-case ensemble (pgd, apgd-ce, apgd-dlr, fmn) against the single PGD search on
    the same images (target: <= 4x the time), and how much smaller its epsilons are.
 
 Timings are the best of ``--repeats`` interleaved runs (the machine is shared and noisy).
@@ -163,7 +163,7 @@ def bench_ensemble(model, x, steps, repeats) -> None:
     pgd, worst = results["pgd"].eps, results["ensemble"].eps
     both = np.isfinite(pgd) & np.isfinite(worst)
     found_by = results["ensemble"].found_by
-    print(f"\n## worst-case ensemble (pgd, apgd-ce, apgd-dlr) vs pgd: {len(x)} images, "
+    print(f"\n## worst-case ensemble (pgd, apgd-ce, apgd-dlr, fmn) vs pgd: {len(x)} images, "
           f"{steps} steps, precision 1e-3")
     print(f"  pgd {times['pgd']:7.2f} s   ensemble {times['ensemble']:7.2f} s   "
           f"ratio {times['ensemble'] / times['pgd']:.2f}x (target <= 4x)")
@@ -173,7 +173,7 @@ def bench_ensemble(model, x, steps, repeats) -> None:
           f"{np.median(worst[both] / np.maximum(pgd[both], 1e-12)):.3f}")
     print("  smallest found by: " + ", ".join(
         f"{name} {sum(f == name for f in found_by)}"
-        for name in ("pgd", "apgd-ce", "apgd-dlr")))
+        for name in ("pgd", "apgd-ce", "apgd-dlr", "fmn")))
 
 
 def main() -> None:

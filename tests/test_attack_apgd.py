@@ -178,7 +178,7 @@ ENSEMBLE_SEARCH = {"steps": 8, "seed": 0, "max_eps": 0.5, "precision": 0.005,
 
 def test_the_ensemble_takes_each_images_smallest_member(trained, victims):
     from shortcutlab.attack import minimal_epsilon
-    from shortcutlab.attack.minimal import ENSEMBLE, ensemble_minimal_epsilon
+    from shortcutlab.attack.minimal import ENSEMBLE, ensemble_minimal_epsilon, fmn_on_grid
 
     x = victims[0][:24]
     ensemble = ensemble_minimal_epsilon(trained, x, TARGET, 0.9, **ENSEMBLE_SEARCH)
@@ -204,7 +204,10 @@ def test_the_ensemble_takes_each_images_smallest_member(trained, victims):
     # at the budget: fooled by any member
     any_member = np.zeros(len(x), dtype=bool)
     for name in ENSEMBLE:
-        member = minimal_epsilon(trained, x, TARGET, 0.9, attack=name, **ENSEMBLE_SEARCH)
+        if name == "fmn":
+            member = fmn_on_grid(trained, x, TARGET, 0.9, **ENSEMBLE_SEARCH)
+        else:
+            member = minimal_epsilon(trained, x, TARGET, 0.9, attack=name, **ENSEMBLE_SEARCH)
         any_member |= member.at_budget.success.numpy()
     np.testing.assert_array_equal(ensemble.at_budget.success.numpy(), any_member)
 
@@ -222,10 +225,10 @@ def test_cli_runs_the_ensemble_and_reports_each_member(tiny_data, trained, tmp_p
                  "--regions", "all", "--precision", "0.01", "--eps", "0.05",
                  "--out", str(out)]) == 0
     summary = json.loads((out / "attack.json").read_text())
-    assert summary["attack"]["members"] == ["pgd", "apgd-ce", "apgd-dlr"]
+    assert summary["attack"]["members"] == ["pgd", "apgd-ce", "apgd-dlr", "fmn"]
     model = summary["models"][0]
     by_attack = model["by_attack"]
-    assert set(by_attack) == {"pgd", "apgd-ce", "apgd-dlr"}
+    assert set(by_attack) == {"pgd", "apgd-ce", "apgd-dlr", "fmn"}
     assert sum(row["smallest"] for row in by_attack.values()) == model["min_eps"]["n_found"]
     for row in by_attack.values():
         if row["median"] is not None and model["min_eps"]["median"] is not None:

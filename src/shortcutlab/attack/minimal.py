@@ -209,7 +209,36 @@ def _budget_result(x: Tensor, clean_probs: Tensor, clean: Tensor, todo: Tensor,
     return AttackResult(adversarial, success, probs)
 
 
-ENSEMBLE = ("pgd", "apgd-ce", "apgd-dlr")
+ENSEMBLE = ("pgd", "apgd-ce", "apgd-dlr", "fmn")
+FMN_STEPS = 100  # FMN's own search (Pintor et al.'s default), whatever the others' steps
+
+
+def fmn_on_grid(model: nn.Module, x: Tensor, target: Tensor | int,
+                confidence: float | None, *, mask: Tensor | None = None, max_eps: float = 1.0,
+                precision: float = 1e-3, eps_budget: float | None = None,
+                batch_size: int | None = None, desc: str | None = None,
+                **_: Any) -> MinimalEpsilon:
+    """FMN's L-inf minimal norms as a :class:`MinimalEpsilon` on the bisection's grid: an
+    adversarial at norm ``r`` is one at every grid epsilon from ``r`` rounded up, so each
+    norm becomes that grid value (inf above ``max_eps``). At the budget an image counts as
+    fooled when its norm is within it. The bisection's attack settings do not apply."""
+    from shortcutlab.attack.fmn import fmn
+
+    result = fmn(model, x, target, confidence, norm="linf", steps=FMN_STEPS, mask=mask,
+                 batch_size=batch_size, desc=desc)
+    eps = np.ceil(np.round(result.norms / precision, 6)) * precision
+    eps = np.round(np.where(eps <= max_eps + precision * 1e-6, eps, np.inf), 12)
+    with eval_mode(model), torch.no_grad():
+        probs = batched_forward(model, result.adversarial, batch_size or len(x)).softmax(1)
+    at_budget = None
+    if eps_budget is not None:
+        success = torch.from_numpy(eps <= eps_budget + precision * 1e-6).to(x.device)
+        adversarial = torch.where(success.view(-1, 1, 1, 1), result.adversarial, x)
+        with eval_mode(model), torch.no_grad():
+            budget_probs = batched_forward(model, adversarial, batch_size or len(x)).softmax(1)
+        at_budget = AttackResult(adversarial, success, budget_probs)
+    return MinimalEpsilon(eps, result.adversarial, probs, precision, max_eps, FMN_STEPS,
+                          at_budget)
 
 
 def ensemble_minimal_epsilon(model: nn.Module, x: Tensor, target: Tensor | int,
@@ -217,8 +246,9 @@ def ensemble_minimal_epsilon(model: nn.Module, x: Tensor, target: Tensor | int,
                              attacks: tuple[str, ...] = ENSEMBLE, desc: str | None = None,
                              **kwargs: Any) -> MinimalEpsilon:
     """The worst case over ``attacks``: per image, the smallest of their minimal epsilons
-    (:func:`minimal_epsilon`, each with the same grid, budget, mask and settings), with
-    the adversarial image of the attack that found it.
+    (:func:`minimal_epsilon`, each with the same grid, budget, mask and settings; ``fmn``
+    searches the norm directly, see :func:`fmn_on_grid`), with the adversarial image of
+    the attack that found it.
 
     By construction never larger than any member's value, image by image (the single
     PGD's included). At the budget, an image counts as fooled when any member fooled it.
@@ -226,9 +256,14 @@ def ensemble_minimal_epsilon(model: nn.Module, x: Tensor, target: Tensor | int,
     """
     if not attacks:
         raise ShortcutlabError("an ensemble needs at least one attack")
-    results = {name: minimal_epsilon(model, x, target, confidence, attack=name,
-                                     desc=f"{desc or 'minimal epsilon'} [{name}]", **kwargs)
-               for name in attacks}
+    results = {}
+    for name in attacks:
+        label = f"{desc or 'minimal epsilon'} [{name}]"
+        if name == "fmn":
+            results[name] = fmn_on_grid(model, x, target, confidence, desc=label, **kwargs)
+        else:
+            results[name] = minimal_epsilon(model, x, target, confidence, attack=name,
+                                            desc=label, **kwargs)
     stacked = np.stack([results[name].eps for name in attacks])  # (A, N)
     winner = np.argmin(stacked, axis=0)  # the first of the tied members
     eps = stacked[winner, np.arange(stacked.shape[1])]
