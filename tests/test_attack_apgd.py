@@ -233,3 +233,26 @@ def test_cli_runs_the_ensemble_and_reports_each_member(tiny_data, trained, tmp_p
     for row in by_attack.values():
         if row["median"] is not None and model["min_eps"]["median"] is not None:
             assert row["median"] >= model["min_eps"]["median"]
+
+
+# -- the color-only attack -------------------------------------------------------------------
+def test_the_color_shift_moves_the_background_by_one_rgb_shift(trained, victims):
+    from shortcutlab.attack import minimal_epsilon
+
+    x, _, masks = victims
+    background = region_mask(masks, "background")
+    result = create_attack("color-shift", trained, eps=0.3, steps=10)(
+        x, targets(len(x)), mask=background)
+    delta = result.adversarial - x
+    assert not bool((delta.abs().sum(1) > 0)[~background].any())  # the digit is untouched
+    for image in range(len(x)):
+        inside = (x[image] + delta[image] > 1e-6) & (x[image] + delta[image] < 1 - 1e-6)
+        for channel in range(3):
+            moved = delta[image, channel][background[image] & inside[channel]]
+            if moved.numel():  # one shift per channel wherever the pixel range allows
+                assert float(moved.max() - moved.min()) <= 1e-5
+    assert float(delta.abs().max()) <= 0.3 + 1e-6
+    assert torch.equal(predictions(trained, result.adversarial) == TARGET, result.success)
+    searched = minimal_epsilon(trained, x[:16], TARGET, None, attack="color-shift",
+                               mask=background[:16], steps=10, max_eps=1.0, precision=0.01)
+    assert searched.found.any()

@@ -70,6 +70,20 @@ def test_cli_writes_the_documented_attack_json(cli_out):
     assert summary["settings"]["eps"] == EPS and summary["attack"]["norm"] == "linf"
 
 
+def test_transfer_rates_are_checked_on_the_other_model(cli_out, runs, tiny_data):
+    """The transfer block: every region's rate is a share, and it is taken over exactly
+    the images that fooled their own model at the budget."""
+    summary = json.loads((cli_out / "attack.json").read_text())
+    transfer = summary["comparison"]["transfer"]
+    assert set(transfer["run_to_compare"]) == {"all", "background", "digit"}
+    for key in ("run_to_compare", "compare_to_run"):
+        for row in transfer[key].values():
+            assert row["transfer_rate"] is None or 0.0 <= row["transfer_rate"] <= 1.0
+    made = next(m for m in summary["models"] if m["role"] == "run")
+    assert transfer["run_to_compare"]["all"]["n_fooled"] == round(
+        made["success_rate_at_eps"] * made["n"])
+
+
 def test_cli_per_image_files_agree_with_the_summary(cli_out, runs):
     summary = json.loads((cli_out / "attack.json").read_text())
     per_image = load_npz(cli_out / "min_eps.npz", summary["files"]["min_eps.npz"])

@@ -64,12 +64,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also write examples.npz (original, adversarial, target_prob)")
     tuning = parser.add_argument_group("attack settings")
     tuning.add_argument("--attack", default="pgd",
-                        choices=("pgd", "fgsm", "pgd-l2", "apgd-ce", "apgd-dlr", "ensemble"),
+                        choices=("pgd", "fgsm", "pgd-l2", "apgd-ce", "apgd-dlr", "color-shift",
+                                 "ensemble"),
                         help="attack (default: pgd, L-inf with random start); apgd-ce and "
                              "apgd-dlr: Auto-PGD with cross-entropy or the DLR loss; "
                              "ensemble: per image the smallest epsilon of pgd, apgd-ce, "
                              "apgd-dlr and fmn (the fast minimum-norm attack; about their "
-                             "summed cost); with pgd-l2 the epsilons are L2 radii")
+                             "summed cost); color-shift: one RGB shift of the pixels a "
+                             "region allows (with --regions background: the background's "
+                             "color); with pgd-l2 the epsilons are L2 radii")
     tuning.add_argument("--steps", type=positive_int, default=20,
                         help="steps per attack (default: 20)")
     tuning.add_argument("--rel-step-size", type=positive_float, default=2.5,

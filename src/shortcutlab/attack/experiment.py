@@ -291,6 +291,32 @@ def paired_comparison(run_eps: np.ndarray, compare_eps: np.ndarray) -> dict[str,
 
 
 # -- the command -------------------------------------------------------------------------
+def transfer(models_: list[nn.Module], attacked: list[ModelAttack],
+             settings: AttackSettings) -> dict[str, Any]:
+    """Each model's adversarial images at the budget, shown to the other model: per
+    region, the share of the images that fooled their own model and also fool the other
+    (reaching the target at the confidence)."""
+    out: dict[str, Any] = {"eps": settings.eps, "definition": (
+        "made_on -> tested_on: among the images the attack fooled on made_on at eps, the "
+        "fraction that also make tested_on say the target with at least the confidence")}
+    for made, tested, key in ((0, 1, "run_to_compare"), (1, 0, "compare_to_run")):
+        rows = {}
+        for region, result in attacked[made].results.items():
+            at_budget = result.at_budget
+            fooled = at_budget.success
+            if not bool(fooled.any()):
+                rows[region] = {"n_fooled": 0, "transfer_rate": None}
+                continue
+            probs = clean_probs(models_[tested], at_budget.adversarial[fooled],
+                                settings.batch_size)
+            hit = (probs.argmax(1) == settings.target) & (
+                probs[:, settings.target] >= settings.confidence)
+            rows[region] = {"n_fooled": int(fooled.sum()),
+                            "transfer_rate": float(hit.float().mean())}
+        out[key] = rows
+    return out
+
+
 def _model_name(run: Path, taken: set[str]) -> str:
     name = run.resolve().name or "model"
     candidate, number = name, 2
@@ -361,6 +387,7 @@ def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
             "compare": second.name,
             **{region: paired_comparison(first.results[region].eps, second.results[region].eps)
                for region in settings.regions},
+            "transfer": transfer(loaded, attacked, settings),
         }
 
     out = Path(out)
