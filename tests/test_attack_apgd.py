@@ -256,3 +256,63 @@ def test_the_color_shift_moves_the_background_by_one_rgb_shift(trained, victims)
     searched = minimal_epsilon(trained, x[:16], TARGET, None, attack="color-shift",
                                mask=background[:16], steps=10, max_eps=1.0, precision=0.01)
     assert searched.found.any()
+
+
+# -- one perturbation for all, and the gradient-free check -----------------------------------
+def test_the_universal_perturbation_is_one_background_pattern(trained, victims):
+    from shortcutlab.attack.universal import universal_perturbation
+
+    x, _, masks = victims
+    result = universal_perturbation(trained, x, masks, TARGET, 0.2, confidence=None, steps=20)
+    assert result.delta.shape == x.shape[1:]
+    assert float(result.delta.abs().max()) <= 0.2 + 1e-6
+    assert result.n_fit + result.n_heldout == len(x)
+    perturbed = (x + (~masks).unsqueeze(1) * result.delta).clamp(0, 1)
+    said = predictions(trained, perturbed) == TARGET
+    assert float(said[result.n_fit:].float().mean()) == pytest.approx(result.heldout_rate)
+    assert float(said[:result.n_fit].float().mean()) == pytest.approx(result.fit_rate)
+    assert result.fit_rate > 0.0
+
+
+def test_square_uses_no_gradient_and_its_claims_hold(trained, victims):
+    from shortcutlab.attack.universal import square_attack
+
+    x, _, _ = victims
+
+    class OutputsOnly(nn.Module):
+        def __init__(self, model: nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            assert not torch.is_grad_enabled()  # a score-based attack asks for no graph
+            return self.model(images)
+
+    success, adversarial = square_attack(OutputsOnly(trained), x, TARGET, 0.15,
+                                         confidence=None, queries=200)
+    assert bool(success.any())
+    assert torch.equal(predictions(trained, adversarial) == TARGET, success)
+    assert float((adversarial - x).abs().max()) <= 0.15 + 1e-6
+
+
+def test_cli_writes_the_universal_perturbation_and_the_masking_checks(tiny_data, trained,
+                                                                      tmp_path):
+    import json
+
+    from shortcutlab import models
+    from shortcutlab.cli import main
+
+    models.save(trained, tmp_path / "model")
+    out = tmp_path / "out"
+    assert main(["attack", str(tmp_path / "model"), "--data", str(tiny_data), "--split",
+                 "test_easy", "--steps", "4", "--limit", "8", "--regions", "all",
+                 "--precision", "0.01", "--eps", "0.1", "--universal", "--checks",
+                 "--square-queries", "50", "--out", str(out)]) == 0
+    summary = json.loads((out / "attack.json").read_text())
+    model = summary["models"][0]
+    checks = model["masking_checks"]
+    assert set(checks["success_by_eps"]) == {"0.05", "0.1", "0.2"}
+    assert isinstance(checks["flags"], list) and checks["square"]["queries"] == 50
+    assert 0 <= checks["square"]["black_box_only"] <= 8
+    assert 0.0 <= model["universal"]["heldout_rate"] <= 1.0
+    assert (out / "universal.png").is_file() and "universal.png" in summary["figures"]

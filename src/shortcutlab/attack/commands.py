@@ -89,6 +89,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "all,background,digit (default: all three)")
     tuning.add_argument("--limit", type=positive_int, default=None,
                         help="attack only the first N images of --source (default: all)")
+    tuning.add_argument("--universal", action="store_true",
+                        help="also fit one background perturbation for all images at --eps "
+                             "(on half of them; the rate on the other half) and draw it")
+    tuning.add_argument("--checks", action="store_true",
+                        help="also check for gradient masking: failures at --max-eps, success "
+                             "at eps/2, eps and 2 eps, and the gradient-free Square attack")
+    tuning.add_argument("--square-queries", type=positive_int, default=1000,
+                        help="queries of the Square attack of --checks (default: 1000)")
     tuning.add_argument("--batch-size", type=positive_int, default=256,
                         help="images per batched attack call (default: 256)")
     add_runtime_arguments(tuning)
@@ -106,7 +114,8 @@ def _attack(args: argparse.Namespace) -> int:
         restarts=args.restarts, seed=args.seed, max_eps=args.max_eps,
         precision=args.precision,
         regions=tuple(r.strip() for r in args.regions.split(",") if r.strip()),
-        limit=args.limit, batch_size=args.batch_size)
+        limit=args.limit, batch_size=args.batch_size, universal=args.universal,
+        checks=args.checks, square_queries=args.square_queries)
     settings.validate()
     summary = run_attack(args.run, args.data, args.out, settings, compare=args.compare,
                          split=args.split, save_examples=args.save_examples,

@@ -8,6 +8,7 @@ two models are attacked on the same images, so they are compared pairwise.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -58,6 +59,9 @@ class AttackSettings:
     regions: tuple[str, ...] = REGIONS
     limit: int | None = None
     batch_size: int = 256
+    universal: bool = False  # also fit one background perturbation for all images
+    checks: bool = False  # also run the gradient-masking checks (Square, growth, unbounded)
+    square_queries: int = 1000
 
     def validate(self, num_classes: int = 10) -> None:
         for name in ("source", "target"):
@@ -317,6 +321,62 @@ def transfer(models_: list[nn.Module], attacked: list[ModelAttack],
     return out
 
 
+def masking_checks(model: nn.Module, images: SourceImages, settings: AttackSettings,
+                   attacked: ModelAttack) -> dict[str, Any]:
+    """AutoAttack's symptoms of gradient masking, on the whole images (region ``all``, or
+    the first region searched):
+
+    * ``unbounded_failures``: images the search never fooled up to ``max_eps`` (at
+      ``max_eps = 1`` every image is reachable, so a failure means the gradients led
+      nowhere);
+    * ``success_by_eps``: the attack's success at eps/2, eps and 2 eps, called directly;
+      a rate that falls as epsilon grows is a symptom;
+    * ``square``: the score-based Square search (no gradients) at ``eps``, and the images
+      it fools that the gradient attack did not (``black_box_only``).
+
+    ``flags`` lists the symptoms found (empty: none)."""
+    from shortcutlab.attack.attacks import create_attack
+    from shortcutlab.attack.universal import square_attack
+
+    region = "all" if "all" in attacked.results else next(iter(attacked.results))
+    result = attacked.results[region]
+    mask = region_mask(images.masks, region)
+    name = "pgd" if settings.attack == "ensemble" else settings.attack
+    attack = create_attack(name, model, confidence=settings.confidence, targeted=True,
+                           **settings.attack_kwargs())
+    target = torch.full((len(images.images),), settings.target, dtype=torch.long,
+                        device=images.images.device)
+    rates = {}
+    for factor in (0.5, 1.0, 2.0):
+        eps = min(settings.max_eps, factor * settings.eps)
+        rates[f"{eps:g}"] = float(attack(images.images, target, eps=eps,
+                                         mask=mask).success.float().mean())
+    square, _ = square_attack(model, images.images, settings.target, settings.eps,
+                           confidence=settings.confidence, queries=settings.square_queries,
+                           mask=mask, seed=settings.seed)
+    white = result.at_budget.success
+    checks = {
+        "region": region,
+        "unbounded_failures": int(np.isinf(result.eps).sum()),
+        "max_eps": settings.max_eps,
+        "success_by_eps": rates,
+        "square": {"queries": settings.square_queries,
+                   "success_rate_at_eps": float(square.float().mean()),
+                   "black_box_only": int((square & ~white).sum())},
+    }
+    values = list(rates.values())
+    flags = []
+    if checks["unbounded_failures"] and settings.max_eps >= 1.0:
+        flags.append("the search fails on some images even with the whole pixel range")
+    if any(later < earlier for earlier, later in itertools.pairwise(values)):
+        flags.append("success falls as epsilon grows")
+    if checks["square"]["black_box_only"]:
+        flags.append("the gradient-free Square attack fools images the gradient attack "
+                     "does not")
+    checks["flags"] = flags
+    return checks
+
+
 def _model_name(run: Path, taken: set[str]) -> str:
     name = run.resolve().name or "model"
     candidate, number = name, 2
@@ -392,6 +452,17 @@ def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    universal = {}
+    for model, entry, result in zip(loaded, summary["models"], attacked, strict=True):
+        if settings.checks:
+            entry["masking_checks"] = masking_checks(model, images, settings, result)
+        if settings.universal:
+            from shortcutlab.attack.universal import universal_perturbation
+
+            universal[result.name] = universal_perturbation(
+                model, images.images, images.masks, settings.target, settings.eps,
+                confidence=settings.confidence, batch_size=settings.batch_size)
+            entry["universal"] = universal[result.name].to_dict()
     arrays: dict[str, np.ndarray] = {"index": images.index, "colors": images.colors}
     for model in attacked:
         for region, result in model.results.items():
@@ -402,6 +473,9 @@ def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
                                                     **_examples(images, attacked, settings))
     figures.write_figures(out, images.images.cpu().numpy(), attacked, settings)
     summary["figures"] = list(figures.FIGURES)
+    if universal:
+        figures.plot_universal(out / "universal.png", universal, settings.target)
+        summary["figures"].append("universal.png")
     write_json(out / "attack.json", summary)
     return summary
 

@@ -140,3 +140,24 @@ def write_figures(out: Path, original: np.ndarray, attacked: list[Any], settings
                  {model.name: {r: res.eps for r, res in model.results.items()}
                   for model in attacked},
                  settings.eps, settings.max_eps, settings.source, settings.target)
+
+
+def plot_universal(path: Path, perturbations: dict[str, Any], target: int) -> None:
+    """Each model's universal background perturbation, shown as 0.5 + delta / (2 eps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(perturbations)
+    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 3.0), squeeze=False)
+    for axis, name in zip(axes[0], names, strict=True):
+        result = perturbations[name]
+        shown = 0.5 + result.delta.cpu().numpy() / (2 * result.eps)
+        axis.imshow(_hwc(shown))
+        axis.set_title(f"{name}\nheld out: {result.heldout_rate:.0%} say {target}",
+                       fontsize=8)
+        axis.axis("off")
+    fig.suptitle(f"One perturbation for every image, background only (eps {result.eps:g})",
+                 fontsize=9)
+    save_figure(fig, path)
