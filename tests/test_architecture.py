@@ -79,7 +79,10 @@ LAYERS = (
 )
 # The trainer's algorithm registry imports the interventions on its first lookup, so that a
 # run can name "jtt" without importing shortcutlab.intervene first (an import at call time).
-LAZY_UPWARD = {("shortcutlab.train.algorithm", "intervene")}
+# The intervention table runs its grid as trials of the sweep machinery, imported when it
+# trains (as `benchmark` does), so that `intervene --all` scales out the same way.
+LAZY_UPWARD = {("shortcutlab.train.algorithm", "intervene"),
+               ("shortcutlab.intervene.table", "sweep")}
 
 
 def layer_of(module: str) -> int:
