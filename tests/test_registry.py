@@ -95,11 +95,12 @@ def test_every_library_registry_speaks_the_same_way():
     from shortcutlab.intervene.registry import get_method
     from shortcutlab.train import get_algorithm
 
-    assert list_attacks() == ["fgsm", "pgd", "pgd-l2"]
+    assert list_attacks() == ["apgd-ce", "apgd-dlr", "color-shift", "fgsm", "pgd", "pgd-l2"]
     with pytest.raises(ShortcutlabError) as info:
         attack_class("pgdd")
-    assert str(info.value) == "unknown attack 'pgdd'; choose one of: fgsm, pgd, pgd-l2"
-    with pytest.raises(ShortcutlabError, match=r"^unknown attack 'cw'; choose one of: fgsm"):
+    assert str(info.value) == ("unknown attack 'pgdd'; choose one of: apgd-ce, apgd-dlr, "
+                               "color-shift, fgsm, pgd, pgd-l2")
+    with pytest.raises(ShortcutlabError, match=r"^unknown attack 'cw'; choose one of: apgd"):
         create_attack("cw", models.create("mlp"))
     cases = [
         (lambda: models.create("transformer"), "model 'transformer'", models.list_models()),
