@@ -225,6 +225,8 @@ def test_cli_runs_the_ensemble_and_reports_each_member(tiny_data, trained, tmp_p
                  "--regions", "all", "--precision", "0.01", "--eps", "0.05",
                  "--out", str(out)]) == 0
     summary = json.loads((out / "attack.json").read_text())
+    assert (out / "min_eps_by_attack.png").is_file()
+    assert "min_eps_by_attack.png" in summary["figures"]
     assert summary["attack"]["members"] == ["pgd", "apgd-ce", "apgd-dlr", "fmn"]
     model = summary["models"][0]
     by_attack = model["by_attack"]

@@ -473,6 +473,8 @@ def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
                                                     **_examples(images, attacked, settings))
     figures.write_figures(out, images.images.cpu().numpy(), attacked, settings)
     summary["figures"] = list(figures.FIGURES)
+    if settings.attack == "ensemble":
+        summary["figures"].append("min_eps_by_attack.png")
     if universal:
         figures.plot_universal(out / "universal.png", universal, settings.target)
         summary["figures"].append("universal.png")

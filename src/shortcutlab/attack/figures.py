@@ -140,6 +140,13 @@ def write_figures(out: Path, original: np.ndarray, attacked: list[Any], settings
                  {model.name: {r: res.eps for r, res in model.results.items()}
                   for model in attacked},
                  settings.eps, settings.max_eps, settings.source, settings.target)
+    if attacked[0].results[region].by_attack is not None:
+        plot_min_eps(out / "min_eps_by_attack.png",
+                     {f"{model.name}: {member}": {region: eps}
+                      for model in attacked
+                      for member, eps in {**model.results[region].by_attack,
+                                          "ensemble": model.results[region].eps}.items()},
+                     settings.eps, settings.max_eps, settings.source, settings.target)
 
 
 def plot_universal(path: Path, perturbations: dict[str, Any], target: int) -> None:
