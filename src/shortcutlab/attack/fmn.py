@@ -120,8 +120,15 @@ def fmn(model: nn.Module, x: Tensor, target: Tensor | int, confidence: float | N
                 norms[part] = found
                 adversarial[part] = images
                 bar.update(len(found))
+            # Every claim is checked again on the returned images, in one fresh pass: an
+            # iterate's success that does not survive rounding is not reported.
+            with torch.no_grad():
+                held = (margin(model(adversarial), target_t, confidence) >= 0).cpu().numpy()
     finally:
         bar.close()
+    lost = np.isfinite(norms) & ~held
+    norms[lost] = np.inf
+    adversarial[torch.from_numpy(lost).to(x.device)] = x[torch.from_numpy(lost).to(x.device)]
     return MinimalNorm(norms, adversarial, norm, steps)
 
 
