@@ -85,6 +85,12 @@ def _train_tiny(data_dir: Path, steps: int = 200, seed: int = 0) -> torch.nn.Mod
     return model.eval()
 
 
+@pytest.fixture(scope="module")
+def trained(tiny_data: Path, train_tiny: Callable[..., torch.nn.Module]) -> torch.nn.Module:
+    """The attack tests' victim: :func:`_train_tiny` on tiny_data (one per test module)."""
+    return train_tiny(tiny_data)
+
+
 @pytest.fixture(scope="session")
 def train_tiny() -> Callable[..., torch.nn.Module]:
     """Factory: ``train_tiny(data_dir, steps=200, seed=0)``, a small cnn3 trained with

@@ -26,11 +26,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: immune to ove
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_data, train_tiny) -> nn.Module:
-    return train_tiny(tiny_data)
-
-
-@pytest.fixture(scope="module")
 def victims(tiny_data):
     """Validation images that are not already of the target class, and their digit masks."""
     split = load_split(tiny_data, "val")

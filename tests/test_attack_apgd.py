@@ -21,11 +21,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_data, train_tiny) -> nn.Module:
-    return train_tiny(tiny_data)
-
-
-@pytest.fixture(scope="module")
 def victims(tiny_data, trained):
     """Validation images the model classifies correctly, none of the target class (the
     reference attacks only images it classifies correctly), with their labels and masks."""

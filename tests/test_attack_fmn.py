@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from shortcutlab.attack import minimal_epsilon, region_mask
 from shortcutlab.attack.fmn import fmn, margin
@@ -15,11 +14,6 @@ from shortcutlab.errors import ShortcutlabError
 TARGET = 3
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_data, train_tiny) -> nn.Module:
-    return train_tiny(tiny_data)
 
 
 @pytest.fixture(scope="module")

@@ -109,19 +109,28 @@ def test_all_writes_the_table_and_skips_finished_runs(tiny_data, teacher_run, tm
     assert json.dumps(partial["rows"]) == json.dumps(table["rows"])
 
 
+def fail_method(monkeypatch, method: str, error: Exception):
+    """Make the table's runs of ``method`` raise ``error``; return the real trainer."""
+    from shortcutlab.intervene import table as table_module
+
+    real = table_module.intervene_run
+
+    def failing(data_dir, run_dir, name, **kwargs):
+        if name == method:
+            raise error
+        return real(data_dir, run_dir, name, **kwargs)
+
+    monkeypatch.setattr(table_module, "intervene_run", failing)
+    return real
+
+
 def test_a_diverged_run_is_listed_and_does_not_stop_the_table(tiny_data, tmp_path,
                                                              monkeypatch):
     from shortcutlab.errors import TrainingDiverged
     from shortcutlab.intervene import table as table_module
 
-    real = table_module.intervene_run
-
-    def diverge_jtt(data_dir, run_dir, method, **kwargs):
-        if method == "jtt":
-            raise TrainingDiverged("jtt diverged at step 3 of 6: its loss is not finite")
-        return real(data_dir, run_dir, method, **kwargs)
-
-    monkeypatch.setattr(table_module, "intervene_run", diverge_jtt)
+    real = fail_method(monkeypatch, "jtt", TrainingDiverged(
+        "jtt diverged at step 3 of 6: its loss is not finite"))
     out = tmp_path / "table"
     lines: list[str] = []
     settings = {"jtt": {"epochs": 2}, "groupdro": {"epochs": 2}}
@@ -188,14 +197,7 @@ def test_all_runs_as_a_sweep_with_two_workers_and_resumes(tiny_data, tmp_path):
 def test_a_failed_run_is_named_and_tried_again(tiny_data, tmp_path, monkeypatch):
     from shortcutlab.intervene import table as table_module
 
-    real = table_module.intervene_run
-
-    def broken_control(data_dir, run_dir, method, **kwargs):
-        if method == "erm-control":
-            raise RuntimeError("disk full")
-        return real(data_dir, run_dir, method, **kwargs)
-
-    monkeypatch.setattr(table_module, "intervene_run", broken_control)
+    real = fail_method(monkeypatch, "erm-control", RuntimeError("disk full"))
     out = tmp_path / "table"
     with pytest.raises(ShortcutlabError, match=r"1 run\(s\) failed: control erm-\w+ seed 0"):
         _sweep_table(tiny_data, out)
