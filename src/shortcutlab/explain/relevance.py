@@ -10,7 +10,8 @@ How: the "gradient trick". Relevance at any tensor ``t`` is kept as ``R_t = t * 
 only ``g`` travels backward, through ordinary autograd. For a ReLU network this makes
 
 * ReLU, max-pooling (winner takes all), flattening, dropout and residual additions
-  (relevance split in proportion to the contributions) plain gradients: no hook at all;
+  (relevance split in proportion to the contributions) plain gradients: no rule (the fast
+  path below hooks ReLUs and max-pools only to make them cheaper to differentiate);
 * every affine layer ``z = W a + b`` (BatchNorm that follows it is merged in) a node whose
   backward scales ``g`` by ``z / stab(z_rule)`` before the layer's own backward, where
   ``z_rule`` is the rule's modified forward (``z`` itself for the epsilon rule).
