@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from shortcutlab.attack.attacks import register_attack
-from shortcutlab.attack.base import Attack, StepContext
+from shortcutlab.attack.base import Attack, StepContext, strongest_other
 from shortcutlab.errors import ShortcutlabError
 
 _TINY = 1e-12
@@ -66,7 +66,7 @@ def dlr_loss(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
         raise ShortcutlabError(f"the DLR loss needs at least 4 classes, got {logits.shape[1]}")
     ordered = logits.sort(dim=1, descending=True).values
     own = logits.gather(1, labels.view(-1, 1)).squeeze(1)
-    others = logits.scatter(1, labels.view(-1, 1), -math.inf).max(dim=1).values
+    others = strongest_other(logits, labels)
     if targeted:
         scale = ordered[:, 0] - 0.5 * (ordered[:, 2] + ordered[:, 3]) + _TINY
         return (others - own) / scale

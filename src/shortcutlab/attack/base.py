@@ -21,6 +21,7 @@ model's parameters never accumulate a ``.grad``.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -117,6 +118,11 @@ class StepContext:
 
 def _norms(delta: Tensor) -> Tensor:
     return delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+
+
+def strongest_other(logits: Tensor, labels: Tensor) -> Tensor:
+    """Per image, the largest logit of any class but its entry of ``labels``."""
+    return logits.scatter(1, labels.view(-1, 1), -math.inf).max(dim=1).values
 
 
 def project(delta: Tensor, eps: Tensor, norm: str) -> Tensor:

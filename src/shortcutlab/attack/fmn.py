@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from shortcutlab.attack.base import _fast_layout, eval_mode, pixel_mask
+from shortcutlab.attack.base import _fast_layout, eval_mode, pixel_mask, project, strongest_other
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.progress import progress
 
@@ -65,7 +65,7 @@ def margin(logits: Tensor, target: Tensor, confidence: float | None) -> Tensor:
         return logits.log_softmax(dim=1).gather(1, target.view(-1, 1)).squeeze(1) - math.log(
             confidence)
     own = logits.gather(1, target.view(-1, 1)).squeeze(1)
-    others = logits.scatter(1, target.view(-1, 1), -math.inf).max(dim=1).values
+    others = strongest_other(logits, target)
     return own - others
 
 
@@ -166,7 +166,7 @@ def _run(model: nn.Module, x: Tensor, target: Tensor, confidence: float | None, 
         # ascend the margin along the L2-normalized gradient, then onto the radius
         step_dir = grad / (grad.flatten(1).norm(dim=1).view(shape) + _TINY)
         delta = delta + step_size * step_dir
-        delta = _project(delta, radius.view(shape), p)
+        delta = project(delta, radius.view(shape), norm)
         if mask is not None:
             delta = delta * mask
         delta = (x + delta).clamp_(0.0, 1.0) - x
@@ -179,9 +179,3 @@ def _run(model: nn.Module, x: Tensor, target: Tensor, confidence: float | None, 
     best_delta[better] = delta[better]
     return best_norm.double().cpu().numpy(), (x + best_delta).clamp_(0.0, 1.0)
 
-
-def _project(delta: Tensor, radius: Tensor, p: float) -> Tensor:
-    if math.isinf(p):
-        return torch.maximum(torch.minimum(delta, radius), -radius)
-    size = delta.flatten(1).norm(dim=1).view(radius.shape)
-    return delta * torch.clamp(radius / (size + _TINY), max=1.0)
