@@ -207,6 +207,37 @@ def test_the_ensemble_takes_each_images_smallest_member(trained, victims):
     np.testing.assert_array_equal(ensemble.at_budget.success.numpy(), any_member)
 
 
+def test_a_search_below_known_values_only_asks_whether_it_beats_them(trained, victims):
+    from shortcutlab.attack import minimal_epsilon
+
+    x = victims[0][:24]
+    settings = {**ENSEMBLE_SEARCH, "attack": "apgd-ce"}
+    full = minimal_epsilon(trained, x, TARGET, 0.9, **settings)
+    assert np.isfinite(full.eps).sum() >= len(x) // 2
+    # no cap: the very same search
+    uncapped = minimal_epsilon(trained, x, TARGET, 0.9, below=np.full(len(x), np.inf),
+                               **settings)
+    np.testing.assert_array_equal(uncapped.eps, full.eps)
+    # capped at its own values: the probe one step below fails as it did in the full
+    # search, so every value comes back unchanged after two calls per image
+    again = minimal_epsilon(trained, x, TARGET, 0.9, below=full.eps, **settings)
+    np.testing.assert_array_equal(again.eps, full.eps)
+    assert again.rounds < full.rounds
+    np.testing.assert_array_equal(again.at_budget.success.numpy(),
+                                  full.at_budget.success.numpy())
+    # capped above its values: never above the cap, and what it finds below is real
+    cap = np.where(np.isfinite(full.eps), np.minimum(full.eps + 0.05, 0.5), 0.3)
+    searched = minimal_epsilon(trained, x, TARGET, 0.9, below=cap, **settings)
+    assert bool((searched.eps <= cap + 1e-12).all())
+    beaten = torch.from_numpy(searched.eps < cap - 1e-12)
+    assert bool(beaten.any())
+    with torch.no_grad():
+        probs = trained(searched.adversarial[beaten]).softmax(1)
+    assert bool((probs[:, TARGET] >= 0.9).all())
+    with pytest.raises(ShortcutlabError, match="one epsilon per image"):
+        minimal_epsilon(trained, x, TARGET, 0.9, below=full.eps[:3], **settings)
+
+
 def test_cli_runs_the_ensemble_and_reports_each_member(tiny_data, trained, tmp_path):
     import json
 
@@ -222,7 +253,7 @@ def test_cli_runs_the_ensemble_and_reports_each_member(tiny_data, trained, tmp_p
     summary = json.loads((out / "attack.json").read_text())
     assert (out / "min_eps_by_attack.png").is_file()
     assert "min_eps_by_attack.png" in summary["figures"]
-    assert summary["attack"]["members"] == ["pgd", "apgd-ce", "apgd-dlr", "fmn"]
+    assert summary["attack"]["members"] == ["pgd", "fmn", "apgd-ce", "apgd-dlr"]
     model = summary["models"][0]
     by_attack = model["by_attack"]
     assert set(by_attack) == {"pgd", "apgd-ce", "apgd-dlr", "fmn"}

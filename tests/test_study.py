@@ -114,6 +114,13 @@ def test_quick_study_runs_every_stage_and_reports_every_task(quick_study):
     # the analyses compare or cover the lazy and the cured model
     assert set(stages["probe"]["models"]) == set(stages["sae"]["models"]) == {"lazy", "cured"}
     assert len(stages["attack"]["models"]) == 2 and stages["attack"]["comparison"]
+    # Task 5's numbers come from the worst-case ensemble, with FMN beside the bisection
+    assert stages["attack"]["attack"]["members"] == ["pgd", "fmn", "apgd-ce", "apgd-dlr"]
+    for entry in stages["attack"]["models"].values():
+        assert set(entry["by_attack"]) == {"pgd", "fmn", "apgd-ce", "apgd-dlr"}
+        assert entry["fmn_vs_bisection"]["n_both"] >= 0
+    assert {"min_eps_by_attack.png", "fmn_vs_bisection.png"} <= {
+        figure["path"] for figure in stages["attack"]["figures"]}
     assert set(stages["explain"]["methods"]) == {"gradcam", "lrp"}
     for name in ALL_STAGES:
         for figure in stages[name].get("figures", []):
@@ -126,6 +133,7 @@ def test_quick_study_runs_every_stage_and_reports_every_task(quick_study):
     for task in range(7):
         assert f'id="task{task}"' in html
     assert "above 70% on the hard set" in html and "larger median epsilon" in html
+    assert "the worst case of four targeted L-inf attacks" in html and "FMN smaller" in html
     assert "r2" in html and "dead features" in html
     assert html.count("figure missing") == 0
 

@@ -50,6 +50,7 @@ class AttackSettings:
     confidence: float = 0.9
     eps: float = 0.05
     attack: str = "pgd"
+    masked_attack: str = ""  # the background-only and digit-only searches' ("": ``attack``)
     steps: int = 20
     rel_step_size: float = 2.5
     restarts: int = 1
@@ -93,9 +94,14 @@ class AttackSettings:
             raise ShortcutlabError(f"--batch-size must be positive, got {self.batch_size}")
         from shortcutlab.attack.attacks import list_attacks
 
-        if self.attack not in (*list_attacks(), "ensemble"):
-            raise ShortcutlabError(f"--attack must be one of {', '.join(list_attacks())} or "
-                                   f"ensemble, got {self.attack!r}")
+        for flag, name in (("--attack", self.attack), ("--masked-attack", self.masked_attack)):
+            if name not in (*list_attacks(), "ensemble") and (name or flag == "--attack"):
+                raise ShortcutlabError(f"{flag} must be one of {', '.join(list_attacks())} "
+                                       f"or ensemble, got {name!r}")
+
+    def attack_for(self, region: str) -> str:
+        """The attack that searches ``region``."""
+        return self.attack if region == "all" else self.masked_attack or self.attack
 
     def attack_kwargs(self) -> dict[str, Any]:
         return {"steps": self.steps, "rel_step_size": self.rel_step_size,
@@ -147,10 +153,10 @@ def attack_model(model: nn.Module, images: SourceImages, settings: AttackSetting
     """Minimal epsilon (and the outcome at ``settings.eps``) for every region."""
     results = {}
     for region in settings.regions:
-        if settings.attack == "ensemble":
+        if settings.attack_for(region) == "ensemble":
             search, chosen = ensemble_minimal_epsilon, {}
         else:
-            search, chosen = minimal_epsilon, {"attack": settings.attack}
+            search, chosen = minimal_epsilon, {"attack": settings.attack_for(region)}
         results[region] = search(
             model, images.images, settings.target, settings.confidence,
             mask=region_mask(images.masks, region), **chosen,
@@ -203,9 +209,38 @@ def region_summary(result: MinimalEpsilon) -> dict[str, Any]:
         found_by = result.found_by or []
         summary["by_attack"] = {
             name: {**distribution(eps), "smallest": sum(f == name for f in found_by),
-                   "larger_than_ensemble": int((eps > result.eps).sum())}
+                   "larger_than_ensemble": int((eps > result.eps).sum()),
+                   "searched": ("below the best so far" if name in result.capped
+                                else "the whole range")}
             for name, eps in result.by_attack.items()}
+        if {"pgd", "fmn"} <= set(result.by_attack):
+            summary["fmn_vs_bisection"] = estimate_agreement(
+                result.by_attack["fmn"], result.by_attack["pgd"], result.precision)
     return summary
+
+
+def estimate_agreement(searched: np.ndarray, bisected: np.ndarray,
+                       precision: float) -> dict[str, Any]:
+    """The two complete estimates of one image's minimal epsilon side by side: FMN's norm
+    (on the grid) and PGD's bisection. They agree when within one grid step."""
+    both = np.isfinite(searched) & np.isfinite(bisected)
+    diff = searched[both] - bisected[both]
+    tolerance = precision * (1 + 1e-6)
+    bisected_median = float(np.median(bisected[both])) if both.any() else 0.0
+    return {
+        "n_both": int(both.sum()),
+        "only_fmn": int((np.isfinite(searched) & ~np.isfinite(bisected)).sum()),
+        "only_bisection": int((~np.isfinite(searched) & np.isfinite(bisected)).sum()),
+        "median_ratio": (float(np.median(searched[both])) / bisected_median
+                         if bisected_median > 0 else None),
+        "fmn_smaller": int((diff < -tolerance).sum()),
+        "agree": int((np.abs(diff) <= tolerance).sum()),
+        "fmn_larger": int((diff > tolerance).sum()),
+        "largest_excess": float(diff.max()) if diff.size else None,
+        "definition": "fmn_smaller / agree / fmn_larger: images where FMN's minimal norm "
+                      "(rounded up to the grid) is below, within one grid step of, or above "
+                      "the PGD bisection's minimal epsilon",
+    }
 
 
 def clean_probs(model: nn.Module, images: Tensor, batch_size: int) -> Tensor:
@@ -435,7 +470,9 @@ def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
         "attack": {"name": settings.attack, **settings.attack_kwargs(),
                    **({"norm": "linf", "members": list(ENSEMBLE)}
                       if settings.attack == "ensemble"
-                      else {"norm": attack_class(settings.attack).norm})},
+                      else {"norm": attack_class(settings.attack).norm}),
+                   "by_region": {region: settings.attack_for(region)
+                                 for region in settings.regions}},
         "definition": DEFINITION,
         "models": [model_summary(m, images, settings, color_names) for m in attacked],
     }
@@ -473,8 +510,8 @@ def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
                                                     **_examples(images, attacked, settings))
     figures.write_figures(out, images.images.cpu().numpy(), attacked, settings)
     summary["figures"] = list(figures.FIGURES)
-    if settings.attack == "ensemble":
-        summary["figures"].append("min_eps_by_attack.png")
+    if settings.attack_for(figures.main_region(settings)) == "ensemble":
+        summary["figures"] += ["min_eps_by_attack.png", "fmn_vs_bisection.png"]
     if universal:
         figures.plot_universal(out / "universal.png", universal, settings.target)
         summary["figures"].append("universal.png")

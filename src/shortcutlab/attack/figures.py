@@ -118,7 +118,7 @@ def write_figures(out: Path, original: np.ndarray, attacked: list[Any], settings
     ``results`` (region -> :class:`~shortcutlab.attack.MinimalEpsilon`).
     """
     count = min(EXAMPLES, original.shape[0])
-    region = "all" if "all" in settings.regions else settings.regions[0]
+    region = main_region(settings)
     at_eps, at_min, min_eps = {}, {}, []
     for model in attacked:
         result = model.results[region]
@@ -141,12 +141,57 @@ def write_figures(out: Path, original: np.ndarray, attacked: list[Any], settings
                   for model in attacked},
                  settings.eps, settings.max_eps, settings.source, settings.target)
     if attacked[0].results[region].by_attack is not None:
+        # the complete estimates only: a member that searched below the best so far has
+        # no distribution of its own
         plot_min_eps(out / "min_eps_by_attack.png",
                      {f"{model.name}: {member}": {region: eps}
                       for model in attacked
                       for member, eps in {**model.results[region].by_attack,
-                                          "ensemble": model.results[region].eps}.items()},
+                                          "ensemble": model.results[region].eps}.items()
+                      if member not in model.results[region].capped},
                      settings.eps, settings.max_eps, settings.source, settings.target)
+        plot_estimates(out / "fmn_vs_bisection.png",
+                       {model.name: model.results[region] for model in attacked},
+                       settings.eps)
+
+
+def main_region(settings: Any) -> str:
+    """The region of the headline numbers: the whole image when it was searched."""
+    return "all" if "all" in settings.regions else settings.regions[0]
+
+
+def plot_estimates(path: Path, results: dict[str, Any], budget: float) -> None:
+    """Per model, each image's FMN norm against its PGD bisection (diagonal: agreement)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4.2), squeeze=False)
+    for ax, (name, result) in zip(axes[0], results.items(), strict=True):
+        searched, bisected = result.by_attack["fmn"], result.by_attack["pgd"]
+        both = np.isfinite(searched) & np.isfinite(bisected)
+        tolerance = result.precision * (1 + 1e-6)
+        diff = np.zeros_like(bisected)
+        diff[both] = searched[both] - bisected[both]
+        for chosen, color, label in ((both & (np.abs(diff) <= tolerance), "tab:gray", "agree"),
+                                     (both & (diff < -tolerance), "tab:blue", "FMN smaller"),
+                                     (both & (diff > tolerance), "tab:red", "FMN larger")):
+            ax.scatter(bisected[chosen], searched[chosen], s=6, color=color,
+                       label=f"{label} ({int(chosen.sum())})")
+        top = max([float(bisected[both].max()), float(searched[both].max())]
+                  if both.any() else [budget]) * 1.05
+        ax.plot([0, top], [0, top], color="black", linewidth=0.8)
+        ax.axvline(budget, color="black", linestyle="--", linewidth=0.8)
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_xlabel("PGD bisection: minimal epsilon")
+        ax.set_ylabel("FMN: minimal L-inf norm")
+        ax.set_title(name, fontsize=10)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Two estimates of each image's minimal epsilon", fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def plot_universal(path: Path, perturbations: dict[str, Any], target: int) -> None:
