@@ -39,7 +39,8 @@ def test_explain_cli_with_comparison(tiny_data, tiny_runs, tmp_path, capsys):
     code = main(["explain", str(lazy), "--data", str(tiny_data), "--method", "lrp",
                  "--epsilon", "0.01", "--compare", str(standard), "--out", str(out),
                  "--limit", "64", "--sanity-images", "4", "--examples", "3",
-                 "--splits", "test_easy", "test_hard", "--threads", "1"])
+                 "--splits", "test_easy", "test_hard", "--threads", "1",
+                 "--faithfulness", "24", "--removal-steps", "4", "--fill", "road"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "background share" in printed and "explain.json" in printed
@@ -73,10 +74,20 @@ def test_explain_cli_with_comparison(tiny_data, tiny_runs, tmp_path, capsys):
     assert short["method"] == "lrp" and short["compare"]["label"] == "standard"
     assert short["model"]["test_hard"]["background_share"] == \
         splits_of(summary, "model")["test_hard"]["background_share"]["mean"]
+    for role in ("model", "compare"):
+        curves = summary["faithfulness"][role]
+        assert curves["n"] == 24 and curves["fill"] == "road" and curves["split"] == "test_hard"
+        assert curves["fractions"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+        assert set(curves["auc"]) == {"map", "random", "background-first", "digit-first"}
+        for curve in curves["curve"].values():
+            assert curve[0] == pytest.approx(curves["clean"])
+            # the same fill everywhere at 100% removed: every order ends at the same point
+            assert curve[-1] == pytest.approx(curves["curve"]["map"][-1], abs=0.05)
     figures = summary["figures"]
-    assert set(figures) == {"aha", "shares", "examples", "sanity", "sanity_maps", "aha_images"}
+    assert set(figures) == {"aha", "shares", "examples", "sanity", "sanity_maps", "aha_images",
+                            "faithfulness"}
     assert figures["aha_images"] == "test splits"
-    for key in ("aha", "shares", "examples", "sanity", "sanity_maps"):
+    for key in ("aha", "shares", "examples", "sanity", "sanity_maps", "faithfulness"):
         assert (out / figures[key]).read_bytes()[:8] == PNG
 
 
@@ -84,12 +95,13 @@ def test_explain_cli_gradcam_single_model_json_only(tiny_data, tiny_runs, tmp_pa
     lazy, _ = tiny_runs
     out = tmp_path / "gradcam"
     assert main(["explain", str(lazy), "--data", str(tiny_data), "--out", str(out),
-                 "--limit", "40", "--sanity-images", "0", "--no-figures",
+                 "--limit", "40", "--sanity-images", "0", "--no-figures", "--faithfulness", "0",
                  "--target", "label", "--layer", "features.relu3"]) == 0
     summary = json.loads((out / "explain.json").read_text())
     assert summary["method"] == "gradcam" and summary["target"] == "label"
     assert summary["method_options"] == {"layer": "features.relu3"}
     assert set(summary["models"]) == {"model"} and summary["sanity"] == {}
+    assert summary["faithfulness"] == {}
     assert summary["figures"] == {}
     assert sorted(p.name for p in out.iterdir()) == ["explain.json"]
 

@@ -68,6 +68,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="images for the randomization sanity check (0 skips it)")
     parser.add_argument("--examples", type=non_negative_int, default=8,
                         help="example images per split in examples.png (0 skips it)")
+    parser.add_argument("--faithfulness", type=non_negative_int, default=200, metavar="N",
+                        help="deletion curves on N images of --faithfulness-split: pixels "
+                             "removed in the map's order, at random, background first and "
+                             "digit first (0 skips them; default: 200)")
+    parser.add_argument("--faithfulness-split", default="test_hard",
+                        help="split of the deletion curves (default: test_hard)")
+    parser.add_argument("--fill", default="mean", choices=("mean", "road"),
+                        help="what a removed pixel becomes: each channel's mean color, or "
+                             "ROAD's noisy linear imputation from its neighbours (about 4x "
+                             "slower)")
+    parser.add_argument("--removal-steps", type=positive_int, default=20,
+                        help="points of each deletion curve after the clean one (default: 20)")
     parser.add_argument("--no-figures", dest="figures", action="store_false",
                         help="write explain.json only")
     parser.add_argument("--batch-size", type=positive_int, default=256)
@@ -87,7 +99,9 @@ def _run(args: argparse.Namespace) -> int:
         target=args.target, batch_size=args.batch_size, layer=args.layer, rule=args.rule,
         epsilon=args.epsilon, steps=args.steps, tolerance=args.tolerance,
         sanity_images=args.sanity_images, examples=args.examples, seed=args.seed,
-        device=args.device, figures=args.figures,
+        device=args.device, figures=args.figures, faithfulness=args.faithfulness,
+        faithfulness_split=args.faithfulness_split, fill=args.fill,
+        removal_steps=args.removal_steps,
     )
     summary = explain_run(args.run, args.data, args.out, config, compare_dir=args.compare,
                           label=args.label, compare_label=args.compare_label)

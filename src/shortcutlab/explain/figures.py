@@ -254,6 +254,41 @@ def share_chart(path: str | os.PathLike, splits: Sequence[str], labels: Sequence
     save_figure(fig, path)
 
 
+ORDER_STYLES = {"map": ("the map's most relevant first", "-"),
+                "random": ("random order", ":"),
+                "background-first": ("background first", "--"),
+                "digit-first": ("digit first", "-.")}
+
+
+def deletion_figure(path: str | os.PathLike, results: dict[str, dict[str, Any]],
+                    method_title: str) -> None:
+    """Per model, the mean deletion curves (probability of the explained class against the
+    share of pixels removed), one line per order, the area under each in the legend."""
+    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.2),
+                             squeeze=False, sharey=True)
+    for ax, (label, entry) in zip(axes[0], results.items(), strict=True):
+        for order, curve in entry["curve"].items():
+            name, style = ORDER_STYLES.get(order, (order, "-"))
+            ax.plot(entry["fractions"], curve, style, linewidth=1.8,
+                    label=f"{name} (AUC {entry['auc'][order]:.2f})")
+        if "only_background_removed" in entry:
+            ax.set_title(f"{label}: removing only the background leaves "
+                         f"{entry['only_background_removed']:.2f}, only the digit "
+                         f"{entry['only_digit_removed']:.2f}", fontsize=9)
+        else:
+            ax.set_title(label, fontsize=10)
+        ax.set_xlabel("share of the pixels removed")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper right")
+    axes[0, 0].set_ylabel("probability of the explained class")
+    first = next(iter(results.values()))
+    fig.suptitle(f"{method_title}: deletion curves on {first['n']} {first.get('split', '')} "
+                 f"images (removed pixels: {first['fill']})", fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def sanity_figure(path: str | os.PathLike, maps_path: str | os.PathLike,
                   results: dict[str, Any], images: np.ndarray, method_title: str,
                   signed: bool) -> None:

@@ -40,6 +40,7 @@ FIGURES = {
     "examples": "examples.png",
     "sanity": "sanity.png",
     "sanity_maps": "sanity_maps.png",
+    "faithfulness": "faithfulness.png",
 }
 
 
@@ -61,6 +62,10 @@ class ExplainConfig:
     device: str = "auto"
     conflict_shift: int = 1
     figures: bool = True
+    faithfulness: int = 200  # images of the deletion curves (0: none)
+    faithfulness_split: str = "test_hard"
+    fill: str = "mean"  # mean | road
+    removal_steps: int = 20
 
     def validate(self) -> None:
         get_method(self.method)
@@ -77,6 +82,12 @@ class ExplainConfig:
             raise ShortcutlabError("--sanity-images and --examples must be >= 0, --steps >= 2")
         if not 1 <= self.conflict_shift <= 9:
             raise ShortcutlabError("conflict_shift must be in 1..9")
+        if self.faithfulness < 0 or self.removal_steps < 1:
+            raise ShortcutlabError("--faithfulness must be >= 0 and --removal-steps >= 1")
+        if self.faithfulness_split not in SPLITS:
+            raise ShortcutlabError(f"--faithfulness-split must be one of {', '.join(SPLITS)}")
+        if self.fill not in ("mean", "road"):
+            raise ShortcutlabError(f"--fill must be mean or road, got {self.fill!r}")
 
     def method_options(self) -> dict[str, Any]:
         return method_options(get_method(self.method), {
@@ -260,6 +271,30 @@ def _sanity(job: _Job) -> tuple[dict[str, Any], Split | None]:
     return results, split
 
 
+def _faithfulness(job: _Job) -> dict[str, Any]:
+    """Deletion curves of every model on a fixed random subset of one split."""
+    from shortcutlab.explain.faithfulness import deletion_curves
+
+    config = job.config
+    if not config.faithfulness:
+        return {}
+    split = _subset(load_split(job.data_dir, config.faithfulness_split), config.faithfulness,
+                    config.seed)
+    images = split.image_tensor(job.device)
+    fractions = tuple(float(f) for f in np.linspace(0.0, 1.0, config.removal_steps + 1))
+    results = {}
+    for entry in job.loaded:
+        preds, _ = _predict(entry.model, images, config.batch_size)
+        targets = _targets(config, preds, split.labels).to(job.device)
+        maps = job.maps(entry.model, images, targets, f"{entry.label} deletion")
+        curves = deletion_curves(entry.model, images, maps, targets,
+                                 masks=torch.from_numpy(split.masks), fractions=fractions,
+                                 fill=config.fill, seed=config.seed,
+                                 batch_size=config.batch_size)
+        results[entry.label] = {"split": config.faithfulness_split, **curves.summary()}
+    return results
+
+
 def _panel_models(job: _Job, aha: dict[str, Any]) -> list[Any]:
     from shortcutlab.explain.figures import PanelModel
 
@@ -280,7 +315,8 @@ def _panel_models(job: _Job, aha: dict[str, Any]) -> list[Any]:
 
 
 def _figures(job: _Job, out_dir: Path, per_model: dict[str, Any], blocks: list[dict[str, Any]],
-             sanity: dict[str, Any], sanity_split: Split | None) -> dict[str, str]:
+             sanity: dict[str, Any], sanity_split: Split | None,
+             faithfulness: dict[str, Any]) -> dict[str, str]:
     """Write every figure; return what was written."""
     from shortcutlab.explain import figures
 
@@ -302,6 +338,9 @@ def _figures(job: _Job, out_dir: Path, per_model: dict[str, Any], blocks: list[d
                               sanity, sanity_split.images, method.title, method.signed)
         written["sanity"] = FIGURES["sanity"]
         written["sanity_maps"] = FIGURES["sanity_maps"]
+    if faithfulness:
+        figures.deletion_figure(out_dir / FIGURES["faithfulness"], faithfulness, method.title)
+        written["faithfulness"] = FIGURES["faithfulness"]
     return written
 
 
@@ -327,8 +366,9 @@ def explain_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike,
 
     per_model, blocks = _score_splits(job)
     sanity, sanity_split = _sanity(job)
-    written = _figures(job, out_dir, per_model, blocks, sanity, sanity_split) \
-        if config.figures else {}
+    faithfulness = _faithfulness(job)
+    written = _figures(job, out_dir, per_model, blocks, sanity, sanity_split,
+                       faithfulness) if config.figures else {}
 
     roles = dict(zip(("model", "compare"), loaded, strict=False))
     summary = {
@@ -341,6 +381,8 @@ def explain_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike,
                    for role, entry in roles.items()},
         "sanity": {role: sanity[entry.label].to_json()
                    for role, entry in roles.items() if entry.label in sanity},
+        "faithfulness": {role: faithfulness[entry.label]
+                         for role, entry in roles.items() if entry.label in faithfulness},
         "figures": written,
     }
     write_json(out_dir / EXPLAIN_JSON, summary)

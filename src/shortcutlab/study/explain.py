@@ -12,7 +12,7 @@ from typing import Any
 
 from shortcutlab.study.options import LikeCommand
 from shortcutlab.study.pipeline import Stage, StageContext
-from shortcutlab.study.report.document import Section, Table
+from shortcutlab.study.report.document import Section, Table, Verdict
 from shortcutlab.study.report.frame import StudyArtifacts, measured, num, pct, with_figures
 from shortcutlab.study.task import Summaries, Task, dig
 
@@ -24,6 +24,10 @@ CAPTIONS = {
     "sanity": "{title}, sanity check (Adebayo et al.): rank correlation of the maps with the "
               "original ones as layers are randomized from the top down; an explanation that "
               "does not change is an edge detector, not an explanation.",
+    "faithfulness": "{title}, deletion curves: the probability of the explained class as "
+                    "pixels are removed in the map's order, at random, the background first "
+                    "or the digit first; a color reader loses its answer with the background, "
+                    "a shape reader with the digit.",
 }
 
 
@@ -50,9 +54,13 @@ def stage_explain(ctx: StageContext) -> dict[str, Any]:
             **headline(result),
             "sanity": {role: _sanity_headline(entry)
                        for role, entry in result.get("sanity", {}).items()},
+            "faithfulness": {role: {key: entry.get(key) for key in (
+                "split", "n", "fill", "clean", "auc", "only_background_removed",
+                "only_digit_removed")} | {"label": result["models"][role]["label"]}
+                for role, entry in result.get("faithfulness", {}).items()},
         }
         title = get_method(method).title
-        for key in ("aha", "shares", "sanity"):
+        for key in ("aha", "shares", "sanity", "faithfulness"):
             if key in result["figures"]:
                 summary["figures"].append({"path": f"{method}/{result['figures'][key]}",
                                            "caption": CAPTIONS[key].format(title=title)})
@@ -79,7 +87,9 @@ def section_explain(study: StudyArtifacts) -> Section:
             "own, differentiable, checked against zennit) of the lazy and the cured model. "
             "The evidence is quantified on sample images of each test split: the share of "
             "positive attribution that falls outside the digit's mask (the background, "
-            "where the color lives) and the pointing game (is the map's peak on the digit?).",
+            "where the color lives) and the pointing game (is the map's peak on the digit?); "
+            "whether the evidence is faithful, by deletion curves on the hard set: pixels "
+            "removed in the map's order, at random, the background first or the digit first.",
     )
     rows = []
     lazy_share = cured_share = None
@@ -109,6 +119,7 @@ def section_explain(study: StudyArtifacts) -> Section:
                     f"rank correlation with the trained model's is {num(value, 2)}; "
                     + ("the maps depend on the weights." if value < 0.5 else
                        "the maps barely depend on the weights: read them with suspicion."))
+    _faithfulness(section, stage)
     if rows:
         section.tables.append(Table("Where the evidence sits (sample of each split)",
                                     ["method", "model", "split", "accuracy", "background share",
@@ -122,6 +133,43 @@ def section_explain(study: StudyArtifacts) -> Section:
                "by this measure the lazy model does not look at the background clearly more "
                "than the cured one here.")))
     return with_figures(section, study, "explain", ran=bool(stage))
+
+
+def _faithfulness(section: Section, stage: dict[str, Any]) -> None:
+    """Deletion AUCs per method and model, and whether removing a region hurts the model
+    that reads it: the background for the lazy model, the digit for the cured one."""
+    rows = []
+    for method, entry in stage.get("methods", {}).items():
+        for role, curves in (entry.get("faithfulness") or {}).items():
+            auc = curves.get("auc") or {}
+            rows.append([method, curves.get("label", role), curves.get("n"),
+                         num(curves.get("clean"), 2), num(auc.get("map"), 3),
+                         num(auc.get("random"), 3), num(auc.get("background-first"), 3),
+                         num(auc.get("digit-first"), 3),
+                         num(curves.get("only_background_removed"), 2),
+                         num(curves.get("only_digit_removed"), 2)])
+            background, digit = auc.get("background-first"), auc.get("digit-first")
+            if not (measured(background) and measured(digit)):
+                continue
+            reads = "background" if role == "model" else "digit"
+            expected = background < digit if reads == "background" else digit < background
+            section.verdicts.append(Verdict(
+                f"{method}: removing the {reads} first hurts the {curves.get('label', role)} "
+                f"model more than removing the {'digit' if reads == 'background' else 'background'}"
+                " first",
+                f"deletion AUC {num(background, 3)} background first, {num(digit, 3)} digit "
+                f"first; the map's own order {num(auc.get('map'), 3)} vs random "
+                f"{num(auc.get('random'), 3)}", bool(expected)))
+    if rows:
+        first = next(curves for entry in stage["methods"].values()
+                     for curves in (entry.get("faithfulness") or {}).values())
+        section.tables.append(Table(
+            f"Deletion curves on {first.get('n')} {first.get('split')} images (removed pixels "
+            f"become: {first.get('fill')}): the area under the probability of the explained "
+            "class as pixels are removed (lower: the removed pixels mattered), and the "
+            "probability left when only the background or only the digit is removed",
+            ["method", "model", "images", "clean p", "map order", "random", "background first",
+             "digit first", "background removed", "digit removed"], rows))
 
 
 def headline(stages: Summaries) -> dict[str, Any] | None:
