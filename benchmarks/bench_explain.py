@@ -7,10 +7,13 @@ and our speed as a ratio of each peer's, against the targets of the explain stag
 
 * grad_cam >= 1.0x Captum's LayerGradCam, >= 1.5x pytorch-grad-cam's GradCAM;
 * lrp >= 1.0x zennit with the matching composite;
+* SmoothGrad (of input x gradient) >= 1.0x Captum's NoiseTunnel, occlusion >= 1.0x Captum's
+  Occlusion, on a smaller batch (--perturbation-batch);
 * and the cost of a TEA step: lrp(create_graph=True) + backward on a batch of 128 with
   a per-sample epsilon, relative to a plain cross-entropy training step.
 
-    python benchmarks/bench_explain.py [--batch 1024] [--rounds 5] [--threads 1]
+    python benchmarks/bench_explain.py [--batch 1024] [--rounds 5] [--threads 1] \
+        [--parts maps,perturbation,tea]
 
 With one thread (the default) times are this process's CPU time, steady on a shared
 machine; with more threads they are wall time.
@@ -58,6 +61,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=1024, help="images per call")
     parser.add_argument("--tea-batch", type=int, default=128, help="batch of a TEA step")
+    parser.add_argument("--perturbation-batch", type=int, default=64,
+                        help="images per SmoothGrad and occlusion call")
+    parser.add_argument("--parts", default="maps,perturbation,tea",
+                        help="comma-separated: maps (Grad-CAM, LRP), perturbation "
+                             "(SmoothGrad, occlusion), tea")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: steadier on a shared machine)")
@@ -71,7 +79,7 @@ def main() -> int:
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     from zennit.attribution import Gradient
-    from zennit.composites import EpsilonPlusFlat, LayerMapComposite
+    from zennit.composites import LayerMapComposite
     from zennit.rules import Epsilon, Pass
     from zennit.types import Activation, Convolution, Linear
 
@@ -102,6 +110,63 @@ def main() -> int:
     epsilon_composite = LayerMapComposite(
         [(Activation, Pass()), (Convolution, Epsilon(0.01)), (Linear, Epsilon(0.01))])
 
+    parts = set(args.parts.split(","))
+    print(f"shortcutlab explain benchmark: cnn3, batch {args.batch}, {args.rounds} rounds, "
+          f"{args.threads} thread(s) ({'CPU' if args.threads == 1 else 'wall'} time), "
+          f"torch {torch.__version__}, {platform.machine()}")
+    if "maps" in parts:
+        bench_maps(args, clock, model, layer, x, target, captum, library_grad_cam, zennit,
+                   epsilon_composite)
+    if "perturbation" in parts:
+        bench_perturbation(args, clock, model, x, target)
+    if "tea" in parts:
+        bench_tea(args, clock, model, x, target, onehot, epsilon_composite)
+    return 0
+
+
+def report(seconds: dict[str, float], batch: int,
+           pairs: list[tuple[str, str, str, float]]) -> None:
+    print(f"\n{'method':34s} {'images/s':>10s}")
+    for name, value in seconds.items():
+        print(f"{name:34s} {batch / value:10.0f}")
+    print(f"\n{'speed ratio (ours / peer)':34s} {'ratio':>7s} {'target':>7s}")
+    for label, ours, peer, goal in pairs:
+        ratio = seconds[peer] / seconds[ours]
+        verdict = "met" if ratio >= goal else "MISSED"
+        print(f"{label:34s} {ratio:6.2f}x {goal:6.1f}x  {verdict}")
+
+
+def bench_perturbation(args, clock, model, x, target) -> None:
+    from captum.attr import InputXGradient, NoiseTunnel, Occlusion
+
+    from shortcutlab.explain.gradients import input_x_gradient
+    from shortcutlab.explain.occlusion import occlusion
+    from shortcutlab.explain.smoothgrad import smooth_grad
+
+    images, classes = x[:args.perturbation_batch], target[:args.perturbation_batch]
+    tunnel = NoiseTunnel(InputXGradient(model))
+    occluder = Occlusion(model)
+    seconds = timed_rounds({
+        "smoothgrad ixg, 16 samples (ours)": lambda: smooth_grad(
+            model, images, classes, input_x_gradient, samples=16, noise=0.15),
+        "Captum NoiseTunnel(InputXGradient)": lambda: tunnel.attribute(
+            images, nt_type="smoothgrad", nt_samples=16, stdevs=0.15, target=classes),
+        "occlusion 4x4, stride 2 (ours)": lambda: occlusion(model, images, classes),
+        "Captum Occlusion": lambda: occluder.attribute(
+            images, sliding_window_shapes=(3, 4, 4), strides=(3, 2, 2), baselines=0.0,
+            target=classes, perturbations_per_eval=64),
+    }, args.rounds, clock)
+    report(seconds, len(images), [
+        ("smoothgrad vs Captum NoiseTunnel", "smoothgrad ixg, 16 samples (ours)",
+         "Captum NoiseTunnel(InputXGradient)", 1.0),
+        ("occlusion vs Captum Occlusion", "occlusion 4x4, stride 2 (ours)", "Captum Occlusion",
+         1.0)])
+
+
+def bench_maps(args, clock, model, layer, x, target, captum, library_grad_cam, zennit,
+               epsilon_composite) -> None:
+    from zennit.composites import EpsilonPlusFlat
+
     seconds = timed_rounds({
         "grad_cam (ours, h x w)": lambda: grad_cam(model, x, target, upsample=False),
         "Captum LayerGradCam": lambda: captum.attribute(x, target=target,
@@ -114,6 +179,19 @@ def main() -> int:
                                                     epsilon=0.01),
         "zennit EpsilonPlusFlat": zennit(EpsilonPlusFlat(epsilon=0.01)),
     }, args.rounds, clock)
+    report(seconds, args.batch, [
+        ("grad_cam vs Captum LayerGradCam", "grad_cam (ours, h x w)", "Captum LayerGradCam",
+         1.0),
+        ("grad_cam vs pytorch-grad-cam", "grad_cam (ours, upsampled)",
+         "pytorch-grad-cam GradCAM", 1.5),
+        ("lrp epsilon vs zennit", "lrp epsilon (ours)", "zennit Epsilon composite", 1.0),
+        ("lrp epsilon-plus-flat vs zennit", "lrp epsilon-plus-flat (ours)",
+         "zennit EpsilonPlusFlat", 1.0),
+    ])
+
+
+def bench_tea(args, clock, model, x, target, onehot, epsilon_composite) -> None:
+    from zennit.attribution import Gradient
 
     tea_x, tea_target = x[:args.tea_batch], target[:args.tea_batch]
     tea_epsilon = torch.exp(torch.empty(args.tea_batch).uniform_(
@@ -151,26 +229,6 @@ def main() -> int:
         store.extend(p.grad.clone() for p in model.parameters())
     errors = [float((a - e).norm() / e.norm()) for a, e in zip(approximate, exact, strict=True)]
 
-    print(f"shortcutlab explain benchmark: cnn3, batch {args.batch}, {args.rounds} rounds, "
-          f"{args.threads} thread(s) ({'CPU' if args.threads == 1 else 'wall'} time), "
-          f"torch {torch.__version__}, {platform.machine()}")
-    print(f"{'method':34s} {'images/s':>10s}")
-    for name, value in seconds.items():
-        print(f"{name:34s} {args.batch / value:10.0f}")
-    pairs = [
-        ("grad_cam vs Captum LayerGradCam", "grad_cam (ours, h x w)", "Captum LayerGradCam",
-         1.0),
-        ("grad_cam vs pytorch-grad-cam", "grad_cam (ours, upsampled)",
-         "pytorch-grad-cam GradCAM", 1.5),
-        ("lrp epsilon vs zennit", "lrp epsilon (ours)", "zennit Epsilon composite", 1.0),
-        ("lrp epsilon-plus-flat vs zennit", "lrp epsilon-plus-flat (ours)",
-         "zennit EpsilonPlusFlat", 1.0),
-    ]
-    print(f"\n{'speed ratio (ours / peer)':34s} {'ratio':>7s} {'target':>7s}")
-    for label, ours, peer, goal in pairs:
-        ratio = seconds[peer] / seconds[ours]
-        verdict = "met" if ratio >= goal else "MISSED"
-        print(f"{label:34s} {ratio:6.2f}x {goal:6.1f}x  {verdict}")
     step, tea_cost = tea["training step (forward + backward)"], \
         tea["lrp create_graph=True + backward"]
     zennit_cost = tea["zennit create_graph=True + backward"]
@@ -180,7 +238,6 @@ def main() -> int:
     print(f"zennit, same step: {zennit_cost * 1000:.0f} ms (ours is {zennit_cost / tea_cost:.2f}x "
           f"as fast), and its parameter gradients are off by {min(errors):.0%} to "
           f"{max(errors):.0%} (relative norm, per parameter)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -118,5 +118,5 @@ def test_every_library_registry_speaks_the_same_way():
         if names is not None:
             assert message == f"unknown {what}; choose one of: {', '.join(names)}"
     assert sorted(COMPOSITES) == list_rules() and "epsilon" in COMPOSITES
-    assert list(METHODS) == ["gradcam", "gradcampp", "lrp", "ixg", "ig"]
+    assert list(METHODS) == ["gradcam", "gradcampp", "lrp", "ixg", "ig", "occlusion", "smoothgrad"]
     assert next(iter(STYLES)) == "noise" and STYLES["noise"].name == "noise"

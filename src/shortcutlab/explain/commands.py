@@ -13,7 +13,7 @@ from shortcutlab.arguments import (
     seed_value,
 )
 
-METHOD_CHOICES = ("gradcam", "gradcampp", "lrp", "ixg", "ig")
+METHOD_CHOICES = ("gradcam", "gradcampp", "lrp", "ixg", "ig", "occlusion", "smoothgrad")
 RULE_CHOICES = ("epsilon", "zplus", "epsilon-plus", "epsilon-plus-flat")
 
 
@@ -41,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="where explain.json and the figures go")
     parser.add_argument("--method", default="gradcam", choices=METHOD_CHOICES,
                         help="attribution method: gradcam, gradcampp (Grad-CAM++), lrp, "
-                             "ixg (input x gradient), ig (integrated gradients)")
+                             "ixg (input x gradient), ig (integrated gradients), occlusion "
+                             "(a sliding gray patch, no gradients), smoothgrad (--base "
+                             "averaged over noisy copies)")
     parser.add_argument("--compare", metavar="RUN2", default=None,
                         help="a second trained model, explained and scored side by side")
     parser.add_argument("--label", default=None,
@@ -62,6 +64,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="LRP epsilon (the epsilon rule's; near 0 it is gradient x input)")
     parser.add_argument("--steps", type=positive_int, default=32,
                         help="integrated-gradients steps")
+    parser.add_argument("--base", default="ixg", choices=METHOD_CHOICES[:-1],
+                        help="smoothgrad: the method averaged over noisy copies (default: ixg)")
+    parser.add_argument("--samples", type=positive_int, default=16,
+                        help="smoothgrad: noisy copies per image (default: 16)")
+    parser.add_argument("--noise", type=non_negative_float, default=0.15,
+                        help="smoothgrad: noise standard deviation, pixels in [0, 1] "
+                             "(default: 0.15)")
+    parser.add_argument("--window", type=positive_int, default=4,
+                        help="occlusion: side of the gray patch in pixels (default: 4)")
+    parser.add_argument("--stride", type=positive_int, default=2,
+                        help="occlusion: step of the patch (default: 2)")
     parser.add_argument("--tolerance", type=non_negative_int, default=0,
                         help="pointing game: pixels by which the digit mask is grown")
     parser.add_argument("--sanity-images", type=non_negative_int, default=32,
@@ -97,7 +110,8 @@ def _run(args: argparse.Namespace) -> int:
     config = ExplainConfig(
         method=args.method, splits=tuple(args.splits), limit=args.limit or None,
         target=args.target, batch_size=args.batch_size, layer=args.layer, rule=args.rule,
-        epsilon=args.epsilon, steps=args.steps, tolerance=args.tolerance,
+        epsilon=args.epsilon, steps=args.steps, tolerance=args.tolerance, base=args.base,
+        samples=args.samples, noise=args.noise, window=args.window, stride=args.stride,
         sanity_images=args.sanity_images, examples=args.examples, seed=args.seed,
         device=args.device, figures=args.figures, faithfulness=args.faithfulness,
         faithfulness_split=args.faithfulness_split, fill=args.fill,

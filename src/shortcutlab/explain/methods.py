@@ -13,6 +13,7 @@ from shortcutlab.errors import ShortcutlabError
 from shortcutlab.explain._common import to_map
 from shortcutlab.explain.gradcam import grad_cam, grad_cam_pp
 from shortcutlab.explain.gradients import input_x_gradient, integrated_gradients
+from shortcutlab.explain.occlusion import occlusion
 from shortcutlab.explain.relevance import lrp
 from shortcutlab.progress import progress
 from shortcutlab.registry import Registry
@@ -52,6 +53,23 @@ def _ig(model: nn.Module, x: Tensor, target: Tensor, steps: int = 32, **_: Any) 
     return integrated_gradients(model, x, target, steps=steps)
 
 
+def _occlusion(model: nn.Module, x: Tensor, target: Tensor, window: int = 4, stride: int = 2,
+               **_: Any) -> Tensor:
+    return occlusion(model, x, target, window=window, stride=stride)
+
+
+def _smoothgrad(model: nn.Module, x: Tensor, target: Tensor, base: str = "ixg",
+                samples: int = 16, noise: float = 0.15, **options: Any) -> Tensor:
+    from shortcutlab.explain.smoothgrad import smooth_grad
+
+    method = get_method(base)
+    if method.name == "smoothgrad":
+        raise ShortcutlabError("SmoothGrad's base must be another method")
+    inner = method_options(method, options)
+    return smooth_grad(model, x, target, lambda m, images, classes: to_map(
+        method.fn(m, images, classes, **inner)), samples=samples, noise=noise)
+
+
 METHODS: Registry[Method] = Registry("explanation method", order="registered")
 for _method in (
     Method("gradcam", "Grad-CAM", _gradcam, False, ("layer",)),
@@ -59,6 +77,9 @@ for _method in (
     Method("lrp", "LRP", _lrp, True, ("rule", "epsilon")),
     Method("ixg", "input x gradient", _ixg, True, ()),
     Method("ig", "integrated gradients", _ig, True, ("steps",)),
+    Method("occlusion", "occlusion", _occlusion, True, ("window", "stride")),
+    Method("smoothgrad", "SmoothGrad", _smoothgrad, True,
+           ("base", "samples", "noise", "layer", "rule", "epsilon", "steps")),
 ):
     METHODS.register(_method.name, _method)
 del _method

@@ -55,6 +55,11 @@ class ExplainConfig:
     rule: str = "epsilon"
     epsilon: float = 0.01
     steps: int = 32
+    base: str = "ixg"  # SmoothGrad's method
+    samples: int = 16  # SmoothGrad's noisy copies
+    noise: float = 0.15  # SmoothGrad's noise (standard deviation)
+    window: int = 4  # occlusion's patch
+    stride: int = 2  # occlusion's step
     tolerance: int = 0
     sanity_images: int = 32
     examples: int = 8
@@ -69,6 +74,11 @@ class ExplainConfig:
 
     def validate(self) -> None:
         get_method(self.method)
+        if self.method == "smoothgrad" and get_method(self.base).name == "smoothgrad":
+            raise ShortcutlabError("--base must name another method than smoothgrad")
+        if self.samples < 1 or self.noise < 0 or self.window < 1 or self.stride < 1:
+            raise ShortcutlabError("--samples, --window and --stride must be positive, "
+                                   "--noise >= 0")
         if self.target not in TARGETS:
             raise ShortcutlabError(f"--target must be one of {TARGETS}, got {self.target!r}")
         unknown = [s for s in self.splits if s not in SPLITS]
@@ -92,6 +102,8 @@ class ExplainConfig:
     def method_options(self) -> dict[str, Any]:
         return method_options(get_method(self.method), {
             "layer": self.layer, "rule": self.rule, "epsilon": self.epsilon, "steps": self.steps,
+            "base": self.base, "samples": self.samples, "noise": self.noise,
+            "window": self.window, "stride": self.stride,
         })
 
 
