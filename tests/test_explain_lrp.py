@@ -16,7 +16,14 @@ from shortcutlab.explain import Composite, Epsilon, ZPlus, lrp
 zennit = pytest.importorskip("zennit")
 from zennit.attribution import Gradient  # noqa: E402
 from zennit.canonizers import SequentialMergeBatchNorm  # noqa: E402
-from zennit.composites import EpsilonPlus, EpsilonPlusFlat, LayerMapComposite  # noqa: E402
+from zennit.composites import (  # noqa: E402
+    EpsilonAlpha2Beta1,
+    EpsilonAlpha2Beta1Flat,
+    EpsilonGammaBox,
+    EpsilonPlus,
+    EpsilonPlusFlat,
+    LayerMapComposite,
+)
 from zennit.layer import Sum  # noqa: E402
 from zennit.rules import Epsilon as ZennitEpsilon  # noqa: E402
 from zennit.rules import Norm, Pass  # noqa: E402
@@ -95,6 +102,11 @@ def test_composites_match_zennit(config):
         ("zplus", LayerMapComposite([(Activation, Pass()), (AvgPool, Norm(1e-6)),
                                      (Convolution, ZennitZPlus()), (Linear, ZennitZPlus())],
                                     canonizers=canonizers)),
+        ("epsilon-gamma-box", EpsilonGammaBox(low=0.0, high=1.0, epsilon=0.05, gamma=0.25,
+                                              canonizers=canonizers)),
+        ("epsilon-alpha2-beta1", EpsilonAlpha2Beta1(epsilon=0.05, canonizers=canonizers)),
+        ("epsilon-alpha2-beta1-flat", EpsilonAlpha2Beta1Flat(epsilon=0.05,
+                                                             canonizers=canonizers)),
     ]
     for name, composite in pairs:
         ours = lrp(model, x, target, rule=name, epsilon=0.05)
@@ -195,6 +207,7 @@ def _finite_difference_check(model: nn.Module, loss_fn, samples: int = 2) -> Non
     ("epsilon", lambda: random_cnn(9, width=3, batch_norm=True, size=12)),
     ("zplus", lambda: random_cnn(9, width=3, batch_norm=True, size=12)),
     ("epsilon-plus-flat", lambda: random_cnn(9, width=3, batch_norm=True, size=12)),
+    ("epsilon-gamma-box", lambda: random_cnn(9, width=3, batch_norm=True, size=12)),
     ("epsilon", lambda: random_cnn(10, width=3, pool="avg", head="gap", size=12)),
 ])
 def test_heatmap_gradients_match_finite_differences(rule, make):
@@ -360,6 +373,13 @@ def test_a_differentiable_heatmap_frees_its_graph(make, differentiate):
     del x, heatmap
     gc.collect()
     assert images() is None
+
+
+def test_alpha_beta_refuses_a_differentiable_heatmap():
+    model = random_cnn(0, size=12)
+    with pytest.raises(ShortcutlabError, match="AlphaBeta rule gives heatmaps that are not"):
+        lrp(model, batch(2, size=12), torch.tensor([1, 2]), rule="epsilon-alpha2-beta1",
+            create_graph=True)
 
 
 def test_heatmap_gradient_with_respect_to_the_input():

@@ -14,7 +14,8 @@ from shortcutlab.arguments import (
 )
 
 METHOD_CHOICES = ("gradcam", "gradcampp", "lrp", "ixg", "ig", "occlusion", "smoothgrad")
-RULE_CHOICES = ("epsilon", "zplus", "epsilon-plus", "epsilon-plus-flat")
+RULE_CHOICES = ("epsilon", "zplus", "epsilon-plus", "epsilon-plus-flat", "epsilon-gamma-box",
+                "epsilon-alpha2-beta1", "epsilon-alpha2-beta1-flat")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

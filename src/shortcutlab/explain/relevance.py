@@ -428,6 +428,7 @@ class Rule:
     """
 
     input_only = False
+    differentiable = True  # heatmaps differentiable with respect to the parameters
 
     def ratio(self, z: Tensor, z_rule: Tensor) -> Tensor:
         raise NotImplementedError
@@ -500,6 +501,97 @@ class Flat(Rule):
         return spread
 
 
+@dataclass(frozen=True)
+class Gamma(Rule):
+    """LRP-gamma, generalized to inputs of both signs as zennit's ``Gamma``: positive
+    contributions are boosted by ``gamma`` for outputs that are positive, negative ones
+    for outputs that are negative, which favours the evidence that agrees with the
+    output's sign (gamma = 0: the plain z rule; large gamma: z+)."""
+
+    gamma: float = 0.25
+    stabilizer: float = 1e-6
+
+    def ratio(self, z: Tensor, z_rule: Tensor) -> Tensor:
+        return z / stabilize(z_rule, self.stabilizer)
+
+    def modified_output(self, layer: AffineLayer | None, a: Tensor, z: Tensor) -> Tensor:
+        weight, bias = layer.params()
+        boost_up = weight + self.gamma * weight.clamp(min=0)
+        boost_down = weight + self.gamma * weight.clamp(max=0)
+        positive, negative = a.clamp(min=0), a.clamp(max=0)
+        up_bias = None if bias is None else bias + self.gamma * bias.clamp(min=0)
+        down_bias = None if bias is None else bias + self.gamma * bias.clamp(max=0)
+        # each output uses the modified forward of its own sign (its gate is constant)
+        z_up = layer.forward(positive, boost_up, up_bias) + layer.forward(negative, boost_down,
+                                                                          None)
+        z_down = layer.forward(positive, boost_down, down_bias) + layer.forward(
+            negative, boost_up, None)
+        sign = z.detach()
+        return torch.where(sign > 0, z_up, torch.where(sign < 0, z_down, torch.zeros_like(z)))
+
+
+@dataclass(frozen=True)
+class AlphaBeta(Rule):
+    """LRP-alpha-beta, as zennit's ``AlphaBeta``: relevance flows to the positive
+    contributions (weight ``alpha``) and against the negative ones (weight ``beta``),
+    each normalized by its own total; ``alpha - beta = 1`` conserves relevance.
+
+    It is a difference of two redistributions, so its heatmaps are not differentiable
+    with respect to the parameters (the normalizations are constants): ``lrp`` refuses
+    it with ``create_graph=True``."""
+
+    alpha: float = 2.0
+    beta: float = 1.0
+    stabilizer: float = 1e-6
+    differentiable = False
+
+    def ratio(self, z: Tensor, z_rule: Tensor) -> Tensor:
+        return torch.ones_like(z)  # the normalizations are inside modified_output
+
+    def modified_output(self, layer: AffineLayer | None, a: Tensor, z: Tensor) -> Tensor:
+        weight, bias = layer.params()
+        positive, negative = a.clamp(min=0), a.clamp(max=0)
+        z_plus = layer.forward(positive, weight.clamp(min=0),
+                               None if bias is None else bias.clamp(min=0)) + layer.forward(
+            negative, weight.clamp(max=0), None)
+        z_minus = layer.forward(positive, weight.clamp(max=0),
+                                None if bias is None else bias.clamp(max=0)) + layer.forward(
+            negative, weight.clamp(min=0), None)
+        share_plus = (z / stabilize(z_plus, self.stabilizer)).detach()
+        share_minus = (z / stabilize(z_minus, self.stabilizer)).detach()
+        return self.alpha * z_plus * share_plus - self.beta * z_minus * share_minus
+
+
+@dataclass(frozen=True)
+class ZBox(Rule):
+    """LRP-z^B for the input layer (Montavon et al. 2017), as zennit's ``ZBox``: pixels
+    live in the box ``[low, high]`` (0 and 1 for our images), and the positive weights
+    count from the lowest value, the negative ones from the highest."""
+
+    low: float = 0.0
+    high: float = 1.0
+    stabilizer: float = 1e-6
+    input_only = True
+
+    def input_relevance(self, layer: AffineLayer, a: Tensor, relevance: Tensor) -> Tensor:
+        weight, bias = layer.params()
+        low = torch.full_like(a, self.low).requires_grad_(True)
+        high = torch.full_like(a, self.high).requires_grad_(True)
+        inputs = a.detach().requires_grad_(True) if not a.requires_grad else a
+        with torch.enable_grad():
+            z_plain = layer.forward(inputs, weight, bias)
+            z_low = layer.forward(low, weight.clamp(min=0), None
+                                  if bias is None else bias.clamp(min=0))
+            z_high = layer.forward(high, weight.clamp(max=0), None
+                                   if bias is None else bias.clamp(max=0))
+            z_box = z_plain - z_low - z_high
+        share = relevance / stabilize(z_box, self.stabilizer)
+        grads = torch.autograd.grad((z_plain, z_low, z_high), (inputs, low, high),
+                                    (share, share, share),
+                                    create_graph=relevance.requires_grad)
+        return inputs * grads[0] - low * grads[1] - high * grads[2]
+
+
 @dataclass(frozen=True, eq=False)
 class Composite:
     """Rules per layer type: ``layer_map`` is a tuple of ``(types, rule)`` tried in order;
@@ -509,6 +601,10 @@ class Composite:
     layer_map: tuple[tuple[tuple[type[nn.Module], ...], Rule], ...]
     first: Rule | None = None
     pool: Rule = field(default_factory=lambda: Epsilon(DEFAULT_STABILIZER))
+
+    def rules(self) -> list[Rule]:
+        return [rule for _, rule in self.layer_map] + [self.pool] + (
+            [self.first] if self.first is not None else [])
 
     def rule_for(self, module: nn.Module, is_first: bool) -> Rule:
         if is_first and self.first is not None:
@@ -551,6 +647,31 @@ def _epsilon_plus_flat(epsilon: Epsilon_, stabilizer: float) -> Composite:
     layers (zennit's EpsilonPlusFlat)."""
     return Composite(((nn.Conv2d, ZPlus(stabilizer)), (nn.Linear, Epsilon(epsilon))),
                      first=Flat(stabilizer), pool=Epsilon(stabilizer))
+
+
+@register_composite("epsilon-gamma-box")
+def _epsilon_gamma_box(epsilon: Epsilon_, stabilizer: float) -> Composite:
+    """z-box for the input layer, gamma (0.25) for other convolutions, epsilon for fully
+    connected layers (zennit's EpsilonGammaBox with low=0, high=1)."""
+    return Composite(((nn.Conv2d, Gamma(0.25, stabilizer)), (nn.Linear, Epsilon(epsilon))),
+                     first=ZBox(0.0, 1.0, stabilizer), pool=Epsilon(stabilizer))
+
+
+@register_composite("epsilon-alpha2-beta1")
+def _epsilon_alpha2_beta1(epsilon: Epsilon_, stabilizer: float) -> Composite:
+    """alpha=2, beta=1 for convolutions, epsilon for fully connected layers (zennit's
+    EpsilonAlpha2Beta1)."""
+    return Composite(((nn.Conv2d, AlphaBeta(2.0, 1.0, stabilizer)),
+                      (nn.Linear, Epsilon(epsilon))), pool=Epsilon(stabilizer))
+
+
+@register_composite("epsilon-alpha2-beta1-flat")
+def _epsilon_alpha2_beta1_flat(epsilon: Epsilon_, stabilizer: float) -> Composite:
+    """Flat for the input layer, then as epsilon-alpha2-beta1 (zennit's
+    EpsilonAlpha2Beta1Flat)."""
+    return Composite(((nn.Conv2d, AlphaBeta(2.0, 1.0, stabilizer)),
+                      (nn.Linear, Epsilon(epsilon))), first=Flat(stabilizer),
+                     pool=Epsilon(stabilizer))
 
 
 def list_rules() -> list[str]:
@@ -903,6 +1024,13 @@ def lrp(
     check_input(x)
     epsilon = check_epsilon(epsilon, x.shape[0])
     composite = make_composite(rule, epsilon, stabilizer)
+    if create_graph:
+        fixed = [type(r).__name__ for r in composite.rules() if not r.differentiable]
+        if fixed:
+            raise ShortcutlabError(
+                f"the {', '.join(fixed)} rule gives heatmaps that are not differentiable "
+                "with respect to the parameters; use epsilon, zplus or gamma composites "
+                "with create_graph=True")
     norm_after = _plan(model)
     tape = _Tape(composite, norm_after, create_graph)
     with _lrp_mode(model):
