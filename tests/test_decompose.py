@@ -264,3 +264,95 @@ def test_study_stages_probe_and_decompose_each_model_stage(tiny_run, tmp_path):
     for stage in ("probe", "sae"):
         for figure in report.results[stage].summary["figures"]:
             assert (tmp_path / stage / figure["path"]).is_file()
+
+
+# -- SAELens' architectures and measures -------------------------------------------------------
+def test_batch_topk_keeps_k_per_input_on_average_and_thresholds_at_inference():
+    data = sparse_data()
+    config = SAEConfig(expansion=4, activation="batchtopk", k=4, steps=400, batch_size=256,
+                       lr=3e-3, resample_every=100)
+    sae, _ = train_sae(data, config, show_progress=False)
+    sae.train()
+    codes = sae.encode(data[:256])
+    assert int((codes > 0).sum()) <= 4 * 256
+    per_input = (codes > 0).sum(1)
+    assert int(per_input.max()) > int(per_input.min())  # inputs may use more or fewer
+    sae.eval()
+    assert float(sae.threshold) > 0
+    metrics = sae_metrics(sae, sparse_data(seed=0)[:1000])
+    assert metrics["r2"] > 0.7 and 1.0 <= metrics["l0"] <= 12.0
+
+
+def test_jumprelu_learns_thresholds_and_its_l0_penalty_sparsifies():
+    data = sparse_data()
+    results = {}
+    for l0_weight in (1e-4, 3e-2):
+        config = SAEConfig(expansion=4, activation="jumprelu", l1=l0_weight, steps=400,
+                           batch_size=256, lr=3e-3, resample_every=100)
+        sae, _ = train_sae(data, config, show_progress=False)
+        results[l0_weight] = (sae, sae_metrics(sae, sparse_data(seed=0)[:1000]))
+    sae, loose = results[1e-4]
+    _, tight = results[3e-2]
+    assert loose["r2"] > 0.7
+    assert tight["l0"] < loose["l0"]
+    assert float((sae.log_threshold.exp() - 1e-3).abs().max()) > 1e-4  # thresholds moved
+
+
+def test_topk_auxiliary_loss_trains_only_the_dead_features_on_the_residual():
+    data = sparse_data(count=256)
+    sae = SparseAutoencoder(16, 64, activation="topk", k=2)
+    sae.fit_input_scale(data)
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[10:20] = True
+    _, _, none, _ = sae.losses(data)
+    assert float(none) == 0.0  # no dead features, no auxiliary loss
+    _, _, aux, _ = sae.losses(data, dead=dead, k_aux=4)
+    assert float(aux) > 0
+    aux.backward()
+    reached = sae.W_enc.grad.abs().sum(0) > 0
+    assert bool(reached[dead].any()) and not bool(reached[~dead].any())
+    # and in training the term shows up once features have been idle long enough
+    config = SAEConfig(expansion=16, activation="topk", k=1, steps=400, batch_size=256,
+                       lr=3e-3, resample_every=0)
+    _, history = train_sae(sparse_data(), config, show_progress=False)
+    assert history[0]["aux"] == 0.0 and max(row["aux"] for row in history) > 0
+
+
+def test_density_counts_dead_and_dense_features():
+    data = sparse_data(count=400)
+    sae = SparseAutoencoder(16, 32)
+    sae.fit_input_scale(data)
+    with torch.no_grad():
+        sae.b_enc[:4] = -1e4  # never on
+        sae.b_enc[4:8] = 1e4  # always on
+    metrics = sae_metrics(sae, data)
+    assert metrics["density"][:4] == [0.0] * 4 and metrics["density"][4:8] == [1.0] * 4
+    assert metrics["dead_fraction"] >= 4 / 32 and metrics["dense_fraction"] >= 4 / 32
+
+
+def test_fidelity_is_one_for_a_perfect_splice_and_lower_for_a_broken_one(small_cnn):
+    from shortcutlab.decompose.activations import fidelity
+
+    x = torch.rand(40, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(0, 10, (40,), generator=torch.Generator().manual_seed(1))
+    layer = "features.conv3"
+    vectors = collect_activations(small_cnn, layer, x, "position")
+    sae = SparseAutoencoder(vectors.shape[1], vectors.shape[1] * 2)
+    sae.fit_input_scale(vectors)
+    # an exact code: identity encoder and decoder on the (scaled, centred) inputs
+    dim = vectors.shape[1]
+    with torch.no_grad():
+        sae.W_enc.zero_()
+        sae.W_dec.zero_()
+        sae.W_enc[:, :dim] = torch.eye(dim)
+        sae.W_enc[:, dim:] = -torch.eye(dim)
+        sae.W_dec[:dim] = torch.eye(dim)
+        sae.W_dec[dim:] = -torch.eye(dim)
+    perfect = fidelity(small_cnn, sae, layer, "position", x, labels)
+    assert perfect["score"] == pytest.approx(1.0, abs=1e-5)
+    with torch.no_grad():
+        sae.W_dec.mul_(0.3)  # a splice that keeps a third of the signal
+    broken = fidelity(small_cnn, sae, layer, "position", x, labels)
+    assert broken["score"] < 0.99
+    assert broken["ce_clean"] == pytest.approx(perfect["ce_clean"])
+    assert hook_count(small_cnn) == 0

@@ -239,3 +239,31 @@ class EditedPredictions:
 
         return batched_forward(rest, outputs, self.batch_size, device=self.device,
                                fn=_argmax, to_cpu=True).numpy()
+
+
+@torch.no_grad()
+def fidelity(model: nn.Module, sae: SparseAutoencoder, layer: str, mode: str,
+             images: np.ndarray | Tensor, labels: np.ndarray | Tensor, batch_size: int = 500,
+             device: torch.device | str = "cpu") -> dict[str, float]:
+    """How much of the model's cross-entropy the SAE keeps when spliced in, normalized as
+    SAELens' "CE loss score": ``(CE_zero - CE_spliced) / (CE_zero - CE_clean)`` with
+    ``CE_zero`` the loss with ``layer``'s output set to zero (1: the SAE loses nothing;
+    0: as bad as deleting the layer)."""
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    totals = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
+    edits = {"spliced": reconstruction_edit(sae, mode), "zero": torch.zeros_like}
+    model = model.eval()
+    start = 0
+    for batch in _batches(images, batch_size, device):
+        target = labels[start:start + len(batch)].to(batch.device)
+        start += len(batch)
+        totals["clean"] += float(nn.functional.cross_entropy(model(batch), target,
+                                                             reduction="sum"))
+        for name, edit in edits.items():
+            with edit_output(model, layer, edit):
+                totals[name] += float(nn.functional.cross_entropy(model(batch), target,
+                                                                  reduction="sum"))
+    losses = {f"ce_{name}": value / max(start, 1) for name, value in totals.items()}
+    gap = losses["ce_zero"] - losses["ce_clean"]
+    score = (losses["ce_zero"] - losses["ce_spliced"]) / gap if abs(gap) > 1e-12 else None
+    return {**losses, "score": score}

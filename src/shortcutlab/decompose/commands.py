@@ -46,10 +46,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="conv layers: per position or spatially pooled; FC layers: flat")
     train.add_argument("--expansion", type=positive_int, default=8,
                        help="features per input dimension")
-    train.add_argument("--activation", choices=("relu", "topk"), default="relu")
-    train.add_argument("--k", type=positive_int, default=16, help="TopK: features on per input")
+    train.add_argument("--activation", choices=("relu", "topk", "batchtopk", "jumprelu"),
+                       default="relu",
+                       help="relu (L1 penalty), topk (k features per input), batchtopk (k per "
+                            "input on average over a batch) or jumprelu (learned thresholds, "
+                            "L0 penalty)")
+    train.add_argument("--k", type=positive_int, default=16,
+                       help="TopK and BatchTopK: features on per input")
     train.add_argument("--l1", type=non_negative_float, default=3e-3,
-                       help="ReLU: L1 sparsity weight")
+                       help="ReLU: L1 sparsity weight; JumpReLU: L0 weight")
+    train.add_argument("--aux", type=non_negative_float, default=1 / 32,
+                       help="TopK and BatchTopK: weight of the auxiliary loss that revives "
+                            "dead features (default: 1/32)")
     train.add_argument("--steps", type=positive_int, default=4000)
     train.add_argument("--batch-size", type=positive_int, default=512)
     train.add_argument("--lr", type=positive_float, default=1e-3)
@@ -108,13 +116,15 @@ def _train(args: argparse.Namespace) -> int:
 
     device = apply_runtime(args)
     config = SAEConfig(expansion=args.expansion, activation=args.activation, k=args.k,
-                       l1=args.l1, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                       l1=args.l1, aux=args.aux, steps=args.steps,
+                       batch_size=args.batch_size, lr=args.lr,
                        resample_every=args.resample_every, seed=args.seed)
     meta = train_on_run(args.run, args.out, args.data, args.layer, args.mode, config,
                         images=args.images, device=device)
     val = meta["accuracy"]["val"]
     print(f"SAE on {meta['layer']} ({meta['mode']}, {meta['sae']['d_hidden']} features): "
           f"r2 {meta['r2']:.3f}, L0 {meta['l0']:.1f}, dead {meta['dead_fraction']:.1%}, "
+          f"dense {meta['dense_fraction']:.1%}, fidelity {meta['fidelity']['score']:.3f}, "
           f"val accuracy {val['original']:.3f} -> {val['reconstructed']:.3f} reconstructed")
     return 0
 

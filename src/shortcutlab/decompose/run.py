@@ -26,10 +26,17 @@ from shortcutlab.decompose.activations import (
     collect_activations,
     feature_activations,
     feature_edit,
+    fidelity,
     reconstruction_edit,
     resolve_mode,
 )
-from shortcutlab.decompose.sae import SAEConfig, SparseAutoencoder, sae_metrics, train_sae
+from shortcutlab.decompose.sae import (
+    DENSE_ABOVE,
+    SAEConfig,
+    SparseAutoencoder,
+    sae_metrics,
+    train_sae,
+)
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.figures import save_figure
 from shortcutlab.probe import figures
@@ -73,6 +80,10 @@ def train_on_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
     val_acts = collect_activations(model, layer, val.images[:eval_images], mode, device=device)
     sae, history = train_sae(acts, config, show_progress=show_progress, device=device)
     metrics = sae_metrics(sae, val_acts.to(device))
+    density = metrics.pop("density")
+    eval_split = val.subset(np.arange(min(eval_images, len(val))))
+    splice = fidelity(model, sae, layer, mode, eval_split.images, eval_split.labels,
+                      device=device)
 
     accuracy = {}
     runner = EditedPredictions(model, layer, device=device)
@@ -102,18 +113,23 @@ def train_on_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
         "train_vectors": len(acts),
         "eval": {"split": "val", "images": int(min(eval_images, len(val)))},
         **metrics,
+        "dense_above": DENSE_ABOVE,
+        "fidelity": splice,
         "accuracy": accuracy,
         "targets": {
             "r2_at_least_0.9": metrics["r2"] >= 0.9,
             "dead_fraction_under_0.1": metrics["dead_fraction"] < 0.1,
             "val_accuracy_within_2_points": drop <= 0.02,
+            "fidelity_at_least_0.95": splice["score"] is not None and splice["score"] >= 0.95,
         },
+        "density": density,
         "weights": SAE_FILE,
         "sha256": digest,
         "history": history,
     }
     write_json(out_dir / SAE_META, meta)
     _plot_training(history, out_dir / "sae_training.png", meta)
+    _plot_density(density, out_dir / "sae_density.png", meta)
     return meta
 
 
@@ -128,6 +144,9 @@ def load_sae(sae_dir: str | os.PathLike, device: torch.device | str = "cpu"
     state = load_torch(sae_dir / meta.get("weights", SAE_FILE), expected_sha256=meta.get("sha256"))
     spec = meta["sae"]
     sae = SparseAutoencoder(spec["d_in"], spec["d_hidden"], spec["activation"], spec["k"])
+    # SAEs saved before the thresholds existed carry neither (ReLU and TopK ignore them)
+    for name in ("threshold", "log_threshold"):
+        state.setdefault(name, sae.state_dict()[name])
     sae.load_state_dict(state)
     return sae.to(device).eval(), meta
 
@@ -336,6 +355,25 @@ def _plot_training(history: list[dict], path: Path, meta: dict) -> None:
     fig.suptitle(f"SAE on {meta['layer']} ({meta['mode']}): r2 {meta['r2']:.3f}, "
                  f"L0 {meta['l0']:.1f}, dead {meta['dead_fraction']:.1%}", fontsize=9)
     figures.tight_under_title(fig)
+    save_figure(fig, path)
+
+
+def _plot_density(density: list[float], path: Path, meta: dict) -> None:
+    """How often each feature is on: log10 density, dead ones counted apart."""
+    plt = figures.pyplot()
+    values = np.asarray(density)
+    alive = values[values > 0]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    if alive.size:
+        ax.hist(np.log10(alive), bins=40, color="tab:blue")
+    ax.axvline(np.log10(DENSE_ABOVE), color="tab:red", linestyle="--", linewidth=1,
+               label=f"dense above {DENSE_ABOVE:g}")
+    ax.set_xlabel("log10 share of the inputs a feature is on for")
+    ax.set_ylabel("features")
+    ax.set_title(f"feature density on {meta['eval']['split']}: {int((values == 0).sum())} dead "
+                 f"of {values.size}, {int((values > DENSE_ABOVE).sum())} dense", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     save_figure(fig, path)
 
 
