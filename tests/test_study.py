@@ -41,6 +41,8 @@ judge = false
 limit = 20
 sanity_images = 2
 examples = 2
+faithfulness = 16
+removal_steps = 4
 [attack]
 limit = 6
 steps = 5
@@ -134,6 +136,14 @@ def test_quick_study_runs_every_stage_and_reports_every_task(quick_study):
         assert f'id="task{task}"' in html
     assert "above 70% on the hard set" in html and "larger median epsilon" in html
     assert "the worst case of four targeted L-inf attacks" in html and "FMN smaller" in html
+    # Task 3's deletion curves and Task 6's fidelity reach the report
+    for method in ("gradcam", "lrp"):
+        curves = stages["explain"]["methods"][method]["faithfulness"]
+        assert set(curves) == {"model", "compare"} and curves["model"]["n"] == 16
+    assert "removing the background first hurts the lazy model" in html
+    assert "Deletion curves on 16 test_hard images" in html
+    assert all(entry["fidelity"]["ce_clean"] > 0 for entry in stages["sae"]["models"].values())
+    assert "fidelity" in html and "dense" in html
     assert "r2" in html and "dead features" in html
     assert html.count("figure missing") == 0
 

@@ -45,6 +45,7 @@ def stage_sae(ctx: StageContext) -> dict[str, Any]:
         summary["models"][name] = {
             "layer": meta["layer"], "mode": meta["mode"], "r2": meta["r2"], "l0": meta["l0"],
             "dead_fraction": meta["dead_fraction"], "accuracy": meta["accuracy"],
+            "dense_fraction": meta["dense_fraction"], "fidelity": meta["fidelity"],
             "features": labels["summary"],
             "hard_accuracy_color_ablated": ablation["accuracy_after"],
             "hard_accuracy": ablation["accuracy_before"],
@@ -52,6 +53,9 @@ def stage_sae(ctx: StageContext) -> dict[str, Any]:
             "boost_flip_rate": effects["boost_color_features"].get("mean_flip_rate"),
         }
         summary["figures"] += [
+            {"path": f"{name}/sae_density.png",
+             "caption": f"{name}: how often each SAE feature is on (log scale): dead "
+                        "features never, dense ones on more than a tenth of the inputs."},
             {"path": f"{name}/feature_cards.png",
              "caption": f"{name}: SAE features of {meta['layer']}, with exemplars and their "
                         "mean activation by color and by digit."},
@@ -85,6 +89,10 @@ def section_sae(study: StudyArtifacts) -> Section:
                   entry.get("r2"), lambda v: v >= 0.9, lambda v: num(v)),
             check(f"{name}: fewer than 10% dead features", entry.get("dead_fraction"),
                   lambda v: v < 0.1),
+            check(f"{name}: the spliced-in SAE keeps at least 95% of the model's loss "
+                  "(fidelity: cross-entropy recovered against zero-ablating the layer)",
+                  (entry.get("fidelity") or {}).get("score"), lambda v: v >= 0.95,
+                  lambda v: num(v)),
             Verdict(f"{name}: accuracy on the reconstruction within 2 points (easy val)",
                     f"{pct(val.get('reconstructed'))} vs {pct(val.get('original'))}",
                     drop <= 0.02 if measured(drop) else None),
@@ -92,7 +100,8 @@ def section_sae(study: StudyArtifacts) -> Section:
         features = entry.get("features", {})
         flips = entry.get("boost_flip_rate")
         rows.append([name, entry.get("layer"), num(entry.get("r2")), num(entry.get("l0"), 1),
-                     pct(entry.get("dead_fraction")),
+                     num((entry.get("fidelity") or {}).get("score")),
+                     pct(entry.get("dead_fraction")), pct(entry.get("dense_fraction")),
                      *(features.get(kind, 0) for kind in ("color", "digit", "shape", "mixed")),
                      pct(entry.get("hard_accuracy")), pct(entry.get("hard_accuracy_color_ablated")),
                      " / ".join(pct(v) for v in flips) if isinstance(flips, list) and flips
@@ -100,7 +109,8 @@ def section_sae(study: StudyArtifacts) -> Section:
     if rows:
         section.tables.append(Table(
             "SAE quality, feature labels, and what dialling the color features does",
-            ["model", "layer", "r2", "L0", "dead", "color", "digit", "shape", "mixed",
+            ["model", "layer", "r2", "L0", "fidelity", "dead", "dense", "color", "digit",
+             "shape", "mixed",
              "hard acc.", "hard acc., color ablated",
              "boost flip rate at strength " + " / ".join(
                  f"{v:g}" for v in next(iter(models_of(stage).values())).get(
@@ -115,6 +125,7 @@ def section_sae(study: StudyArtifacts) -> Section:
 
 def headline(stages: Summaries) -> dict[str, Any]:
     return {name: {"r2": entry.get("r2"), "dead_fraction": entry.get("dead_fraction"),
+                   "fidelity": (entry.get("fidelity") or {}).get("score"),
                    "val_accuracy": entry.get("accuracy", {}).get("val")}
             for name, entry in (dig(stages, "sae", "models") or {}).items()}
 
