@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -224,6 +225,36 @@ def test_sae_cli_end_to_end(tiny_run, tmp_path, capsys):
     assert result["custom"]["edits"] == [{"feature": 0, "scale": 0.0, "add": 0.0}]
     assert (out / "interventions.png").stat().st_size > 0
     assert "accuracy with the color features ablated" in capsys.readouterr().out
+    assert meta["fidelity"]["ce_zero"] > 0 and "score" in meta["fidelity"]
+    assert len(meta["density"]) == meta["sae"]["d_hidden"]
+    assert (out / "sae_density.png").stat().st_size > 0
+
+    # the same layer with another seed, then the features matched across the two
+    again = tmp_path / "sae-seed1"
+    assert main(["sae", "train", str(tiny_run), "--out", str(again), "--steps", "60",
+                 "--images", "200", "--expansion", "4", "--threads", "1", "--seed", "1"]) == 0
+    assert main(["sae", "stability", str(out), str(again), "--out", str(tmp_path / "st")]) == 0
+    stable = json.loads((tmp_path / "st" / "stability.json").read_text())
+    assert stable["alive"] == meta["sae"]["d_hidden"] - labels["summary"]["dead"]
+    assert sum(row["n"] for row in stable["by_kind"].values()) == stable["alive"]
+    assert 0 <= stable["recurring_alive"] <= stable["alive"]
+    assert main(["sae", "stability", str(out), "--out", str(tmp_path / "st")]) == 2
+
+
+def test_matching_recovers_a_permuted_dictionary():
+    from shortcutlab.decompose.stability import match_features
+
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.randn(40, 16, generator=generator)
+    order = torch.randperm(40, generator=generator)
+    other = reference[order] * 3.0 + 0.05 * torch.randn(40, 16, generator=generator)
+    match, cosine = match_features(reference, other)
+    assert (order[torch.from_numpy(match)] == torch.arange(40)).all()
+    assert cosine.min() > 0.95
+    unrelated = torch.randn(40, 16, generator=generator)
+    assert np.median(match_features(reference, unrelated)[1]) < 0.9
+    with pytest.raises(ShortcutlabError, match="different spaces"):
+        match_features(reference, torch.randn(40, 8))
 
 
 def test_sae_cli_reports_bad_input(tiny_run, tmp_path, capsys):

@@ -13,6 +13,7 @@ from shortcutlab.arguments import (
     positive_float,
     positive_int,
     seed_value,
+    unit_float,
 )
 
 
@@ -107,6 +108,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_runtime_arguments(intervene)
     intervene.set_defaults(func=_intervene)
 
+    stable = commands.add_parser(
+        "stability", help="do the features come back with another SAE seed?",
+        formatter_class=formatter,
+        description="Match the features of SAEs trained on the same layer with different "
+        "seeds (Hungarian matching on decoder cosine) against the first one, whose "
+        "labels.json names them; report the share of each kind (color, digit, ...) that "
+        "recurs above --threshold in every other SAE. Writes stability.json into --out.")
+    stable.add_argument("sae_dirs", metavar="SAE_DIR", nargs="+",
+                        help="SAE directories of one layer; the first is the reference")
+    stable.add_argument("--threshold", type=unit_float, default=0.9,
+                        help="decoder cosine above which a feature recurs (default: 0.9)")
+    stable.add_argument("--out", type=output_dir, required=True, metavar="DIR")
+    stable.set_defaults(func=_stability)
+
 
 
 
@@ -164,4 +179,21 @@ def _intervene(args: argparse.Namespace) -> int:
               result["boost_color_features"]["mean_flip_rate"])
     if "custom" in result:
         print("custom edits:", json.dumps(result["custom"]))
+    return 0
+
+
+def _stability(args: argparse.Namespace) -> int:
+    from shortcutlab.artifacts import write_json
+    from shortcutlab.decompose.stability import stability
+
+    from pathlib import Path
+
+    result = stability(args.sae_dirs, args.threshold)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "stability.json", result)
+    for kind, row in result["by_kind"].items():
+        share = "n/a" if row["share"] is None else f"{row['share']:.0%}"
+        print(f"{kind:6s} {row['recurring']:4d} of {row['n']:4d} recur ({share})")
+    print(f"wrote {out / 'stability.json'}")
     return 0
