@@ -280,7 +280,7 @@ def deletion_figure(path: str | os.PathLike, results: dict[str, dict[str, Any]],
         ax.set_xlabel("share of the pixels removed")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper right")
+        ax.legend(fontsize=8, loc="best")
     axes[0, 0].set_ylabel("probability of the explained class")
     first = next(iter(results.values()))
     fig.suptitle(f"{method_title}: deletion curves on {first['n']} {first.get('split', '')} "
