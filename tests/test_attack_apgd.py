@@ -344,3 +344,31 @@ def test_cli_writes_the_universal_perturbation_and_the_masking_checks(tiny_data,
     assert 0 <= checks["square"]["black_box_only"] <= 8
     assert 0.0 <= model["universal"]["heldout_rate"] <= 1.0
     assert (out / "universal.png").is_file() and "universal.png" in summary["figures"]
+
+
+def test_cli_runs_fmn_alone_and_the_color_shift_search(tiny_data, trained, tmp_path):
+    import json
+
+    from shortcutlab import models
+    from shortcutlab.cli import main
+
+    models.save(trained, tmp_path / "model")
+    out = tmp_path / "out"
+    assert main(["attack", str(tmp_path / "model"), "--data", str(tiny_data), "--split",
+                 "test_easy", "--attack", "fmn", "--masked-attack", "pgd", "--steps", "4",
+                 "--limit", "6", "--regions", "all,background", "--precision", "0.01",
+                 "--color-shift", "--out", str(out)]) == 0
+    summary = json.loads((out / "attack.json").read_text())
+    assert summary["attack"]["name"] == "fmn"
+    assert summary["attack"]["by_region"] == {"all": "fmn", "background": "pgd"}
+    model = summary["models"][0]
+    assert model["min_eps"]["n_found"] >= 1
+    shift = model["color_shift"]
+    assert shift["region"] == "background" and shift["n"] == 6
+    assert 0.0 <= shift["success_rate_at_eps"] <= 1.0
+    # a uniform recoloring is one of the perturbations PGD may make on the background, so
+    # PGD needs at most as much, up to the grid and the attacks' imperfection
+    pgd_median = model["masked"]["background"]["min_eps"]["median"]
+    shift_median = shift["min_eps"]["median"]
+    if pgd_median is not None and shift_median is not None:
+        assert pgd_median <= shift_median + 0.05

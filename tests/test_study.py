@@ -120,6 +120,7 @@ def test_quick_study_runs_every_stage_and_reports_every_task(quick_study):
     assert stages["attack"]["attack"]["members"] == ["pgd", "fmn", "apgd-ce", "apgd-dlr"]
     for entry in stages["attack"]["models"].values():
         assert set(entry["by_attack"]) == {"pgd", "fmn", "apgd-ce", "apgd-dlr"}
+        assert entry["color_shift"]["region"] == "background"
         assert entry["fmn_vs_bisection"]["n_both"] >= 0
     assert {"min_eps_by_attack.png", "fmn_vs_bisection.png"} <= {
         figure["path"] for figure in stages["attack"]["figures"]}
@@ -136,6 +137,7 @@ def test_quick_study_runs_every_stage_and_reports_every_task(quick_study):
         assert f'id="task{task}"' in html
     assert "above 70% on the hard set" in html and "larger median epsilon" in html
     assert "the worst case of four targeted L-inf attacks" in html and "FMN smaller" in html
+    assert "How cheap the shortcut is" in html
     # Task 3's deletion curves and Task 6's fidelity reach the report
     for method in ("gradcam", "lrp"):
         curves = stages["explain"]["methods"][method]["faithfulness"]

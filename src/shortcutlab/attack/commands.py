@@ -65,9 +65,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tuning = parser.add_argument_group("attack settings")
     tuning.add_argument("--attack", default="pgd",
                         choices=("pgd", "fgsm", "pgd-l2", "apgd-ce", "apgd-dlr", "color-shift",
-                                 "ensemble"),
+                                 "fmn", "ensemble"),
                         help="attack (default: pgd, L-inf with random start); apgd-ce and "
-                             "apgd-dlr: Auto-PGD with cross-entropy or the DLR loss; "
+                             "apgd-dlr: Auto-PGD with cross-entropy or the DLR loss; fmn: the "
+                             "fast minimum-norm attack alone (its norm rounded up onto the "
+                             "grid); "
                              "ensemble: per image the smallest epsilon of pgd, fmn (the "
                              "fast minimum-norm attack), apgd-ce and apgd-dlr (about 3x "
                              "pgd's cost); color-shift: one RGB shift of the pixels a "
@@ -75,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "color); with pgd-l2 the epsilons are L2 radii")
     tuning.add_argument("--masked-attack", default="",
                         choices=("", "pgd", "fgsm", "pgd-l2", "apgd-ce", "apgd-dlr",
-                                 "color-shift", "ensemble"),
+                                 "color-shift", "fmn", "ensemble"),
                         help="attack of the background-only and digit-only searches "
                              "(default: the same as --attack); for example --attack "
                              "ensemble --masked-attack pgd puts the expensive worst case on "
@@ -102,6 +104,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tuning.add_argument("--checks", action="store_true",
                         help="also check for gradient masking: failures at --max-eps, success "
                              "at eps/2, eps and 2 eps, and the gradient-free Square attack")
+    tuning.add_argument("--color-shift", action="store_true",
+                        help="also find each image's smallest uniform recoloring of the "
+                             "background that makes the model say --target (color_shift in "
+                             "attack.json): how cheap the color shortcut is")
     tuning.add_argument("--square-queries", type=positive_int, default=1000,
                         help="queries of the Square attack of --checks (default: 1000)")
     tuning.add_argument("--batch-size", type=positive_int, default=256,
@@ -123,7 +129,7 @@ def _attack(args: argparse.Namespace) -> int:
         precision=args.precision,
         regions=tuple(r.strip() for r in args.regions.split(",") if r.strip()),
         limit=args.limit, batch_size=args.batch_size, universal=args.universal,
-        checks=args.checks, square_queries=args.square_queries)
+        checks=args.checks, square_queries=args.square_queries, color_shift=args.color_shift)
     settings.validate()
     summary = run_attack(args.run, args.data, args.out, settings, compare=args.compare,
                          split=args.split, save_examples=args.save_examples,

@@ -23,8 +23,10 @@ from shortcutlab.attack.attacks import attack_class
 from shortcutlab.attack.base import eval_mode
 from shortcutlab.attack.minimal import (
     ENSEMBLE,
+    FMN_STEPS,
     MinimalEpsilon,
     ensemble_minimal_epsilon,
+    fmn_on_grid,
     minimal_epsilon,
 )
 from shortcutlab.errors import ShortcutlabError
@@ -62,6 +64,7 @@ class AttackSettings:
     batch_size: int = 256
     universal: bool = False  # also fit one background perturbation for all images
     checks: bool = False  # also run the gradient-masking checks (Square, growth, unbounded)
+    color_shift: bool = False  # also search the smallest background recoloring (color-shift)
     square_queries: int = 1000
 
     def validate(self, num_classes: int = 10) -> None:
@@ -95,9 +98,9 @@ class AttackSettings:
         from shortcutlab.attack.attacks import list_attacks
 
         for flag, name in (("--attack", self.attack), ("--masked-attack", self.masked_attack)):
-            if name not in (*list_attacks(), "ensemble") and (name or flag == "--attack"):
-                raise ShortcutlabError(f"{flag} must be one of {', '.join(list_attacks())} "
-                                       f"or ensemble, got {name!r}")
+            if name not in (*list_attacks(), "ensemble", "fmn") and (name or flag == "--attack"):
+                raise ShortcutlabError(f"{flag} must be one of {', '.join(list_attacks())}, "
+                                       f"fmn or ensemble, got {name!r}")
 
     def attack_for(self, region: str) -> str:
         """The attack that searches ``region``."""
@@ -155,6 +158,8 @@ def attack_model(model: nn.Module, images: SourceImages, settings: AttackSetting
     for region in settings.regions:
         if settings.attack_for(region) == "ensemble":
             search, chosen = ensemble_minimal_epsilon, {}
+        elif settings.attack_for(region) == "fmn":
+            search, chosen = fmn_on_grid, {}
         else:
             search, chosen = minimal_epsilon, {"attack": settings.attack_for(region)}
         results[region] = search(
@@ -412,6 +417,18 @@ def masking_checks(model: nn.Module, images: SourceImages, settings: AttackSetti
     return checks
 
 
+def color_shift_summary(model: nn.Module, images: SourceImages, settings: AttackSettings,
+                        label: str) -> dict[str, Any]:
+    """The smallest uniform recoloring of the background (``color-shift``) that makes the
+    model say the target: how cheap the color shortcut is, in one number per image."""
+    result = minimal_epsilon(
+        model, images.images, settings.target, settings.confidence, attack="color-shift",
+        mask=region_mask(images.masks, "background"), max_eps=settings.max_eps,
+        precision=settings.precision, eps_budget=settings.eps, batch_size=settings.batch_size,
+        desc=f"{label}: color shift", **settings.attack_kwargs())
+    return {"region": "background", **region_summary(result)}
+
+
 def _model_name(run: Path, taken: set[str]) -> str:
     name = run.resolve().name or "model"
     candidate, number = name, 2
@@ -470,6 +487,7 @@ def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
         "attack": {"name": settings.attack, **settings.attack_kwargs(),
                    **({"norm": "linf", "members": list(ENSEMBLE)}
                       if settings.attack == "ensemble"
+                      else {"norm": "linf", "steps": FMN_STEPS} if settings.attack == "fmn"
                       else {"norm": attack_class(settings.attack).norm}),
                    "by_region": {region: settings.attack_for(region)
                                  for region in settings.regions}},
@@ -493,6 +511,8 @@ def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     for model, entry, result in zip(loaded, summary["models"], attacked, strict=True):
         if settings.checks:
             entry["masking_checks"] = masking_checks(model, images, settings, result)
+        if settings.color_shift:
+            entry["color_shift"] = color_shift_summary(model, images, settings, result.name)
         if settings.universal:
             from shortcutlab.attack.universal import universal_perturbation
 

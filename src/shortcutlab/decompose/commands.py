@@ -183,10 +183,10 @@ def _intervene(args: argparse.Namespace) -> int:
 
 
 def _stability(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from shortcutlab.artifacts import write_json
     from shortcutlab.decompose.stability import stability
-
-    from pathlib import Path
 
     result = stability(args.sae_dirs, args.threshold)
     out = Path(args.out)

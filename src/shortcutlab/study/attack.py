@@ -72,7 +72,8 @@ def stage_attack(ctx: StageContext) -> dict[str, Any]:
             "masked": {name: {"success_rate_at_eps": masked["success_rate_at_eps"],
                               "median": masked["min_eps"]["median"]}
                        for name, masked in entry.get("masked", {}).items()},
-        } | {key: entry[key] for key in ("by_attack", "fmn_vs_bisection") if key in entry}
+        } | {key: entry[key] for key in ("by_attack", "fmn_vs_bisection", "color_shift")
+             if key in entry}
     comparison = result.get("comparison")
     count = min(EXAMPLES, next(iter(models.values()))["n"])
     return {
@@ -172,6 +173,27 @@ def section_attack(study: StudyArtifacts) -> Section:
             "perturbation than the other: a bisection is only an upper bound, and so is a "
             "minimum-norm search that stops early. FMN above the bisection by more than the "
             f"grid step: {', '.join(larger)} images. The ensemble keeps each image's smallest.")
+    shifts = {name: entry["color_shift"] for name, entry in models.items()
+              if entry.get("color_shift")}
+    if shifts:
+        section.tables.append(Table(
+            f"How cheap the shortcut is: the smallest uniform recoloring of the background "
+            f"(one RGB shift, no pixel pattern) that makes the model say {target} with "
+            f"p >= {confidence:g}", ["model", f"fooled at a shift of {eps:g}",
+                                     "median shift", "q1", "q3", "never fooled"],
+            [[name, pct(shift.get("success_rate_at_eps")),
+              num(shift.get("min_eps", {}).get("median")), num(shift.get("min_eps", {}).get("q1")),
+              num(shift.get("min_eps", {}).get("q3")),
+              (shift.get("n") or 0) - shift.get("min_eps", {}).get("n_found", 0)]
+             for name, shift in shifts.items()]))
+        if lazy in shifts:
+            median = shifts[lazy].get("min_eps", {}).get("median")
+            section.verdicts.append(Verdict(
+                f"{lazy}: recoloring the background alone turns a {source} into a "
+                f"{confidence:.0%}-confident {target}",
+                f"median channel shift {num(median)} "
+                f"({shifts[lazy].get('min_eps', {}).get('n_found')} of {shifts[lazy].get('n')} "
+                "images)", shifts[lazy].get("min_eps", {}).get("n_found", 0) > 0))
     if comparison and measured(comparison.get("compare_needs_more")):
         section.notes.append(
             f"Paired over the {comparison.get('n_pairs')} images both models could be fooled "
