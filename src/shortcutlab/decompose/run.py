@@ -151,6 +151,20 @@ def load_sae(sae_dir: str | os.PathLike, device: torch.device | str = "cpu"
     return sae.to(device).eval(), meta
 
 
+def feature_direction(sae_dir: str | os.PathLike, feature: int) -> Any:
+    """An SAE feature's decoder row as a :class:`~shortcutlab.probe.objectives.Direction`
+    of the layer the SAE reads: what the feature writes into the model."""
+    from shortcutlab.probe.objectives import Direction
+
+    sae, meta = load_sae(sae_dir)
+    if not 0 <= feature < sae.d_hidden:
+        raise ShortcutlabError(f"the SAE has {sae.d_hidden} features; feature {feature} "
+                               "does not exist")
+    if meta["mode"] == "flat" and sae.d_in != sae.W_dec.shape[1]:
+        raise ShortcutlabError("this SAE's inputs are not one layer's channels")
+    return Direction(meta["layer"], sae.W_dec[feature].detach().clone(), f"sae feature {feature}")
+
+
 def _context(sae_dir: str | os.PathLike, device) -> tuple:
     sae, meta = load_sae(sae_dir, device)
     model = models.load(meta["run_dir"], device=device)

@@ -217,6 +217,41 @@ class Diversity(Objective):
         return -off_diagonal / (count - 1)
 
 
+@dataclass(frozen=True, eq=False)
+class Direction(Objective):
+    """The projection of a layer's activation on a direction of its activation space (an
+    SAE decoder row, a difference of class or color means): per position for a conv
+    layer, averaged over positions; the activation vector for an FC layer."""
+
+    layer: str
+    vector: Tensor
+    label: str = "direction"
+
+    def __post_init__(self) -> None:
+        if self.vector.dim() != 1 or not bool(torch.isfinite(self.vector).all()):
+            raise ShortcutlabError("a direction is one finite vector (d,)")
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return (self.layer,)
+
+    @property
+    def name(self) -> str:
+        return f"{self.layer}:{self.label}"
+
+    def __call__(self, acts: dict[str, Tensor]) -> Tensor:
+        output = layer_output(acts, self.layer)
+        vector = self.vector.to(output)
+        width = output.shape[1]
+        if width != vector.numel():
+            raise ShortcutlabError(f"the direction has {vector.numel()} coordinates but "
+                                   f"{self.layer!r} has {width} channels")
+        if output.dim() == 4:
+            return torch.einsum("nchw,c->n", output, vector) / (output.shape[2]
+                                                                 * output.shape[3])
+        return output.flatten(1) @ vector
+
+
 @dataclass(frozen=True)
 class Sum(Objective):
     """A weighted sum of objectives."""
