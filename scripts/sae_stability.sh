@@ -35,8 +35,9 @@ import numpy as np
 
 out = Path(sys.argv[1])
 print("| model | seeds | r2 | fidelity | L0 | dead | dense | color features recurring "
-      "(cosine > 0.9 in both other seeds) | all live features recurring | median cosine |")
-print("|" + " --- |" * 10)
+      "(cosine > 0.9 in both other seeds) | each color's strongest feature recurring | "
+      "all live features recurring | median cosine |")
+print("|" + " --- |" * 11)
 for model in sorted(p for p in out.iterdir() if (p / "stability.json").is_file()):
     metas = [json.loads((d / "sae.json").read_text()) for d in sorted(model.glob("seed*"))]
 
@@ -48,6 +49,7 @@ for model in sorted(p for p in out.iterdir() if (p / "stability.json").is_file()
           f"{stat([m['fidelity']['score'] for m in metas])} | "
           f"{stat([m['l0'] for m in metas], 1)} | {stat([m['dead_fraction'] for m in metas])} | "
           f"{stat([m['dense_fraction'] for m in metas])} | {color['recurring']} of "
-          f"{color['n']} | {stable['recurring_alive']} of {stable['alive']} | "
+          f"{color['n']} | {stable['strongest_recurring']} of "
+          f"{len(stable['strongest_per_color'])} | {stable['recurring_alive']} of {stable['alive']} | "
           f"{stable['median_cosine_alive']:.3f} |")
 PYEOF

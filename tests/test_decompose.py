@@ -238,6 +238,7 @@ def test_sae_cli_end_to_end(tiny_run, tmp_path, capsys):
     assert stable["alive"] == meta["sae"]["d_hidden"] - labels["summary"]["dead"]
     assert sum(row["n"] for row in stable["by_kind"].values()) == stable["alive"]
     assert 0 <= stable["recurring_alive"] <= stable["alive"]
+    assert stable["strongest_recurring"] <= len(stable["strongest_per_color"]) <= 10
     assert main(["sae", "stability", str(out), "--out", str(tmp_path / "st")]) == 2
 
 

@@ -55,7 +55,8 @@ def stability(sae_dirs: list[str | os.PathLike], threshold: float = THRESHOLD
     if not (reference_dir / LABELS).is_file():
         raise ShortcutlabError(f"{reference_dir} has no {LABELS}: run `shortcutlab sae label "
                                f"{reference_dir}` first")
-    labels = read_json(reference_dir / LABELS)["features"]
+    labelled = read_json(reference_dir / LABELS)
+    labels = labelled["features"]
     kinds = np.array([row["label"].split(":")[0] for row in labels])
     reference, reference_meta = load_sae(reference_dir)
     similarities = []
@@ -76,6 +77,9 @@ def stability(sae_dirs: list[str | os.PathLike], threshold: float = THRESHOLD
         by_kind[kind] = {"n": int(chosen.sum()),
                          "recurring": int((recurs & chosen).sum()),
                          "share": float(recurs[chosen].mean()) if chosen.any() else None}
+    strongest = {color: {"feature": features[0], "cosine": float(worst[features[0]]),
+                         "recurs": bool(recurs[features[0]])}
+                 for color, features in labelled.get("color_features", {}).items() if features}
     return {
         "reference": str(reference_dir),
         "others": [str(path) for path in sae_dirs[1:]],
@@ -86,5 +90,8 @@ def stability(sae_dirs: list[str | os.PathLike], threshold: float = THRESHOLD
         "recurring_alive": int((recurs & alive).sum()),
         "by_kind": by_kind,
         "color_share": by_kind["color"]["share"],
+        # each color's most color-selective feature: the one a user would name "yellow"
+        "strongest_per_color": strongest,
+        "strongest_recurring": sum(entry["recurs"] for entry in strongest.values()),
         "median_cosine_alive": float(np.median(worst[alive])) if alive.any() else None,
     }
