@@ -145,7 +145,8 @@ def section_attack(study: StudyArtifacts) -> Section:
              "q3", "background only, median", "digit only, median"], rows))
     members = [entry for entry in models.values() if entry.get("by_attack")]
     if members:
-        names = list(members[0]["by_attack"])
+        names = [name for name in (stage.get("attack") or {}).get("members") or []
+                 if name in members[0]["by_attack"]] or list(members[0]["by_attack"])
         member_rows = []
         for name, entry in models.items():
             by_attack, agreement = entry.get("by_attack") or {}, entry.get(
