@@ -23,6 +23,7 @@ from shortcutlab.probe.figures import pyplot
 
 LAYER = "features.conv3"
 IMAGES = 64
+STEPS, LR, CLOSENESS = 200, 0.02, 0.01
 
 
 def main() -> int:
@@ -36,12 +37,13 @@ def main() -> int:
     for name, run in (("lazy", lazy_run), ("cured", cured_run)):
         model = models.load(run)
         direction = color_direction(model, LAYER, data, "yellow")
-        accent = accentuate(model, x, direction, masks, steps=100, lr=0.01, closeness=1.0)
+        accent = accentuate(model, x, direction, masks, steps=STEPS, lr=LR, closeness=CLOSENESS)
         with torch.no_grad():
             before = model(x).softmax(1)[:, 3]
             after = model(accent.images).softmax(1)[:, 3]
         result[name] = {
-            "images": IMAGES, "layer": LAYER, "direction": direction.label,
+            "images": IMAGES, "layer": LAYER, "direction": direction.label, "steps": STEPS,
+            "lr": LR, "closeness": CLOSENESS,
             "objective_before": float(accent.before.mean()),
             "objective_after": float(accent.after.mean()),
             "background_share_of_change": float(accent.background_share.mean()),
