@@ -13,6 +13,10 @@ Documented differences, each kept out of the compared inputs:
   region with no kept neighbour stays solvable, and clips to the pixel range; with the
   pull off, no noise and a removal that leaves every region a kept neighbour, the two
   solve the same system.
+* model-parameter randomisation (MPRT): Quantus re-seeds the generator before each
+  layer's re-initialization, we draw every layer from one stream; with
+  ``reseed_each_layer`` our cascade draws the same weights, and the per-layer Spearman
+  correlations agree.
 * pixel flipping: Quantus flips one channel value at a time in the order of the
   attribution; given the map repeated over the three channels, it has flipped whole pixels
   after every third step of 56 values, where we compare it with our ``map`` order.
@@ -102,3 +106,37 @@ def test_road_imputation_matches_quantus(explained):
         ours = _impute(image[None], removed[None], np.zeros(3), rng, 0.0, anchor=0.0)[0]
         np.testing.assert_allclose(ours, theirs, atol=1e-6)
         assert float(np.abs(ours - image).max()) > 0.05  # pixels were really replaced
+
+
+def test_cascading_randomization_matches_quantus_mprt(explained, trained):
+    from shortcutlab.explain.sanity import cascading_randomization
+
+    x, predicted, _, _ = explained
+    x, predicted = x[:8], predicted[:8]
+
+    def ours_maps(model):
+        return grad_cam(model, x, predicted).detach()
+
+    def their_maps(model, inputs, targets, **_):
+        images = torch.as_tensor(inputs, dtype=torch.float32)
+        classes = torch.as_tensor(targets, dtype=torch.long)
+        return grad_cam(model, images, classes).detach().numpy()[:, None]
+
+    seed = 42
+    ours = cascading_randomization(trained.eval(), ours_maps, seed=seed + 1,
+                                   reseed_each_layer=True)
+    metric = quantus.MPRT(seed=seed, disable_warnings=True)
+    theirs = metric(model=trained.eval(), x_batch=x.numpy(), y_batch=predicted.numpy(),
+                    a_batch=their_maps(trained, x.numpy(), predicted.numpy()),
+                    explain_func=their_maps, device="cpu", channel_first=True,
+                    batch_size=8)
+    layers = [name for name in theirs if name != "original"]
+    assert layers == ours.stages[1:]
+    per_layer = []
+    for index, name in enumerate(layers, start=1):
+        ours_mean = ours.spearman_abs[index]["mean"]
+        their_values = np.asarray(theirs[name], dtype=float)
+        their_mean = float(np.nanmean(their_values))
+        np.testing.assert_allclose(ours_mean, their_mean, atol=1e-6, err_msg=name)
+        per_layer.append(their_mean)
+    assert max(per_layer) - min(per_layer) > 0.05  # the randomization does move the maps

@@ -66,11 +66,14 @@ MapsFn = Callable[[nn.Module], Tensor]
 
 
 def cascading_randomization(model: nn.Module, maps_fn: MapsFn, seed: int = 0,
-                            keep: int = 6) -> SanityResult:
+                            keep: int = 6, reseed_each_layer: bool = False) -> SanityResult:
     """Randomize a copy of ``model`` from the top layer down; compare maps at each stage.
 
     ``maps_fn(model)`` returns the (N, H, W) maps of a fixed batch for fixed targets. The
-    original model is never modified; the global random state is left as it was.
+    original model is never modified; the global random state is left as it was. The
+    re-initializations draw from one stream seeded once with ``seed``, or, with
+    ``reseed_each_layer``, from ``seed`` anew before every layer (Quantus' MPRT does so;
+    tests/test_explain_quantus.py compares the two).
     """
     reference = maps_fn(model).detach().cpu()
     randomized = copy.deepcopy(model)
@@ -82,6 +85,8 @@ def cascading_randomization(model: nn.Module, maps_fn: MapsFn, seed: int = 0,
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         for name, module in reversed(parameterized_layers(randomized)):
+            if reseed_each_layer:
+                torch.manual_seed(seed)
             module.reset_parameters()
             current = maps_fn(randomized).detach().cpu()
             stages.append(name)
