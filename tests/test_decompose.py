@@ -215,6 +215,12 @@ def test_sae_cli_end_to_end(tiny_run, tmp_path, capsys):
     assert (out / "feature_cards.png").is_file() or labels["summary"]["dead"] == len(
         labels["features"])
 
+    assert main(["sae", "browse", str(out), "--features", "5", "--steps", "4",
+                 "--threads", "1"]) == 0
+    page = (out / "features.html").read_text()
+    alive = [row for row in labels["features"] if row["label"] != "dead"]
+    assert page.count('class="card"') == min(5, len(alive))
+    assert page.count("data:image/png;base64,") == min(5, len(alive)) * (1 + 6)
     assert main(["sae", "intervene", str(out), "--strengths", "1,3", "--edit", "0=0",
                  "--threads", "1"]) == 0
     result = json.loads((out / "intervene.json").read_text())

@@ -146,6 +146,9 @@ def test_quick_study_runs_every_stage_and_reports_every_task(quick_study):
     assert "Deletion curves on 16 test_hard images" in html
     assert all(entry["fidelity"]["ce_clean"] > 0 for entry in stages["sae"]["models"].values())
     assert "fidelity" in html and "dense" in html
+    for name in ("lazy", "cured"):  # the report links each model's feature browser
+        assert f'href="sae/{name}/features.html"' in html
+        assert (out / "sae" / name / "features.html").is_file()
     assert "r2" in html and "dead features" in html
     assert html.count("figure missing") == 0
 

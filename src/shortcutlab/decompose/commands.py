@@ -108,6 +108,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_runtime_arguments(intervene)
     intervene.set_defaults(func=_intervene)
 
+    browse = commands.add_parser(
+        "browse", help="an HTML page with one card per feature",
+        formatter_class=formatter,
+        description="One card per live feature of a labelled SAE (run `sae label` first): "
+        "label, density, mean activation by color and by digit, top exemplars, and the "
+        "decoder direction visualized by the probe. Writes SAE_DIR/features.html.")
+    browse.add_argument("sae_dir", metavar="SAE_DIR", help="directory written by `sae train`")
+    browse.add_argument("--features", type=non_negative_int, default=64,
+                        help="how many features (color ones first; 0: every live one)")
+    browse.add_argument("--steps", type=positive_int, default=64,
+                        help="optimization steps of each direction's picture")
+    browse.add_argument("--out", default=None, metavar="FILE",
+                        help="where to write the page (default: SAE_DIR/features.html)")
+    add_runtime_arguments(browse)
+    browse.set_defaults(func=_browse)
+
     stable = commands.add_parser(
         "stability", help="do the features come back with another SAE seed?",
         formatter_class=formatter,
@@ -196,4 +212,14 @@ def _stability(args: argparse.Namespace) -> int:
         share = "n/a" if row["share"] is None else f"{row['share']:.0%}"
         print(f"{kind:6s} {row['recurring']:4d} of {row['n']:4d} recur ({share})")
     print(f"wrote {out / 'stability.json'}")
+    return 0
+
+
+def _browse(args: argparse.Namespace) -> int:
+    from shortcutlab.decompose.browser import feature_browser
+
+    device = apply_runtime(args)
+    path = feature_browser(args.sae_dir, args.out, features=args.features, steps=args.steps,
+                           device=device)
+    print(f"wrote {path}")
     return 0

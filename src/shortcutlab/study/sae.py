@@ -21,8 +21,14 @@ from shortcutlab.study.report.frame import (
 )
 from shortcutlab.study.task import ANALYZED_MODELS, Summaries, Task, dig
 
+# the report links a browser of the most color-selective features of each model; small,
+# so that it costs seconds (`shortcutlab sae browse` draws more)
+BROWSER_FEATURES = 24
+BROWSER_STEPS = 32
+
 
 def stage_sae(ctx: StageContext) -> dict[str, Any]:
+    from shortcutlab.decompose.browser import BROWSER, feature_browser
     from shortcutlab.decompose.run import intervene, label_features, train_on_run
     from shortcutlab.decompose.sae import SAEConfig
 
@@ -40,6 +46,8 @@ def stage_sae(ctx: StageContext) -> dict[str, Any]:
         meta = train_on_run(ctx.run_dir(name), out, layer=layer, mode=mode, config=config,
                             images=images, device=device)
         labels = label_features(out, per_digit=per_digit, seed=config.seed, device=device)
+        feature_browser(out, features=BROWSER_FEATURES, steps=BROWSER_STEPS, seed=config.seed,
+                        device=device)
         effects = intervene(out, strengths=strengths, seed=config.seed, device=device)
         ablation = effects["ablate_color_features"]["splits"]["test_hard"]
         summary["models"][name] = {
@@ -51,6 +59,7 @@ def stage_sae(ctx: StageContext) -> dict[str, Any]:
             "hard_accuracy": ablation["accuracy_before"],
             "boost_strengths": strengths,
             "boost_flip_rate": effects["boost_color_features"].get("mean_flip_rate"),
+            "browser": f"{name}/{BROWSER}",
         }
         summary["figures"] += [
             {"path": f"{name}/sae_density.png",
@@ -120,6 +129,8 @@ def section_sae(study: StudyArtifacts) -> Section:
             "the feature's mean activation on that color) turns other digits into the class "
             "owning the color. Hard-set accuracy with every color feature ablated shows how "
             "much of the decision rests on them.")
+    section.links += [(f"{name}: browse the SAE features", f"sae/{entry['browser']}")
+                      for name, entry in models_of(stage).items() if entry.get("browser")]
     return with_figures(section, study, "sae", ran=bool(stage))
 
 

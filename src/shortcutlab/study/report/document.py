@@ -46,6 +46,7 @@ class Section:
     figures: list[Figure] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)  # (text, path from the report)
 
 
 _CSS = """
@@ -106,6 +107,10 @@ def _section_html(section: Section) -> str:
     parts += [_table_html(t) for t in section.tables]
     parts += [_figure_html(f) for f in section.figures]
     parts += [f"<p>{html.escape(n)}</p>" for n in section.notes]
+    if section.links:
+        parts.append("<p>" + " &middot; ".join(
+            f'<a href="{html.escape(target)}">{html.escape(text)}</a>'
+            for text, target in section.links) + "</p>")
     parts.append("</section>")
     return "\n".join(parts)
 
