@@ -238,7 +238,9 @@ def test_a_search_below_known_values_only_asks_whether_it_beats_them(trained, vi
         minimal_epsilon(trained, x, TARGET, 0.9, below=full.eps[:3], **settings)
 
 
-def test_cli_runs_the_ensemble_and_reports_each_member(tiny_data, trained, tmp_path):
+def run_attack_cli(tiny_data, trained, tmp_path, *args: str) -> tuple:
+    """``shortcutlab attack`` on the trained victim's test_easy images with ``args``; the
+    output directory and its attack.json."""
     import json
 
     from shortcutlab import models
@@ -247,10 +249,14 @@ def test_cli_runs_the_ensemble_and_reports_each_member(tiny_data, trained, tmp_p
     models.save(trained, tmp_path / "model")
     out = tmp_path / "out"
     assert main(["attack", str(tmp_path / "model"), "--data", str(tiny_data), "--split",
-                 "test_easy", "--attack", "ensemble", "--steps", "4", "--limit", "6",
-                 "--regions", "all", "--precision", "0.01", "--eps", "0.05",
-                 "--out", str(out)]) == 0
-    summary = json.loads((out / "attack.json").read_text())
+                 "test_easy", *args, "--out", str(out)]) == 0
+    return out, json.loads((out / "attack.json").read_text())
+
+
+def test_cli_runs_the_ensemble_and_reports_each_member(tiny_data, trained, tmp_path):
+    out, summary = run_attack_cli(tiny_data, trained, tmp_path, "--attack", "ensemble",
+                                  "--steps", "4", "--limit", "6", "--regions", "all",
+                                  "--precision", "0.01", "--eps", "0.05")
     assert (out / "min_eps_by_attack.png").is_file()
     assert "min_eps_by_attack.png" in summary["figures"]
     assert summary["attack"]["members"] == ["pgd", "fmn", "apgd-ce", "apgd-dlr"]
@@ -325,18 +331,9 @@ def test_square_uses_no_gradient_and_its_claims_hold(trained, victims):
 
 def test_cli_writes_the_universal_perturbation_and_the_masking_checks(tiny_data, trained,
                                                                       tmp_path):
-    import json
-
-    from shortcutlab import models
-    from shortcutlab.cli import main
-
-    models.save(trained, tmp_path / "model")
-    out = tmp_path / "out"
-    assert main(["attack", str(tmp_path / "model"), "--data", str(tiny_data), "--split",
-                 "test_easy", "--steps", "4", "--limit", "8", "--regions", "all",
-                 "--precision", "0.01", "--eps", "0.1", "--universal", "--checks",
-                 "--square-queries", "50", "--out", str(out)]) == 0
-    summary = json.loads((out / "attack.json").read_text())
+    out, summary = run_attack_cli(tiny_data, trained, tmp_path, "--steps", "4", "--limit", "8",
+                                  "--regions", "all", "--precision", "0.01", "--eps", "0.1",
+                                  "--universal", "--checks", "--square-queries", "50")
     model = summary["models"][0]
     checks = model["masking_checks"]
     assert set(checks["success_by_eps"]) == {"0.05", "0.1", "0.2"}
@@ -347,18 +344,10 @@ def test_cli_writes_the_universal_perturbation_and_the_masking_checks(tiny_data,
 
 
 def test_cli_runs_fmn_alone_and_the_color_shift_search(tiny_data, trained, tmp_path):
-    import json
-
-    from shortcutlab import models
-    from shortcutlab.cli import main
-
-    models.save(trained, tmp_path / "model")
-    out = tmp_path / "out"
-    assert main(["attack", str(tmp_path / "model"), "--data", str(tiny_data), "--split",
-                 "test_easy", "--attack", "fmn", "--masked-attack", "pgd", "--steps", "4",
-                 "--limit", "6", "--regions", "all,background", "--precision", "0.01",
-                 "--color-shift", "--out", str(out)]) == 0
-    summary = json.loads((out / "attack.json").read_text())
+    _, summary = run_attack_cli(tiny_data, trained, tmp_path, "--attack", "fmn",
+                                "--masked-attack", "pgd", "--steps", "4", "--limit", "6",
+                                "--regions", "all,background", "--precision", "0.01",
+                                "--color-shift")
     assert summary["attack"]["name"] == "fmn"
     assert summary["attack"]["by_region"] == {"all": "fmn", "background": "pgd"}
     model = summary["models"][0]
