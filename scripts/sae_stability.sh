@@ -5,6 +5,7 @@
 #
 #   bash scripts/sae_stability.sh OUT NAME=RUN [NAME=RUN ...]
 #
+# SAE_ARGS adds options to `sae train` (e.g. SAE_ARGS="--activation topk --k 8").
 # Finished pieces are skipped, so it resumes.
 set -euo pipefail
 OUT=${1:?output directory}
@@ -18,7 +19,7 @@ for pair in "$@"; do
     dest="$OUT/$name/seed$seed"
     if [ ! -f "$dest/sae.json" ]; then
       $PY -m shortcutlab sae train "$run" --out "$dest" --steps 2000 --images 3000 \
-        --expansion 8 --seed "$seed"
+        --expansion 8 --seed "$seed" ${SAE_ARGS:-}
     fi
     dirs+=("$dest")
   done
