@@ -195,6 +195,39 @@ def test_dominant_color_and_gray_conversion():
     assert torch.all(to_gray(flat)[:, :, :2] == 1.0) and torch.all(to_gray(flat)[:8, :, 2:] == 0)
 
 
+class _ChannelReader(torch.nn.Module):
+    """Class c's logit: how strongly the image has channel c (mod 3) as its brightest, or
+    with ``gray``, a color-blind score of the image's brightness pattern."""
+
+    def __init__(self, gray: bool) -> None:
+        super().__init__()
+        self.gray = gray
+        self.weight = torch.nn.Parameter(torch.randn(10, 64,
+                                                     generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gray:
+            return x.mean(1).flatten(1) @ self.weight.T
+        means = x.mean(dim=(2, 3))
+        return torch.stack([means[:, c % 3] * (c + 1) for c in range(10)], dim=1)
+
+
+def test_recoloring_keeps_a_shape_readers_class_and_not_a_color_readers():
+    from shortcutlab.probe.checks import recolored_kept
+
+    generator = torch.Generator().manual_seed(1)
+    images = torch.rand(12, 3, 8, 8, generator=generator) * 0.2
+    images[:, 0] += 0.7  # red-dominated pictures
+    color = _ChannelReader(gray=False)
+    classes = color(images).argmax(1).numpy()
+    assert recolored_kept(color, images, classes).mean() == 0.0
+    gray = _ChannelReader(gray=True)
+    classes = gray(images).argmax(1).numpy()
+    assert recolored_kept(gray, images, classes).mean() == 1.0
+    report = class_logit_checks(images, classes, model=gray)
+    assert report["recolored_kept"] == 1.0 and "recolored_kept" in report["per_image"][0]
+
+
 def test_gray_judge_is_trained_once_and_cached(tmp_path, monkeypatch):
     from shortcutlab.data import load_source
 

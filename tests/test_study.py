@@ -138,6 +138,8 @@ def test_quick_study_runs_every_stage_and_reports_every_task(quick_study):
     assert "above 70% on the hard set" in html and "larger median epsilon" in html
     assert "the worst case of four targeted L-inf attacks" in html and "FMN smaller" in html
     assert "How cheap the shortcut is" in html
+    assert "survive a recoloring at least 25 points more often" in html
+    assert all(0 <= entry["recolored_kept"] <= 1 for entry in stages["probe"]["models"].values())
     # Task 3's deletion curves and Task 6's fidelity reach the report
     for method in ("gradcam", "lrp"):
         curves = stages["explain"]["methods"][method]["faithfulness"]

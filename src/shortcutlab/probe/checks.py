@@ -6,7 +6,12 @@
   that reads color, the visualization of class ``c`` should be dominated by color ``c``.
 * Digit: the grayscale MNIST judge of :mod:`shortcutlab.probe.grayscale` names the digit
   it sees. For a model that reads shape, the visualization of class ``c`` should look
-  like a ``c``.
+  like a ``c``. (A color reader's logits may still respond to its class's strokes where
+  no color contradicts them, so its pictures can show the digit too.)
+* Recoloring: the model itself is shown its class-``c`` picture with the color channels
+  rotated (R, G, B -> G, B, R and B, R, G: the same pattern in other hues). A model whose
+  logit wanted the color no longer calls the picture ``c``; one that wanted the shape
+  still does.
 """
 
 from __future__ import annotations
@@ -45,9 +50,23 @@ def dominant_colors(images: Tensor) -> tuple[np.ndarray, np.ndarray]:
     return dominant, votes[np.arange(len(votes)), dominant] / totals
 
 
+@torch.no_grad()
+def recolored_kept(model: nn.Module, images: Tensor, classes: np.ndarray) -> np.ndarray:
+    """Per image, the share of the two channel rotations after which ``model`` still
+    predicts the image's class."""
+    target = torch.as_tensor(np.asarray(classes), dtype=torch.long)
+    model = model.eval()
+    device = next(model.parameters()).device
+    kept = [(model(images.roll(shift, dims=1).to(device)).argmax(1).cpu() == target).float()
+            for shift in (1, 2)]
+    return torch.stack(kept).mean(0).numpy()
+
+
 def class_logit_checks(images: Tensor, classes: np.ndarray,
-                       judge_model: nn.Module | None = None) -> dict[str, Any]:
-    """Both checks on class-logit visualizations ``images`` (N, 3, H, W) of ``classes`` (N,)."""
+                       judge_model: nn.Module | None = None,
+                       model: nn.Module | None = None) -> dict[str, Any]:
+    """The checks on class-logit visualizations ``images`` (N, 3, H, W) of ``classes``
+    (N,); the recoloring check needs the visualized ``model``."""
     classes = np.asarray(classes)
     dominant, share = dominant_colors(images)
     report: dict[str, Any] = {
@@ -59,6 +78,11 @@ def class_logit_checks(images: Tensor, classes: np.ndarray,
             for c, d, s in zip(classes, dominant, share, strict=True)
         ],
     }
+    if model is not None:
+        kept = recolored_kept(model, images.detach(), classes)
+        report["recolored_kept"] = float(kept.mean())
+        for row, value in zip(report["per_image"], kept, strict=True):
+            row["recolored_kept"] = float(value)
     if judge_model is not None:
         digits, confidence = judge(judge_model, images.detach().cpu())
         report["gray_judge_match"] = float((digits == classes).mean())

@@ -148,7 +148,7 @@ def run_probe(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
     logit_classes = np.repeat(np.arange(NUM_CLASSES), config.logit_samples)
     judge_model, judge_info = (gray_classifier(show_progress=show_progress)
                                if config.judge else (None, None))
-    checks = class_logit_checks(logit_images, logit_classes, judge_model)
+    checks = class_logit_checks(logit_images, logit_classes, judge_model, model)
     if judge_info is not None:
         checks["gray_judge"] = {"test_accuracy": judge_info["test_accuracy"],
                                 "trained_on": judge_info["trained_on"], "key": judge_info["key"]}
@@ -295,7 +295,10 @@ def _draw(out_dir: Path, layers: list[str], tables: dict, shown: dict, unit_imag
                        title=f"Class-logit visualizations: dominant color matches the class "
                        f"in {checks['dominant_color_match']:.0%}"
                        + (f", grayscale judge reads the class in {checks['gray_judge_match']:.0%}"
-                          if "gray_judge_match" in checks else ""))
+                          if "gray_judge_match" in checks else "")
+                       + (f", the model keeps it after recoloring in "
+                          f"{checks['recolored_kept']:.0%}" if "recolored_kept" in checks
+                          else ""))
     files.append("class_logits.png")
     return files
 

@@ -8,8 +8,15 @@ from typing import Any
 
 from shortcutlab.study.options import LikeCommand
 from shortcutlab.study.pipeline import Stage, StageContext
-from shortcutlab.study.report.document import Section, Table
-from shortcutlab.study.report.frame import StudyArtifacts, models_of, num, pct, with_figures
+from shortcutlab.study.report.document import Section, Table, Verdict
+from shortcutlab.study.report.frame import (
+    StudyArtifacts,
+    measured,
+    models_of,
+    num,
+    pct,
+    with_figures,
+)
 from shortcutlab.study.task import ANALYZED_MODELS, Summaries, Task, dig
 
 LAYER_COUNTS = ("units", "color_units", "digit_units", "shape_units", "mixed_units", "dead",
@@ -30,6 +37,7 @@ def stage_probe(ctx: StageContext) -> dict[str, Any]:
         summary["models"][name] = {
             "dominant_color_match": checks["dominant_color_match"],
             "gray_judge_match": checks.get("gray_judge_match"),
+            "recolored_kept": checks.get("recolored_kept"),
             "layers": {layer: {key: table[key] for key in LAYER_COUNTS}
                        for layer, table in probe["layers"].items()},
         }
@@ -53,7 +61,9 @@ def section_probe(study: StudyArtifacts) -> Section:
             "and of the units of each layer (regularized by total variation), and every unit "
             "measured on the validation digits rendered in all ten colors, which ranks it "
             "as a color, digit, shape or mixed unit. The class-logit images are checked "
-            "against each class's own color and by a grayscale MNIST classifier.",
+            "against each class's own color, by a grayscale MNIST classifier, and by the "
+            "model itself after their color channels are rotated (the same pattern in "
+            "other hues).",
     )
     rows = []
     for name, entry in models_of(stage).items():
@@ -66,7 +76,27 @@ def section_probe(study: StudyArtifacts) -> Section:
             f"{name}: the image that maximizes a class logit is dominated by that class's "
             f"own color for {pct(entry.get('dominant_color_match'))} of the classes; a "
             f"grayscale MNIST classifier reads the class's digit in it for "
-            f"{pct(entry.get('gray_judge_match'))}.")
+            f"{pct(entry.get('gray_judge_match'))}; after a rotation of its color channels "
+            f"the model still calls it its class for {pct(entry.get('recolored_kept'))}.")
+    lazy, cured = models_of(stage).get("lazy"), next(
+        (entry for name, entry in models_of(stage).items() if name != "lazy"), None)
+    if lazy and cured and measured(lazy.get("recolored_kept")) and measured(
+            cured.get("recolored_kept")):
+        gap = cured["recolored_kept"] - lazy["recolored_kept"]
+        section.verdicts.append(Verdict(
+            "the cured model's class pictures survive a recoloring at least 25 points more "
+            "often than the lazy model's (they carry shape, not color)",
+            f"{pct(cured['recolored_kept'])} vs {pct(lazy['recolored_kept'])} "
+            f"({100 * gap:+.0f} points)", gap >= 0.25))
+    if lazy and cured and measured(lazy.get("gray_judge_match")) and measured(
+            cured.get("gray_judge_match")):
+        gap = cured["gray_judge_match"] - lazy["gray_judge_match"]
+        section.verdicts.append(Verdict(
+            "a grayscale MNIST classifier reads the class's digit in the cured model's class "
+            "pictures at least 25 points more often than in the lazy model's",
+            f"{pct(cured['gray_judge_match'])} vs {pct(lazy['gray_judge_match'])} "
+            f"({100 * gap:+.0f} points; the lazy model's pictures carry strokes too)",
+            gap >= 0.25))
     if rows:
         section.tables.append(Table(
             "Units per layer by what they respond to (validation digits in every color)",
@@ -77,7 +107,8 @@ def section_probe(study: StudyArtifacts) -> Section:
 
 def headline(stages: Summaries) -> dict[str, Any]:
     return {name: {"dominant_color_match": entry.get("dominant_color_match"),
-                   "gray_judge_match": entry.get("gray_judge_match")}
+                   "gray_judge_match": entry.get("gray_judge_match"),
+                   "recolored_kept": entry.get("recolored_kept")}
             for name, entry in (dig(stages, "probe", "models") or {}).items()}
 
 
