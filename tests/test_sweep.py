@@ -227,15 +227,22 @@ def test_interrupted_trial_releases_its_point(tmp_path, monkeypatch, how):
     assert len(trials) == 3  # the interrupted point ran once more, nothing else did
 
 
-def test_point_of_a_dead_worker_is_claimed_again(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep_storage, "GRACE_PERIOD_S", 1)
+def test_point_of_a_dead_worker_is_claimed_again(tmp_path):
+    import sqlite3
+
     spec = parse_spec(grid_raw(axes={"data": {"bias": [0.9, 0.99]}}))
     paths = resolve_paths(spec, tmp_path)
     study = open_study(spec, paths.storage)
     lock = ClaimLock(paths.storage, spec.study)
     orphan = claim_trial(study, spec, lock)  # claimed, then the worker "dies"
     lock.close()
-    threading.Event().wait(1.5)
+    # its last heartbeat an hour ago, far beyond the grace period (instead of waiting: the
+    # SQLite clock the check reads has whole seconds only)
+    with sqlite3.connect(sweep_storage.sqlite_path(paths.storage)) as db:
+        changed = db.execute("UPDATE trial_heartbeats SET heartbeat = datetime('now', "
+                             "'-1 hour') WHERE trial_id = (SELECT trial_id FROM trials "
+                             "WHERE number = ?)", (orphan.number,)).rowcount
+    assert changed == 1
     run_sweep(spec, output=tmp_path, run_trial=sweep_fakes.fake_trial)
     trials = load(paths.storage, "grid").trials
     assert trials[orphan.number].state.name == "FAIL"
