@@ -66,16 +66,33 @@ def _chosen(rows: list[dict[str, Any]], count: int) -> list[int]:
     return [row["feature"] for row in picked]
 
 
+def _exemplars(labels: dict[str, Any], model: Any, sae: Any, meta: dict[str, Any],
+               data_dir: Path, count: int, limit: int, seed: int, device: Any
+               ) -> tuple[np.ndarray, list[list[int]]]:
+    """The exemplar images and each feature's best ones: those ``sae label`` chose (the
+    images re-rendered, no model pass), or, for labels written before they were kept,
+    found again."""
+    from shortcutlab.decompose.activations import feature_activations
+    from shortcutlab.probe.selectivity import balanced_images, top_exemplars
+
+    kept = labels.get("exemplar_images")
+    if kept and all("exemplars" in row for row in labels["features"]):
+        images, _, _ = balanced_images(data_dir, kept["split"], limit=kept["limit"],
+                                       seed=kept["seed"])
+        return images, [row["exemplars"][:count] for row in labels["features"]]
+    images, _, _ = balanced_images(data_dir, "val", limit=limit, seed=seed)
+    acts = feature_activations(model, sae, meta["layer"], images, meta["mode"], device=device)
+    return images, [list(row) for row in top_exemplars(acts, count)]
+
+
 def feature_browser(sae_dir: str | os.PathLike, out: str | os.PathLike | None = None,
                     features: int = 64, steps: int = 64, exemplars: int = 6,
                     exemplar_images: int = 2000, seed: int = 0,
                     device: torch.device | str = "cpu") -> Path:
     """Write the feature browser of a labelled SAE directory; return its path."""
     from shortcutlab.artifacts import atomic_open, read_json
-    from shortcutlab.decompose.activations import feature_activations
     from shortcutlab.decompose.run import LABELS, SAE_META, _context
     from shortcutlab.probe.objectives import Direction
-    from shortcutlab.probe.selectivity import balanced_images, top_exemplars
     from shortcutlab.probe.visualize import VisConfig, visualize
 
     sae_dir = Path(sae_dir)
@@ -91,9 +108,8 @@ def feature_browser(sae_dir: str | os.PathLike, out: str | os.PathLike | None = 
     chosen = _chosen(rows, features)
     if not chosen:
         raise ShortcutlabError(f"{sae_dir}: every feature is dead; nothing to browse")
-    images, _, _ = balanced_images(data_dir, "val", limit=exemplar_images, seed=seed)
-    acts = feature_activations(model, sae, meta["layer"], images, meta["mode"], device=device)
-    best = top_exemplars(acts, exemplars)
+    images, best = _exemplars(labels, model, sae, meta, data_dir, exemplars,
+                              exemplar_images, seed, device)
     directions = [Direction(meta["layer"], sae.W_dec[feature].detach().cpu().clone(),
                             f"sae feature {feature}") for feature in chosen]
     vis = visualize(model, directions, VisConfig(steps=steps, tv=0.05, seed=seed), device=device,

@@ -208,6 +208,7 @@ def label_features(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None
             "color_means": [float(v) for v in stats["color_means"][feature]],
             "digit_means": [float(v) for v in stats["digit_means"][feature]],
             "polysemanticity": float(poly["polysemanticity"][feature]),
+            "exemplars": [int(i) for i in exemplar_index[feature]],
         }
         row["label"] = ("dead" if frequency[feature] == 0 else
                         label_unit(row["color_eta2"], row["digit_eta2"], row["preferred_color"],
@@ -222,6 +223,8 @@ def label_features(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None
         "layer": layer,
         "mode": mode,
         "grid": {"split": "val", "per_digit": per_digit},
+        # the images ``exemplars`` index: balanced_images(data_dir, split, limit, seed)
+        "exemplar_images": {"split": "val", "limit": exemplar_images, "seed": seed},
         "summary": {kind: kinds.count(kind)
                     for kind in ("color", "digit", "shape", "mixed", "dead")},
         "color_features": color_features,

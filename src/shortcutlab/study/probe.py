@@ -80,29 +80,32 @@ def section_probe(study: StudyArtifacts) -> Section:
             f"the model still calls it its class for {pct(entry.get('recolored_kept'))}.")
     lazy, cured = models_of(stage).get("lazy"), next(
         (entry for name, entry in models_of(stage).items() if name != "lazy"), None)
-    if lazy and cured and measured(lazy.get("recolored_kept")) and measured(
-            cured.get("recolored_kept")):
-        gap = cured["recolored_kept"] - lazy["recolored_kept"]
-        section.verdicts.append(Verdict(
-            "the cured model's class pictures survive a recoloring at least 25 points more "
-            "often than the lazy model's (they carry shape, not color)",
-            f"{pct(cured['recolored_kept'])} vs {pct(lazy['recolored_kept'])} "
-            f"({100 * gap:+.0f} points)", gap >= 0.25))
-    if lazy and cured and measured(lazy.get("gray_judge_match")) and measured(
-            cured.get("gray_judge_match")):
-        gap = cured["gray_judge_match"] - lazy["gray_judge_match"]
-        section.verdicts.append(Verdict(
-            "a grayscale MNIST classifier reads the class's digit in the cured model's class "
-            "pictures at least 25 points more often than in the lazy model's",
-            f"{pct(cured['gray_judge_match'])} vs {pct(lazy['gray_judge_match'])} "
-            f"({100 * gap:+.0f} points; the lazy model's pictures carry strokes too)",
-            gap >= 0.25))
+    for key, target, remark in (
+            ("recolored_kept", "the cured model's class pictures survive a recoloring at "
+             "least 25 points more often than the lazy model's (they carry shape, not color)",
+             ""),
+            ("gray_judge_match", "a grayscale MNIST classifier reads the class's digit in the "
+             "cured model's class pictures at least 25 points more often than in the lazy "
+             "model's", "; the lazy model's pictures carry strokes too")):
+        verdict = _gap_verdict(lazy, cured, key, target, remark)
+        if verdict is not None:
+            section.verdicts.append(verdict)
     if rows:
         section.tables.append(Table(
             "Units per layer by what they respond to (validation digits in every color)",
             ["model", "layer", "units", "color", "digit", "shape", "mixed", "dead",
              "mean color index"], rows))
     return with_figures(section, study, "probe", ran=bool(stage))
+
+
+def _gap_verdict(lazy: dict[str, Any] | None, cured: dict[str, Any] | None, key: str,
+                 target: str, remark: str) -> Verdict | None:
+    """Whether the cured model's rate ``key`` is at least 25 points above the lazy one's."""
+    if not (lazy and cured and measured(lazy.get(key)) and measured(cured.get(key))):
+        return None
+    gap = cured[key] - lazy[key]
+    return Verdict(target, f"{pct(cured[key])} vs {pct(lazy[key])} ({100 * gap:+.0f} "
+                           f"points{remark})", gap >= 0.25)
 
 
 def headline(stages: Summaries) -> dict[str, Any]:
