@@ -1,4 +1,5 @@
-"""Command-line options every command that runs a model shares: ``--device`` and ``--threads``.
+"""Command-line options every command that runs a model shares: ``--device``, ``--threads``
+and the ``KEY=VALUE`` parser of ``--model-arg`` and ``--set``.
 
 One definition, so that every command accepts the same devices, checks them the same way
 before any work starts, and documents them in the same words. Only :mod:`argparse` is
@@ -8,6 +9,7 @@ imported here (``shortcutlab --help`` must not import torch).
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from typing import Any
 
@@ -131,6 +133,19 @@ def output_file(text: str) -> str:
             f"{text!r} is a folder; --out needs a file name: choose another path")
     _writable_place(str(Path(text).parent), "--out")
     return text
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with the value read as JSON when it parses (``width=16`` is an int,
+    ``name=wide`` a string); dashes in the key become underscores."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip().replace("-", "_"), value
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *,

@@ -99,7 +99,8 @@ class Setting:
 
 _NUMBER = (int, float)
 SETTINGS: dict[str, Setting] = {
-    "model": Setting((str,), "architecture: cnn3, cnn2fc3, mlp, resnet18, ...", flag=True),
+    "model": Setting((str,), "architecture: cnn3, cnn2fc3, mlp, resnet18, ... or your own "
+                     "as package.module:factory", flag=True),
     "model_kwargs": Setting((dict,), "model constructor arguments"),
     "optimizer": Setting((str,), "optimizer", choices=OPTIMIZERS, flag=True),
     "lr": Setting(_NUMBER, "learning rate", low=0.0, low_open=True, flag=True),

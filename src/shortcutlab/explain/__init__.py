@@ -21,7 +21,7 @@ _EXPORTS = {
     "grad_cam": "gradcam", "grad_cam_pp": "gradcam",
     "input_x_gradient": "gradients", "integrated_gradients": "gradients",
     "lrp": "relevance", "Composite": "relevance", "Epsilon": "relevance", "Flat": "relevance",
-    "Rule": "relevance",
+    "Rule": "relevance", "check_model": "relevance",
     "ZPlus": "relevance", "list_rules": "relevance", "make_composite": "relevance",
     "register_composite": "relevance",
     "METHODS": "methods", "attribution_maps": "methods", "get_method": "methods",

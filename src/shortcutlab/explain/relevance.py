@@ -60,6 +60,7 @@ from shortcutlab.explain._common import (
     resolve_target,
     target_score,
 )
+from shortcutlab.explain.lrp_check import check_visible
 from shortcutlab.registry import Registry
 
 AFFINE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
@@ -729,9 +730,11 @@ def _plan(model: nn.Module) -> dict[nn.Module, nn.Module]:
                 )
             continue
         if not isinstance(module, SUPPORTED_TYPES):
+            own = [p for p, _ in module.named_parameters(recurse=False)]
+            uses = f", whose forward uses its own parameters {own}" if own else ""
             raise ShortcutlabError(
-                f"lrp cannot propagate relevance through layer {name!r} "
-                f"({type(module).__name__}); supported layers: "
+                f"lrp cannot propagate relevance through {repr(name) if name else 'the model'}"
+                f" ({type(module).__name__}{uses}); build it from supported layers: "
                 + ", ".join(t.__name__ for t in SUPPORTED_TYPES)
             )
         if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
@@ -751,6 +754,13 @@ def _plan(model: nn.Module) -> dict[nn.Module, nn.Module]:
             norm_after[previous[1]] = module
         previous = (name, module)
     return norm_after
+
+
+def check_model(model: nn.Module, example: Tensor) -> None:
+    """Raise a ShortcutlabError, before any heatmap, when ``model`` has a layer or a call
+    in its forward that LRP cannot handle; ``example`` is one input (N >= 1)."""
+    _plan(model)
+    check_visible(model, example)
 
 
 @contextlib.contextmanager
@@ -1006,7 +1016,10 @@ def lrp(
             Flatten, Dropout, and BatchNorm right after a Conv2d/Linear (merged into it,
             with its running statistics); residual additions written as ``a + b`` split
             relevance in proportion to the summands. Anything else raises an error naming
-            the layer. Each layer must be called once per forward pass.
+            the layer; so does a nonlinearity written as a call inside ``forward``
+            (``torch.sigmoid``, ``F.gelu``, a product of two activations), checked by one
+            probe pass the first time a model is seen (:mod:`.lrp_check`). Each layer
+            must be called once per forward pass.
         x: a batch of inputs.
         target: an int, a tensor of class indices (N,), or None for the predicted class.
         rule: a registered composite (``epsilon``, ``zplus``, ``epsilon-plus``,
@@ -1032,6 +1045,7 @@ def lrp(
                 "with respect to the parameters; use epsilon, zplus or gamma composites "
                 "with create_graph=True")
     norm_after = _plan(model)
+    check_visible(model, x)
     tape = _Tape(composite, norm_after, create_graph)
     with _lrp_mode(model):
         logits = _run(model, x, tape)

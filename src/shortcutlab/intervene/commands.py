@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from shortcutlab.arguments import add_runtime_arguments, output_dir, positive_int, seed_value
+from shortcutlab.arguments import (
+    add_runtime_arguments,
+    key_value,
+    output_dir,
+    positive_int,
+    seed_value,
+)
 
 EPILOG = """\
 examples:
@@ -80,6 +86,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="--all: sweep storage URL (default: OUT/sweep.db); a "
                              "postgresql://... URL shared by several machines running the "
                              "same command on a shared OUT spreads the runs over them")
+    parser.add_argument("--model", default=None, metavar="NAME",
+                        help="architecture to train (default cnn3): a registered name or "
+                             "package.module:factory for your own network")
+    parser.add_argument("--model-arg", action="append", type=key_value, default=[],
+                        metavar="KEY=VALUE", help="argument of the model's factory "
+                        "(repeatable)")
     add_runtime_arguments(parser)
     parser.set_defaults(func=_intervene)
 
@@ -101,7 +113,13 @@ def _intervene(args: argparse.Namespace) -> int:
     from shortcutlab.runtime import set_threads
 
     set_threads(args.threads)
-    trainer_options = {"device": args.device}
+    trainer_options: dict = {"device": args.device}
+    if args.model is not None or args.model_arg:
+        from shortcutlab.intervene.run import MODEL
+        from shortcutlab.models import create
+
+        trainer_options.update(model=args.model or MODEL, model_kwargs=dict(args.model_arg))
+        create(trainer_options["model"], **trainer_options["model_kwargs"])  # fail before work
     if args.all:
         return _all(args, trainer_options)
     import sys

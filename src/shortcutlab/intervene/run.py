@@ -5,7 +5,8 @@ class to ``shortcutlab.train.train_run``, which owns the loop, evaluation, check
 selection, logging, resuming and the run-directory format. The settings every
 intervention shares are fixed here:
 
-- the model is the lazy model's architecture, ``cnn3`` at its default width;
+- the model is the lazy model's architecture, ``cnn3`` at its default width, unless the
+  caller names another (``model``, ``model_kwargs``: any name ``models.create`` takes);
 - the training set is the dataset's own 95%-biased ``train`` split, unchanged;
 - the budget is the method's ``epochs`` (the common
   :data:`~shortcutlab.intervene.hparams.EPOCHS` unless the method declares more; its
@@ -40,13 +41,14 @@ EVALS_PER_EPOCH = 2
 METRICS = "metrics.json"
 
 
-def trainer_settings(hparams: dict[str, Any], num_train: int) -> dict[str, Any]:
+def trainer_settings(hparams: dict[str, Any], num_train: int, model: str = MODEL,
+                     model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The trainer settings of an intervention: its optimizer keys and the fixed rest."""
     settings = {key: hparams[key] for key in OPTIMIZER_KEYS}
     settings["grad_clip"] = float(settings["grad_clip"]) or None
     settings["epochs"] = float(settings["epochs"])
     per_epoch = max(1, num_train // int(settings["batch_size"]))
-    settings.update(model=MODEL, model_kwargs={}, steps=None, warmup_steps=0,
+    settings.update(model=model, model_kwargs=dict(model_kwargs or {}), steps=None, warmup_steps=0,
                     select=SELECTION, early_stop=False,
                     eval_every=max(1, per_epoch // EVALS_PER_EPOCH), eval_dense_every=0)
     return settings
@@ -55,13 +57,15 @@ def trainer_settings(hparams: dict[str, Any], num_train: int) -> dict[str, Any]:
 def intervene_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, method: str, *,
                   seed: int = 0, teacher_dir: str | os.PathLike | None = None,
                   overrides: dict[str, Any] | None = None, resume: bool = False,
-                  force: bool = False, measure: bool = True,
+                  force: bool = False, measure: bool = True, model: str = MODEL,
+                  model_kwargs: dict[str, Any] | None = None,
                   **trainer_options: Any) -> dict[str, Any]:
     """Train ``method`` on ``data_dir`` into the run directory ``out_dir``.
 
     ``overrides`` update the method's registered hyperparameters (strings are converted
     to each default's type); ``teacher_dir`` is TEA's teacher; ``trainer_options``
-    (``device``, ``threads``, ...) go to the trainer untouched. ``resume`` continues an
+    (``device``, ``threads``, ...) go to the trainer untouched; ``model`` and
+    ``model_kwargs`` name the architecture (default: the study's ``cnn3``). ``resume`` continues an
     interrupted run or returns a finished one. Returns the final ``metrics.json``.
     """
     from shortcutlab.data import load_meta
@@ -88,7 +92,8 @@ def intervene_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, metho
     with writer_lock(out_dir):  # training, then measuring: one writer throughout
         metrics = dict(train_run(data_dir, out_dir, preset=None, seed=seed, resume=resume,
                                  force=force, algorithm=cls,
-                                 **trainer_settings(hparams, num_train), **own,
+                                 **trainer_settings(hparams, num_train, model, model_kwargs),
+                                 **own,
                                  **trainer_options))
         metrics.update(method=method, uses=list(cls.uses), role=cls.role, hparams=hparams)
         if measure and "hard_inverted" not in metrics:

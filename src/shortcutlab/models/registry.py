@@ -9,11 +9,16 @@ A saved model is a directory with ``model.pt`` (a state_dict) and ``model.json``
 (``name``, ``kwargs``, the state_dict's ``sha256``); :func:`load` rebuilds the module
 from the registry and loads the weights with ``weights_only=True`` after checking the
 checksum.
+
+Models from outside the registry are named ``package.module:factory`` or published under
+the ``shortcutlab.models`` entry-point group (:mod:`shortcutlab.models.external`); they
+are saved and rebuilt the same way, by importing their factory again.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,7 @@ from torch import nn
 
 from shortcutlab.artifacts import load_torch, read_json, save_torch, write_json
 from shortcutlab.errors import ShortcutlabError
+from shortcutlab.models import external
 from shortcutlab.registry import Registry
 
 MODEL_FILE = "model.pt"
@@ -37,17 +43,39 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 
 def list_models() -> list[str]:
-    return MODELS.names()
+    """The registry's models, then those installed packages publish as entry points."""
+    own = MODELS.names()
+    return own + [name for name in external.entry_point_names() if name not in own]
 
 
-def create(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model; ``model.spec`` records how, so it can be saved and rebuilt."""
-    factory = MODELS.get(name)
+def factory_for(name: str, search: tuple[str, ...] = ()) -> Callable[..., nn.Module]:
+    """The factory behind a model name: the registry's, an entry point's, or an import path
+    (looked for in ``search`` folders too, after ``sys.path`` and the current directory)."""
+    if not isinstance(name, str) or not name:
+        raise ShortcutlabError(f"a model name must be a non-empty string, got {name!r}")
+    if name in MODELS:
+        return MODELS.get(name)
+    if external.is_import_path(name):
+        return external.import_factory(name, search)
+    factory = external.entry_point_factory(name)
+    if factory is None:
+        raise ShortcutlabError(
+            f"{MODELS.unknown_message(name)}; or name your own as package.module:factory "
+            "(e.g. --model mymodels:build with mymodels.py beside the command)")
+    return factory
+
+
+def create(name: str, _search: tuple[str, ...] = (), **kwargs: Any) -> nn.Module:
+    """Build a model by name; ``model.spec`` records how, so it can be saved and rebuilt."""
+    factory = factory_for(name, _search)
     try:
         model = factory(**kwargs)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ShortcutlabError(f"bad arguments for model {name!r}: {exc}") from exc
+    model = external.check_built(model, name)
     model.spec = {"name": name, "kwargs": dict(kwargs)}
+    if name not in MODELS and external.is_import_path(name):
+        model.spec.update(external.module_fingerprint(name))
     return model
 
 
@@ -85,7 +113,14 @@ def load(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> nn.M
     if weights.parent != run_dir.resolve():
         raise ShortcutlabError(f"{meta_path} names weights outside its directory "
                                f"({meta.get('weights')!r}); a model's weights sit beside it")
-    model = create(meta["name"], **meta.get("kwargs", {}))
+    recorded_file = meta.get("module_file")
+    search = (str(Path(recorded_file).parent),) if isinstance(recorded_file, str) else ()
+    model = create(meta["name"], search, **meta.get("kwargs", {}))
+    recorded = meta.get("module_sha256")
+    if recorded and model.spec.get("module_sha256") not in (None, recorded):
+        warnings.warn(f"{model.spec.get('module_file')} changed since the model in {run_dir} "
+                      f"was saved; rebuilding {meta['name']!r} from today's code",
+                      stacklevel=2)
     state = load_torch(weights, expected_sha256=meta["sha256"])
     try:
         model.load_state_dict(state)
@@ -105,8 +140,16 @@ def last_conv(model: nn.Module) -> tuple[str, nn.Module]:
         if isinstance(module, nn.Conv2d):
             found = (name, module)
     if found is None:
-        raise ShortcutlabError(f"{type(model).__name__} has no Conv2d layer")
+        raise ShortcutlabError(
+            f"{type(model).__name__} has no Conv2d layer to default to; pass --layer NAME "
+            f"(layer= in the library) with one of: {', '.join(layer_names(model))}")
     return found
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """The dotted names of the model's leaf modules, the candidates for ``--layer``."""
+    return [name for name, module in model.named_modules()
+            if name and next(module.children(), None) is None]
 
 
 def get_layer(model: nn.Module, name: str) -> nn.Module:

@@ -145,6 +145,12 @@ class Algorithm(nn.Module):
         An intervention fills in its defaults and checks and types every value."""
         return dict(overrides)
 
+    @classmethod
+    def check_model(cls, model: nn.Module, hparams: dict[str, Any], example: Tensor) -> None:
+        """Refuse, before any training, a model this algorithm cannot train (raise a
+        ShortcutlabError saying what to change); ``example`` is one training image.
+        Default: any model."""
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from shortcutlab.arguments import add_runtime_arguments, output_dir, positive_int, seed_value
+from shortcutlab.arguments import (
+    add_runtime_arguments,
+    key_value,
+    output_dir,
+    positive_int,
+    seed_value,
+)
 from shortcutlab.settings import SETTINGS
 
 TRAIN_EPILOG = """\
@@ -40,17 +45,6 @@ example:
 """
 
 
-def _key_value(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, raw = text.split("=", 1)
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip().replace("-", "_"), value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands; heavy imports happen inside the handlers."""
     parser = subparsers.add_parser(
@@ -76,12 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                type=None if setting.kinds == (str,) else setting.parse,
                                choices=setting.choices, metavar=name.upper()
                                if setting.choices is None else None, help=setting.help)
-    group.add_argument("--model-arg", action="append", type=_key_value, default=[],
+    group.add_argument("--model-arg", action="append", type=key_value, default=[],
                        metavar="KEY=VALUE", help="model constructor argument, e.g. width=16 "
                        "(repeatable)")
     group.add_argument("--no-early-stop", action="store_true",
                        help="keep training after a first: rule fires (for the log)")
-    group.add_argument("--set", action="append", type=_key_value, default=[],
+    group.add_argument("--set", action="append", type=key_value, default=[],
                        metavar="KEY=VALUE", help="any other trainer setting, e.g. "
                        "eval_dense_every=5 (repeatable)")
     runtime = parser.add_argument_group("runtime")

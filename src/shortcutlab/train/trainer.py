@@ -136,8 +136,9 @@ def run_config(data_dir: Path, config: TrainConfig, seed: int, algorithm: type[A
     return body
 
 
-def _prepare_run_dir(out_dir: Path, body: dict[str, Any], resume: bool, force: bool) -> str:
-    """Return "fresh", "resume" or "done" after checking what ``out_dir`` already holds."""
+def _run_dir_mode(out_dir: Path, body: dict[str, Any], resume: bool, force: bool) -> str:
+    """Return "fresh", "resume" or "done" after checking what ``out_dir`` already holds
+    (nothing is changed: a "fresh" directory is cleared by :func:`_clear_run_dir`)."""
     existing = out_dir / CONFIG_FILE
     if existing.is_file():
         if resume:
@@ -160,10 +161,13 @@ def _prepare_run_dir(out_dir: Path, body: dict[str, Any], resume: bool, force: b
             )
     elif (out_dir / CHECKPOINT_DIR).exists() and not (resume or force):
         raise ShortcutlabError(f"{out_dir} holds leftover checkpoints; pass --force")
+    return "fresh"
+
+
+def _clear_run_dir(out_dir: Path) -> None:
     for name in RUN_FILES:
         (out_dir / name).unlink(missing_ok=True)
     shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
-    return "fresh"
 
 
 def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -302,20 +306,24 @@ class Trainer:
         from shortcutlab.data.dataset import require_splits
 
         require_splits(self.data_dir)  # the final evaluation reads every split
-        models.create(config.model, **config.model_kwargs)  # a bad model fails before any write
+        # a bad model fails before any write
+        candidate = models.create(config.model, **config.model_kwargs)
         body = run_config(self.data_dir, config, self.seed, self.algorithm_cls, self.hparams,
                           self.preset)
-        mode = _prepare_run_dir(self.out_dir, body, self.resume, self.force)
+        mode = _run_dir_mode(self.out_dir, body, self.resume, self.force)
         if mode == "done":
             return read_json(self.out_dir / METRICS_FILE)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        if mode == "fresh":
-            write_json(self.out_dir / CONFIG_FILE, body)
-
         device = resolve_device(config.device)
         layout = torch.channels_last if config.channels_last else torch.contiguous_format
         train = load_tensor_split(self.data_dir, "train", device, config.channels_last)
         val = load_tensor_split(self.data_dir, "val", device, config.channels_last)
+        self.algorithm_cls.check_model(candidate, {**config.optimizer_hparams(), **self.hparams},
+                                       train.images[:1].cpu())
+        del candidate
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if mode == "fresh":
+            _clear_run_dir(self.out_dir)
+            write_json(self.out_dir / CONFIG_FILE, body)
         per_epoch = steps_per_epoch(len(train), config.batch_size)
         total = config.total_steps(len(train))
         classes = max(int(train.labels.max()), int(val.labels.max())) + 1

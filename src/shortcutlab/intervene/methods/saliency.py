@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from shortcutlab.intervene.hparams import HParam, optimizer_hparams
@@ -80,6 +80,13 @@ class SaliencyGuide(Intervention):
         "epsilon": HParam(0.05, "LRP epsilon", 0.01, 0.1, log=True),
         "erode": HParam(0, "shrink the digit mask by this many pixels first", choices=(0, 1)),
     }
+
+    @classmethod
+    def check_model(cls, model: nn.Module, hparams: dict[str, Any], example: Tensor) -> None:
+        if hparams.get("attribution", "lrp") == "lrp":
+            from shortcutlab.explain import check_model
+
+            check_model(model, example)
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         if self.hparams["attribution"] == "gradcam":

@@ -167,6 +167,12 @@ class TrainingWithExplanationsAlone(Intervention):
         super().__init__(model, hparams)
         self.teacher: nn.Module | None = None
 
+    @classmethod
+    def check_model(cls, model: nn.Module, hparams: dict[str, Any], example: Tensor) -> None:
+        from shortcutlab.explain import check_model
+
+        check_model(model, example)  # the student is trained on its own LRP heatmaps
+
     def setup(self, context: TrainContext) -> None:
         super().setup(context)
         if self.teacher is None:
