@@ -41,7 +41,8 @@ example:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands; heavy imports happen inside the handlers."""
     parser = subparsers.add_parser(
-        "data", help="fetch MNIST, build the biased Colored-MNIST dataset, show it",
+        "data", help="fetch MNIST, build the biased Colored-MNIST dataset, import "
+                      "your own, show it",
         description="Task 0: real data in, a biased Colored-MNIST dataset out.",
         epilog="run 'shortcutlab data COMMAND --help' for the options of each command",
     )
@@ -49,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands.required = True
     _add_fetch(commands)
     _add_build(commands)
+    _add_import(commands)
     _add_show(commands)
     _add_styles(commands)
 
@@ -138,6 +140,44 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_build)
 
 
+IMPORT_EPILOG = """\
+input: a directory with train.npz, val.npz, test_easy.npz, test_hard.npz and
+test_unbiased.npz, or one .npz with keys SPLIT_FIELD (train_images, train_labels, ...).
+Fields per split:
+  images   uint8 (N, H, W, 3), RGB 0-255, the same H, W in every split
+  labels   integers (N,), classes 0..K-1
+  colors   integers (N,), the bias attribute; attribute c goes with class c
+  masks    optional bool (N, H, W), the object's foreground (explain's background share,
+           rrr and saliency-guide need them)
+
+examples:
+  shortcutlab data import my_biased.npz --out data/mine
+  shortcutlab data import my_splits/ --out data/mine --classes 26 --palette palette.json
+"""
+
+
+def _add_import(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "import", help="check an already-colored dataset and write it in the artifact layout",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Bring your own biased dataset: every field is checked (shape, dtype, "
+                    "range), each problem with its own message, before anything is "
+                    "written; the output is the directory every stage reads (meta.json, "
+                    "one checksummed SPLIT.npz per split).",
+        epilog=IMPORT_EPILOG)
+    parser.add_argument("source", metavar="SRC", help="directory of split files, or one .npz")
+    parser.add_argument("--out", type=output_dir, required=True, metavar="DIR",
+                        help="dataset directory to create")
+    parser.add_argument("--classes", type=positive_int, metavar="K",
+                        help="number of classes (default: the largest label or attribute + 1)")
+    parser.add_argument("--palette", metavar="FILE|COLORS",
+                        help="a color per class for figures: a JSON file ([[r, g, b], ...] or "
+                             "{\"colors\": ..., \"names\": ...}) or #rrggbb,#rrggbb,... "
+                             "(default: the ten study colors; needed above ten classes)")
+    parser.add_argument("--force", action="store_true", help="overwrite DIR")
+    parser.set_defaults(func=_import)
+
+
 def _add_show(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "show", help="draw a labelled grid of a dataset's images (PNG)",
@@ -212,6 +252,21 @@ def _build(args: argparse.Namespace) -> int:
         counts = np.asarray(meta["counts"][split])
         aligned = np.trace(counts) / max(size, 1)
         print(f"  {split:14s} {size:6d} images, {aligned:6.1%} in their class color")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from shortcutlab.data.importer import import_dataset, read_palette
+
+    palette, names = read_palette(args.palette) if args.palette else (None, None)
+    meta = import_dataset(args.source, args.out, classes=args.classes, palette=palette,
+                          color_names=names, force=args.force)
+    height, width = meta["image_shape"]
+    print(f"dataset {meta['dataset_id']} in {args.out}: {meta['classes']} classes, "
+          f"{height}x{width} images, masks {'given' if meta['masks'] else 'absent'}")
+    for split, size in meta["sizes"].items():
+        print(f"  {split:14s} {size:6d} images, {meta['bias'][split]:6.1%} with their "
+              "class's attribute")
     return 0
 
 

@@ -2,7 +2,9 @@
 
 Analyses such as the color-swap test ("feed it a red 1: does it predict 0?") need the
 same digits in other colors. The grayscale digits come from the dataset's source, so the
-result matches how the dataset itself was rendered.
+result matches how the dataset itself was rendered. An imported dataset
+(``shortcutlab data import``) has no source to render from: :func:`renderable` says so,
+and :func:`split_digits` refuses it with the reason.
 """
 
 from __future__ import annotations
@@ -14,13 +16,25 @@ import numpy as np
 from shortcutlab.data.build import BuildConfig, _split_sources, render
 from shortcutlab.data.dataset import load_meta
 from shortcutlab.data.palette import PALETTES
-from shortcutlab.data.sources import load_source
+from shortcutlab.data.sources import SOURCES, load_source
 from shortcutlab.data.styles import StyleParams
 from shortcutlab.errors import ShortcutlabError
 
 
+def renderable(data_dir: str | os.PathLike) -> bool:
+    """Whether the dataset was made by the generator from a source it can render again."""
+    meta = load_meta(data_dir)
+    return meta.get("renderable", True) is not False and \
+        meta.get("config", {}).get("source") in SOURCES
+
+
 def split_digits(data_dir: str | os.PathLike, split: str) -> np.ndarray:
     """The grayscale uint8 digits (N, 28, 28) that ``split`` was rendered from."""
+    if not renderable(data_dir):
+        raise ShortcutlabError(
+            f"{data_dir} was imported, not generated, so its images cannot be rendered again "
+            "in other colors; this analysis (recolored digits) needs a dataset made by "
+            "`shortcutlab data build`")
     config = BuildConfig(**load_meta(data_dir)["config"])
     parts = _split_sources(load_source(config.source, limit=config.limit), config.limit,
                            config.validation)

@@ -213,8 +213,14 @@ def _aha_images(data_dir: Path, config: ExplainConfig) -> dict[str, Any]:
     if same_digits:
         return {"digits": digits, "conflict_colors": hard.colors[first], "source": "test splits",
                 "biased": easy.images[first], "conflicting": hard.images[first]}
-    from shortcutlab.data.recolor import recolor, split_digits
+    from shortcutlab.data.recolor import recolor, renderable, split_digits
 
+    if not renderable(data_dir):  # imported: show another image of the class instead
+        other = [int(np.flatnonzero(hard.labels == d)[0]) if (hard.labels == d).any()
+                 else first[i] for i, d in enumerate(digits)]
+        return {"digits": digits, "conflict_colors": hard.colors[other],
+                "source": "test splits (other images of the class)",
+                "biased": easy.images[first], "conflicting": hard.images[other]}
     gray = split_digits(data_dir, "test_easy")[first]
     conflict = (digits + config.conflict_shift) % 10
     return {"digits": digits, "conflict_colors": conflict, "source": "recolored",
@@ -367,6 +373,11 @@ def explain_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike,
     device = resolve_device(config.device)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     meta = load_meta(data_dir)
+    if meta.get("masks", True) is False:
+        raise ShortcutlabError(
+            f"{data_dir} has no object masks, and explain measures where attribution falls "
+            "against them (background share, pointing game, deletion order); import the "
+            "dataset again with a masks array per split")
     loaded = [_load_model(run_dir, label, device)]
     if compare_dir is not None:
         loaded.append(_load_model(compare_dir, compare_label, device))

@@ -133,9 +133,11 @@ def _intervene(args: argparse.Namespace) -> int:
         metrics = intervene_run(args.data, args.out, args.method, seed=args.seed,
                                 teacher_dir=args.teacher, overrides=parse_overrides(args.set),
                                 resume=args.resume, **trainer_options)
+    inverted = metrics["hard_inverted"]
+    inverted_text = "n/a" if inverted is None else f"{inverted:.3f}"
     print(f"{args.method} (uses {', '.join(metrics['uses'])}): easy val "
           f"{metrics['easy_val']:.3f}, hard {metrics['hard']:.3f}, hard inverted "
-          f"{metrics['hard_inverted']:.3f}, unbiased {metrics['unbiased']:.3f}")
+          f"{inverted_text}, unbiased {metrics['unbiased']:.3f}")
     print(f"run: {args.out} (learning curves: {args.out}/convergence.png)")
     if metrics.get("undertrained"):
         print(f"shortcutlab: warning: {warning_text(args.method, metrics['convergence'])}",

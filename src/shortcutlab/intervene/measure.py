@@ -71,11 +71,19 @@ def extra_metrics(run_dir: str | os.PathLike, data_dir: str | os.PathLike,
     """``hard_inverted`` and ``background_share`` of the model saved in ``run_dir``."""
     from shortcutlab import models
     from shortcutlab.data import load_meta, load_split
+    from shortcutlab.data.recolor import renderable
     from shortcutlab.runtime import resolve_device
 
     model = models.load(run_dir, resolve_device(device))
     data_dir = str(Path(data_dir).resolve())
-    images, labels = inverted_hard_set(data_dir, load_meta(data_dir)["dataset_id"])
-    hard = load_split(data_dir, "test_hard").subset(slice(0, SHARE_IMAGES))
-    share = gradcam_background_share(model, hard.image_tensor(), torch.from_numpy(hard.masks))
-    return {"hard_inverted": accuracy(model, images, labels), "background_share": share}
+    meta = load_meta(data_dir)
+    inverted = None  # an imported dataset cannot be rendered again in other colors
+    if renderable(data_dir):
+        images, labels = inverted_hard_set(data_dir, meta["dataset_id"])
+        inverted = accuracy(model, images, labels)
+    share = None  # without digit masks there is no background to measure
+    if meta.get("masks", True):
+        hard = load_split(data_dir, "test_hard").subset(slice(0, SHARE_IMAGES))
+        share = gradcam_background_share(model, hard.image_tensor(),
+                                         torch.from_numpy(hard.masks))
+    return {"hard_inverted": inverted, "background_share": share}

@@ -87,7 +87,12 @@ def intervene_run(data_dir: str | os.PathLike, out_dir: str | os.PathLike, metho
             f"{method} distills a teacher: pass --teacher RUN (train one with "
             "`shortcutlab intervene --method teacher --data DIR --out RUN`)"
         )
-    num_train = int(load_meta(data_dir)["sizes"]["train"])
+    meta = load_meta(data_dir)
+    if "masks" in cls.uses and meta.get("masks", True) is False:
+        raise ShortcutlabError(f"{method} trains on the object masks, and {data_dir} has none; "
+                               "import the dataset with a masks array per split or choose a "
+                               "method that does not use masks (intervene --list)")
+    num_train = int(meta["sizes"]["train"])
     own = {key: value for key, value in hparams.items() if key not in OPTIMIZER_KEYS}
     with writer_lock(out_dir):  # training, then measuring: one writer throughout
         metrics = dict(train_run(data_dir, out_dir, preset=None, seed=seed, resume=resume,

@@ -127,6 +127,13 @@ def evaluate_model(model: torch.nn.Module, data_dir: str | os.PathLike, *,
             hard_labels = data.labels
             report["hard_modes"] = {hard_mode: {**_mode_entry(entry), "source": "dataset"}}
 
+    from shortcutlab.data.recolor import renderable
+
+    if not renderable(data_dir):
+        report["rendered"] = ("skipped: the dataset was imported, so its images cannot be "
+                              "rendered in other colors (no rendered hard modes, no color swap)")
+        report["metrics"] = _flat_metrics(report)
+        return report
     digits = None
     if hard_labels is not None:
         digits = _split_digits(str(data_dir.resolve()), str(meta.get("dataset_id")), "test_hard")
