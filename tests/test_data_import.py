@@ -135,10 +135,10 @@ def test_import_names_missing_splits_and_keys(tiny_data, tmp_path):
     partial = tmp_path / "partial"
     partial.mkdir()
     (partial / "train.npz").write_bytes((tiny_data / "train.npz").read_bytes())
-    with pytest.raises(ShortcutlabError, match="lacks val.npz, test_easy.npz"):
+    with pytest.raises(ShortcutlabError, match=r"lacks val\.npz, test_easy\.npz"):
         import_dataset(partial, tmp_path / "out")
     np.savez(tmp_path / "odd.npz", pictures=np.zeros((2, 28, 28, 3), np.uint8))
-    with pytest.raises(ShortcutlabError, match="name them SPLIT_FIELD.*it has: pictures"):
+    with pytest.raises(ShortcutlabError, match=r"name them SPLIT_FIELD.*it has: pictures"):
         import_dataset(tmp_path / "odd.npz", tmp_path / "out")
 
 

@@ -28,6 +28,21 @@ from typing import Any
 
 from shortcutlab.artifacts import write_bytes
 
+
+def headless() -> None:
+    """Render figures without a display (Agg), unless a backend is chosen already.
+
+    A notebook's inline backend, ``MPLBACKEND`` or a script that imported pyplot first
+    keep theirs: switching the process to Agg would stop a notebook from showing its
+    figures after the first stage that writes one.
+    """
+    if "matplotlib.pyplot" in sys.modules or os.environ.get("MPLBACKEND"):
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
 DPI = 110
 """The house resolution of every figure whose pixel size is not deliberate."""
 

@@ -22,6 +22,7 @@ def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
 
 
 def list_attacks() -> list[str]:
+    """The names ``create_attack`` and ``--attack`` accept."""
     return ATTACKS.names()
 
 

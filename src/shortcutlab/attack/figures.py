@@ -26,9 +26,9 @@ def plot_triplets(path: Path, original: np.ndarray, rows: dict[str, dict[str, np
     ``clean_probs``; the perturbation is shown as 0.5 + delta / (2 eps), so that -eps is
     black and +eps white whatever the epsilon.
     """
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     count = original.shape[0]
@@ -70,9 +70,9 @@ def plot_triplets(path: Path, original: np.ndarray, rows: dict[str, dict[str, np
 def plot_min_eps(path: Path, per_model: dict[str, dict[str, np.ndarray]], budget: float,
                  max_eps: float, source: int, target: int) -> None:
     """Per region: a histogram and the cumulative fraction fooled, per model, budget marked."""
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     regions = list(next(iter(per_model.values())))
@@ -162,9 +162,9 @@ def main_region(settings: Any) -> str:
 
 def plot_estimates(path: Path, results: dict[str, Any], budget: float) -> None:
     """Per model, each image's FMN norm against its PGD bisection (diagonal: agreement)."""
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4.2), squeeze=False)
@@ -196,9 +196,9 @@ def plot_estimates(path: Path, results: dict[str, Any], budget: float) -> None:
 
 def plot_universal(path: Path, perturbations: dict[str, Any], target: int) -> None:
     """Each model's universal background perturbation, shown as 0.5 + delta / (2 eps)."""
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     names = list(perturbations)

@@ -72,6 +72,8 @@ class Split:
 
 
 def load_meta(data_dir: str | os.PathLike) -> dict[str, Any]:
+    """A dataset directory's ``meta.json`` (docs/artifacts.md), or an error saying how to
+    build one."""
     data_dir = Path(data_dir)
     meta_path = data_dir / "meta.json"
     if not meta_path.is_file():

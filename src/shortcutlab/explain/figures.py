@@ -13,15 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colormaps
 
 from shortcutlab import figures
 from shortcutlab.data.palette import COLOR_NAMES
+
+figures.headless()
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 MODEL_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd")
 CORRECT, WRONG, TEXT = "#1a7f1a", "#c0392b", "#222222"

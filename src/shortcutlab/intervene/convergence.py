@@ -175,9 +175,9 @@ class Series:
 def plot_convergence(path: str | os.PathLike, series: Sequence[Series], title: str) -> None:
     """Easy-val and easy-val color-conflicting accuracy against steps, every series on the
     same two panels; a series' selected checkpoint is marked with a circle."""
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 

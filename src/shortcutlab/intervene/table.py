@@ -514,9 +514,9 @@ def write_table(out: Path, table: dict[str, Any]) -> None:
 
 def plot_table(path: Path, table: dict[str, Any]) -> None:
     """Hard-set accuracy of every method beside its control (error bars: std over seeds)."""
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     methods = [r for r in table["rows"] if r["kind"] == "method"]

@@ -13,9 +13,9 @@ from shortcutlab.figures import save_figure
 
 
 def pyplot():
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     return plt

@@ -158,9 +158,9 @@ def render_csv(table: dict[str, Any]) -> str:
 
 def plot(path: Path, table: dict[str, Any]) -> None:
     """Ours (error bars: std over seeds) and the published numbers, against the ratio."""
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))

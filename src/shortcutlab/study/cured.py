@@ -96,9 +96,9 @@ def stage_cured(ctx: StageContext) -> dict[str, Any]:
 
 
 def _plot_methods(path: Path, rows: dict[str, dict[str, Any]]) -> None:
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
     import numpy as np
 

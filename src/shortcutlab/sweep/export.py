@@ -212,9 +212,9 @@ def _unit_range(metric: str, means: Sequence[Sequence[float]]) -> tuple[float, f
 def phase_diagram(rows: Sequence[Mapping[str, Any]], x: str, y: str, metric: str,
                   params: Sequence[str], path: Path, study_name: str) -> dict[str, Any]:
     """A heatmap of the mean ``metric`` over axes ``x`` and ``y``; returns the cells."""
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     xs, ys, means, counts = cell_means(rows, x, y, metric)
@@ -285,9 +285,9 @@ def cheat_window_figure(rows: Sequence[Mapping[str, Any]], params: Sequence[str]
     bias when the study varies it. Trials below ``min_easy`` (they have not even learned
     the color) are counted in the title but not drawn, so the window stays readable.
     """
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.lines
     import matplotlib.patches
     import matplotlib.pyplot as plt
@@ -349,9 +349,9 @@ def cheat_window_figure(rows: Sequence[Mapping[str, Any]], params: Sequence[str]
 
 def main_effects_figure(effects: Mapping[str, list[dict[str, Any]]], params: Sequence[str],
                         metrics: Sequence[str], path: Path, study_name: str) -> None:
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     names = list(effects)

@@ -221,9 +221,9 @@ def _class_ticks(with_colors: bool) -> list[str]:
 def plot_confusion(matrix: list[list[int]], title: str, row_colors: list[int] | None = None
                    ) -> bytes:
     """Row-normalized confusion matrix with counts' shares written in the cells."""
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     counts = np.asarray(matrix, dtype=np.float64)
@@ -250,9 +250,9 @@ def plot_confusion(matrix: list[list[int]], title: str, row_colors: list[int] | 
 
 
 def plot_color_swap(swap: dict[str, Any], title: str) -> bytes:
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
@@ -277,9 +277,9 @@ def plot_color_swap(swap: dict[str, Any], title: str) -> bytes:
 
 
 def plot_per_class(report: dict[str, Any], title: str) -> bytes:
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     splits = [s for s in SPLITS if s in report["splits"]]
@@ -301,9 +301,9 @@ def plot_per_class(report: dict[str, Any], title: str) -> bytes:
 
 def plot_training(log: list[dict[str, Any]], selected_step: int | None, title: str) -> bytes:
     """Easy-val accuracy on color-aligned and color-conflicting images over training."""
-    import matplotlib
+    from shortcutlab.figures import headless
 
-    matplotlib.use("Agg")
+    headless()
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in log]
