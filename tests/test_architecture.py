@@ -1,7 +1,7 @@
 """The layering rules of docs/architecture.md, read from the source tree's imports.
 
 - A library module (every module outside ``shortcutlab/study/`` except the thin
-  ``cli.py``) never imports the study wing.
+  ``cli.py`` and the ``api.py`` facade, which re-export it) never imports the study wing.
 - A task file of the study never imports another task file.
 - No library package holds a ``stage.py``: stages live in the study wing.
 - The packages form layers (:data:`LAYERS`): a module imports only its own layer and the
@@ -17,7 +17,7 @@ import pytest
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"
 STUDY = "shortcutlab.study"
-ENTRY_POINTS = {"shortcutlab.cli", "shortcutlab.__main__"}
+ENTRY_POINTS = {"shortcutlab.cli", "shortcutlab.__main__", "shortcutlab.api"}
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -75,7 +75,7 @@ LAYERS = (
     {"sweep"},
     {"protocols"},
     {"study"},
-    {"cli", "__main__"},
+    {"cli", "__main__", "api"},
 )
 # The trainer's algorithm registry imports the interventions on its first lookup, so that a
 # run can name "jtt" without importing shortcutlab.intervene first (an import at call time).
