@@ -455,6 +455,7 @@ def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     from shortcutlab.artifacts import save_npz, write_json
     from shortcutlab.attack import figures
     from shortcutlab.data import load_meta, load_split
+    from shortcutlab.data.dataset import class_names
     from shortcutlab.runtime import resolve_device
 
     torch_device = resolve_device(device)
@@ -470,6 +471,9 @@ def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     images.images = images.images.to(torch_device)
     images.masks = images.masks.to(torch_device)
     color_names = list(meta.get("color_names", [str(i) for i in range(10)]))
+    names = class_names(meta)
+    named = (names[settings.source] if settings.source < len(names) else str(settings.source),
+             names[settings.target] if settings.target < len(names) else str(settings.target))
 
     taken: set[str] = set()
     attacked = []
@@ -492,6 +496,7 @@ def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
                    "by_region": {region: settings.attack_for(region)
                                  for region in settings.regions}},
         "definition": DEFINITION,
+        "class_names": {"source": named[0], "target": named[1]},
         "models": [model_summary(m, images, settings, color_names) for m in attacked],
     }
     if compare is not None:
@@ -528,7 +533,7 @@ def run_attack(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     if save_examples:
         summary["files"]["examples.npz"] = save_npz(out / "examples.npz",
                                                     **_examples(images, attacked, settings))
-    figures.write_figures(out, images.images.cpu().numpy(), attacked, settings)
+    figures.write_figures(out, images.images.cpu().numpy(), attacked, settings, named)
     summary["figures"] = list(figures.FIGURES)
     if settings.attack_for(figures.main_region(settings)) == "ensemble":
         summary["figures"] += ["min_eps_by_attack.png", "fmn_vs_bisection.png"]

@@ -19,7 +19,7 @@ def _hwc(image: np.ndarray) -> np.ndarray:
 
 def plot_triplets(path: Path, original: np.ndarray, rows: dict[str, dict[str, np.ndarray]],
                   eps: np.ndarray | float, title: str, source: int, target: int,
-                  confidence: float) -> None:
+                  confidence: float, names: tuple[str, str] | None = None) -> None:
     """Per image: original, then per model the amplified perturbation and the adversarial.
 
     ``rows[name]`` holds ``adversarial`` (K, 3, H, W), ``probs`` (K, classes) and
@@ -62,13 +62,14 @@ def plot_triplets(path: Path, original: np.ndarray, rows: dict[str, dict[str, np
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{title}: {source} -> {target} at confidence {confidence:g} "
+    source_name, target_name = names or (str(source), str(target))
+    fig.suptitle(f"{title}: {source_name} -> {target_name} at confidence {confidence:g} "
                  "(green: fooled, red: not)", fontsize=9)
     save_figure(fig, path)
 
 
 def plot_min_eps(path: Path, per_model: dict[str, dict[str, np.ndarray]], budget: float,
-                 max_eps: float, source: int, target: int) -> None:
+                 max_eps: float, source: int | str, target: int | str) -> None:
     """Per region: a histogram and the cumulative fraction fooled, per model, budget marked."""
     from shortcutlab.figures import headless
 
@@ -111,12 +112,14 @@ def plot_min_eps(path: Path, per_model: dict[str, dict[str, np.ndarray]], budget
     save_figure(fig, path)
 
 
-def write_figures(out: Path, original: np.ndarray, attacked: list[Any], settings: Any) -> None:
+def write_figures(out: Path, original: np.ndarray, attacked: list[Any], settings: Any,
+                  names: tuple[str, str] | None = None) -> None:
     """The figures of ``FIGURES`` into ``out``.
 
     ``attacked`` holds one entry per model with ``name``, ``clean_probs`` (N, classes) and
     ``results`` (region -> :class:`~shortcutlab.attack.MinimalEpsilon`).
     """
+    source, target = names or (str(settings.source), str(settings.target))
     count = min(EXAMPLES, original.shape[0])
     region = main_region(settings)
     at_eps, at_min, min_eps = {}, {}, []
@@ -132,14 +135,14 @@ def write_figures(out: Path, original: np.ndarray, attacked: list[Any], settings
     where = "" if region == "all" else f", {region} only"
     plot_triplets(out / "examples_at_eps.png", original[:count], at_eps, settings.eps,
                   f"Attack at eps={settings.eps:g}{where}", settings.source, settings.target,
-                  settings.confidence)
+                  settings.confidence, (source, target))
     plot_triplets(out / "examples_min_eps.png", original[:count], at_min, np.stack(min_eps),
                   f"Attack at each image's minimal epsilon{where}", settings.source,
-                  settings.target, settings.confidence)
+                  settings.target, settings.confidence, (source, target))
     plot_min_eps(out / "min_eps.png",
                  {model.name: {r: res.eps for r, res in model.results.items()}
                   for model in attacked},
-                 settings.eps, settings.max_eps, settings.source, settings.target)
+                 settings.eps, settings.max_eps, source, target)
     if attacked[0].results[region].by_attack is not None:
         # the complete estimates only: a member that searched below the best so far has
         # no distribution of its own
@@ -149,7 +152,7 @@ def write_figures(out: Path, original: np.ndarray, attacked: list[Any], settings
                       for member, eps in {**model.results[region].by_attack,
                                           "ensemble": model.results[region].eps}.items()
                       if member not in model.results[region].capped},
-                     settings.eps, settings.max_eps, settings.source, settings.target)
+                     settings.eps, settings.max_eps, source, target)
         plot_estimates(out / "fmn_vs_bisection.png",
                        {model.name: model.results[region] for model in attacked},
                        settings.eps)

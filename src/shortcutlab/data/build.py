@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 from shortcutlab.artifacts import NpzWriter, config_hash, read_json, write_json, writer_lock
 from shortcutlab.data.dataset import SPLITS
 from shortcutlab.data.palette import COLOR_NAMES, NUM_COLORS, PALETTE, PALETTES
+from shortcutlab.data.sources import CLASS_NAMES
 from shortcutlab.data.styles import STYLES, StyleParams, shade_direct, shade_table
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.progress import progress
@@ -446,6 +447,7 @@ def _build_dataset(config: BuildConfig, out_dir: Path, source: dict[str, np.ndar
         "dataset_id": dataset_id,
         "palette": [list(color) for color in PALETTES[config.palette]],
         "color_names": list(COLOR_NAMES),
+        "class_names": list(CLASS_NAMES.get(config.source, ())),
         "mask_threshold": MASK_THRESHOLD,
         "splits": list(SPLITS),
         "sizes": sizes,

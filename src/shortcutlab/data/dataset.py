@@ -84,6 +84,21 @@ def load_meta(data_dir: str | os.PathLike) -> dict[str, Any]:
     return read_json(meta_path)
 
 
+def class_names(meta: dict[str, Any]) -> list[str]:
+    """The names of a dataset's classes: recorded in ``meta.json``, else its source's
+    (:data:`shortcutlab.data.sources.CLASS_NAMES`), else the class numbers."""
+    from shortcutlab.data.sources import CLASS_NAMES
+
+    recorded = meta.get("class_names")
+    if isinstance(recorded, list) and recorded:
+        return [str(name) for name in recorded]
+    source = meta.get("config", {}).get("source")
+    if source in CLASS_NAMES:
+        return list(CLASS_NAMES[source])
+    count = int(meta.get("classes") or len(meta.get("counts", {}).get("train", [])) or 10)
+    return [str(c) for c in range(count)]
+
+
 def require_splits(data_dir: str | os.PathLike, splits: tuple[str, ...] = SPLITS) -> None:
     """Fail now, before any work, when a split a command will read is missing."""
     data_dir = Path(data_dir)

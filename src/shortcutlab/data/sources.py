@@ -11,6 +11,14 @@ import numpy as np
 from shortcutlab.errors import ShortcutlabError
 
 SOURCES = ("mnist", "fashion-mnist", "synthetic")
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "synthetic": tuple(str(digit) for digit in range(10)),
+    # Fashion-MNIST's own label names (Xiao et al. 2017), lower case for running text
+    "fashion-mnist": ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                      "sneaker", "bag", "ankle boot"),
+}
+"""What each source calls its classes: captions and reports name them ("sneaker", not 7)."""
 
 
 def load_source(name: str, limit: int | None = None) -> dict[str, np.ndarray]:

@@ -4,7 +4,7 @@
   (cosine similarity, so a dark red still votes red). Near-white pixels, which are how the
   datasets draw the digit, and near-black pixels, which carry no hue, abstain. For a model
   that reads color, the visualization of class ``c`` should be dominated by color ``c``.
-* Digit: the grayscale MNIST judge of :mod:`shortcutlab.probe.grayscale` names the digit
+* Digit: the grayscale judge of :mod:`shortcutlab.probe.grayscale` names the digit
   it sees. For a model that reads shape, the visualization of class ``c`` should look
   like a ``c``. (A color reader's logits may still respond to its class's strokes where
   no color contradicts them, so its pictures can show the digit too.)

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Task 2. For each layer: optimize an image per unit (Fourier basis, jitter/scale/"
             "rotation, TV), find its top exemplars, measure how much it reads color versus "
             "the digit, and rank the units; for the output: visualize each class logit and "
-            "check its dominant color and whether a grayscale MNIST classifier sees the digit. "
+            "check its dominant color and whether a grayscale classifier of the source sees "
+            "the class. "
             "Writes probe.json, probe.npz and PNG figures into --out."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -70,7 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--exemplar-images", type=positive_int, default=3000,
                         help="images the exemplars are drawn from")
     parser.add_argument("--no-judge", action="store_true",
-                        help="skip the grayscale MNIST judge (it trains once, then is cached)")
+                        help="skip the grayscale judge (trained once on the dataset's "
+                             "grayscale source, then cached)")
     parser.add_argument("--batch-units", type=positive_int, default=64,
                         help="units optimized together")
     parser.add_argument("--seed", type=seed_value, default=0)

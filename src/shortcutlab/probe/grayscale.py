@@ -1,10 +1,13 @@
-"""An independent judge of shape: a small classifier trained on grayscale MNIST only.
+"""An independent judge of shape: a small classifier trained on the grayscale source only.
 
 To ask whether a class-logit visualization *looks like* its digit we need an observer that
 has never seen color. This classifier is trained on the grayscale source's training split
 (never its test split, which only measures it), deterministically, and cached in the
 shortcutlab cache directory under a hash of its recipe and of the source, with its test
 accuracy recorded beside the weights.
+
+The judge is trained on the dataset's own source (:func:`judge_recipe`): an MNIST digit
+classifier says nothing about a picture of a Fashion-MNIST sneaker.
 
 A colored image is shown to it as its per-pixel minimum over the three channels: the
 datasets lay a white digit over a colored background in which at least one channel is
@@ -13,6 +16,7 @@ dark, so the minimum recovers "white digit on black", which is what MNIST looks 
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,23 @@ class GrayRecipe:
     version: int = 1
 
 
+def judge_recipe(data_dir: str | os.PathLike) -> GrayRecipe:
+    """The judge's recipe for a dataset: trained on the grayscale source it was built from.
+
+    An imported dataset has no grayscale source to train one on: a ShortcutlabError says
+    so (turn the judge off with ``--no-judge`` / ``judge = false``)."""
+    from shortcutlab.data import load_meta
+    from shortcutlab.data.sources import SOURCES
+    from shortcutlab.errors import ShortcutlabError
+
+    source = load_meta(data_dir).get("config", {}).get("source")
+    if source not in SOURCES:
+        raise ShortcutlabError(
+            f"{data_dir} has no grayscale source ({source!r}) to train the grayscale judge "
+            "on; run the probe without the judge")
+    return GrayRecipe(source=source)
+
+
 def to_gray(images: Tensor) -> Tensor:
     """Colored images (N, 3, H, W) in [0, 1] -> the classifier's input (N, 3, H, W)."""
     return images.amin(dim=1, keepdim=True).expand(-1, 3, -1, -1)
@@ -72,7 +93,8 @@ def train_gray_classifier(source: dict[str, np.ndarray], recipe: GrayRecipe,
     steps_per_epoch = len(labels) // recipe.batch_size
     quiet = {} if show_progress else {"disable": True}
     model.train()
-    for _ in progress(range(recipe.epochs), desc="gray MNIST judge", unit="epoch", **quiet):
+    for _ in progress(range(recipe.epochs), desc=f"gray {recipe.source} judge", unit="epoch",
+                      **quiet):
         order = torch.randperm(len(labels), generator=generator)
         for step in range(steps_per_epoch):
             index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]

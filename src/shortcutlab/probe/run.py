@@ -25,7 +25,7 @@ from shortcutlab.data.dataset import tensor_to_images
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.probe import figures
 from shortcutlab.probe.checks import class_logit_checks, dominant_colors
-from shortcutlab.probe.grayscale import gray_classifier
+from shortcutlab.probe.grayscale import gray_classifier, judge_recipe
 from shortcutlab.probe.inputs import resolve_data_dir
 from shortcutlab.probe.objectives import Channel, ClassLogit, parse_objective
 from shortcutlab.probe.params import color_correlation_sqrt
@@ -57,7 +57,7 @@ class ProbeConfig:
     exemplar_images: int = 3000
     exemplar_source: str = "balanced"      # balanced: the split's digits in random colors
     exemplars: int = 8
-    judge: bool = True                     # run the grayscale MNIST judge
+    judge: bool = True                     # run the grayscale judge of the source
     objectives: tuple[str, ...] = ()       # extra objectives, in parse_objective's syntax
     seed: int = 0
 
@@ -146,7 +146,8 @@ def run_probe(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
                           color_sqrt, device, show_progress=show_progress)
     logit_images = logit_vis.images.reshape(-1, *logit_vis.images.shape[2:])
     logit_classes = np.repeat(np.arange(NUM_CLASSES), config.logit_samples)
-    judge_model, judge_info = (gray_classifier(show_progress=show_progress)
+    judge_model, judge_info = (gray_classifier(judge_recipe(data_dir),
+                                               show_progress=show_progress)
                                if config.judge else (None, None))
     checks = class_logit_checks(logit_images, logit_classes, judge_model, model)
     if judge_info is not None:

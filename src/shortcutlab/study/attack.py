@@ -79,6 +79,7 @@ def stage_attack(ctx: StageContext) -> dict[str, Any]:
     return {
         "split": split,
         "settings": settings.to_dict(),
+        "class_names": result.get("class_names"),
         "attack": result["attack"],
         "models": models,
         "lazy": labels[0],
@@ -94,7 +95,9 @@ def section_attack(study: StudyArtifacts) -> Section:
     stage = study.stage("attack") or {}
     settings = stage.get("settings", {})
     eps, confidence = settings.get("eps", 0.05), settings.get("confidence", 0.9)
-    source, target = settings.get("source", 7), settings.get("target", 3)
+    named = stage.get("class_names") or {}  # the source's names: "sneaker", not 7
+    source = named.get("source", settings.get("source", 7))
+    target = named.get("target", settings.get("target", 3))
     section = Section(
         "task5", "Task 5 — the invisible cloak",
         asked=f"Perturb an image of a {source} so that the model says {target} with more than "
@@ -206,8 +209,8 @@ def section_attack(study: StudyArtifacts) -> Section:
     return with_figures(section, study, "attack", ran=bool(stage))
 
 
-def _what_ran(stage: dict[str, Any], settings: dict[str, Any], source: int, target: int,
-              confidence: float) -> str:
+def _what_ran(stage: dict[str, Any], settings: dict[str, Any], source: int | str,
+              target: int | str, confidence: float) -> str:
     images = (f"the first {settings.get('limit') or 'all'} {source}s of "
               f"{stage.get('split', 'test_hard')} (in split order, never hand-picked), the "
               "same images for both models")

@@ -44,7 +44,7 @@ def stage_probe(ctx: StageContext) -> dict[str, Any]:
         summary["figures"] += [
             {"path": f"{name}/class_logits.png",
              "caption": f"{name}: what each class logit wants to see; the caption gives the "
-                        "dominant color and the digit a grayscale MNIST classifier reads."},
+                        "dominant color and the digit a grayscale classifier of the source reads."},
             {"path": f"{name}/selectivity.png",
              "caption": f"{name}: every unit's digit vs color selectivity, per layer."},
         ]
@@ -61,7 +61,7 @@ def section_probe(study: StudyArtifacts) -> Section:
             "and of the units of each layer (regularized by total variation), and every unit "
             "measured on the validation digits rendered in all ten colors, which ranks it "
             "as a color, digit, shape or mixed unit. The class-logit images are checked "
-            "against each class's own color, by a grayscale MNIST classifier, and by the "
+            "against each class's own color, by a grayscale classifier of the source, and by the "
             "model itself after their color channels are rotated (the same pattern in "
             "other hues).",
     )
@@ -75,7 +75,7 @@ def section_probe(study: StudyArtifacts) -> Section:
         section.notes.append(
             f"{name}: the image that maximizes a class logit is dominated by that class's "
             f"own color for {pct(entry.get('dominant_color_match'))} of the classes; a "
-            f"grayscale MNIST classifier reads the class's digit in it for "
+            f"grayscale classifier of the source reads the class in it for "
             f"{pct(entry.get('gray_judge_match'))}; after a rotation of its color channels "
             f"the model still calls it its class for {pct(entry.get('recolored_kept'))}.")
     lazy, cured = models_of(stage).get("lazy"), next(
@@ -84,8 +84,8 @@ def section_probe(study: StudyArtifacts) -> Section:
             ("recolored_kept", "the cured model's class pictures survive a recoloring at "
              "least 25 points more often than the lazy model's (they carry shape, not color)",
              ""),
-            ("gray_judge_match", "a grayscale MNIST classifier reads the class's digit in the "
-             "cured model's class pictures at least 25 points more often than in the lazy "
+            ("gray_judge_match", "a grayscale classifier of the source reads the class in "
+             "the cured model's class pictures at least 25 points more often than in the lazy "
              "model's", "; the lazy model's pictures carry strokes too")):
         verdict = _gap_verdict(lazy, cured, key, target, remark)
         if verdict is not None:

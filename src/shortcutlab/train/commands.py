@@ -17,8 +17,9 @@ from shortcutlab.settings import SETTINGS
 TRAIN_EPILOG = """\
 presets:
   lazy       Adam, stopped at the first checkpoint whose accuracy on easy val and on the
-             easy training split reaches 0.952: a cheater that scores >95% on easy data
-             and <20% on the hard set (the default)
+             easy training split reaches what color alone scores plus one standard error
+             (0.952 at 95% bias and 10k validation images): a cheater that scores >95% on
+             easy data and <20% on the hard set (the default)
   standard   Adam, 3 epochs, cosine decay, best easy-val checkpoint (for comparison)
   none       the plain trainer defaults
 

@@ -48,6 +48,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from shortcutlab import __version__, models
@@ -67,10 +68,13 @@ from shortcutlab.progress import progress
 from shortcutlab.runtime import resolve_device, seed_everything, set_threads
 from shortcutlab.train.algorithm import ERM, Algorithm, TrainContext, get_algorithm
 from shortcutlab.train.config import (
+    AUTO,
     ON_DEMAND_METRICS,
     TrainConfig,
+    color_only_bar,
     lr_factor,
     parse_selection,
+    resolve_selection,
     steps_per_epoch,
 )
 from shortcutlab.train.data import BatchOrder, TensorSplit, load_tensor_split, predict_logits
@@ -129,11 +133,21 @@ def run_config(data_dir: Path, config: TrainConfig, seed: int, algorithm: type[A
         "trainer": config.to_dict(),
         "shortcutlab_version": __version__,
     }
+    if AUTO in config.select:  # the dataset sets the bar (derived from dataset_id: no identity)
+        body["select_resolved"] = resolve_selection(config.select, dataset_bar(meta))
     identity = {key: value for key, value in body.items()
-                if key not in ("data_dir", "trainer", "shortcutlab_version")}
+                if key not in ("data_dir", "trainer", "shortcutlab_version", "select_resolved")}
     identity["trainer"] = config.identity()
     body["run_id"] = config_hash(identity)
     return body
+
+
+def dataset_bar(meta: Mapping[str, Any]) -> float:
+    """The ``auto`` selection threshold of a dataset (:func:`color_only_bar` of its val
+    split: size and share of images in their class's color, from ``meta.json``)."""
+    size = int(meta["sizes"]["val"])
+    counts = np.asarray(meta["counts"]["val"])
+    return color_only_bar(size, float(np.trace(counts)) / max(1, size))
 
 
 def _run_dir_mode(out_dir: Path, body: dict[str, Any], resume: bool, force: bool) -> str:
@@ -285,6 +299,10 @@ class Trainer:
 
     # -- public ------------------------------------------------------------------------
 
+    def selection_rule(self) -> str:
+        """The checkpoint-selection rule with ``auto`` thresholds set by the dataset."""
+        return resolve_selection(self.config.select, dataset_bar(load_meta(self.data_dir)))
+
     def run(self) -> dict[str, Any]:
         """Train (or continue, or return the finished run's metrics); return metrics.json."""
         from shortcutlab.artifacts import writer_lock
@@ -343,7 +361,7 @@ class Trainer:
         algorithm.setup(context)
         algorithm.to(device)
 
-        selector = _Selector(config.select)
+        selector = _Selector(self.selection_rule())
         step, dense, elapsed = 0, False, 0.0
         peak: float | None = None  # best easy_val of a selectable evaluation so far
         sums: dict[str, float] = {}
