@@ -19,7 +19,7 @@ def _hwc(image: np.ndarray) -> np.ndarray:
 
 def plot_triplets(path: Path, original: np.ndarray, rows: dict[str, dict[str, np.ndarray]],
                   eps: np.ndarray | float, title: str, source: int, target: int,
-                  confidence: float, names: tuple[str, str] | None = None) -> None:
+                  confidence: float, class_names: tuple[str, str] | None = None) -> None:
     """Per image: original, then per model the amplified perturbation and the adversarial.
 
     ``rows[name]`` holds ``adversarial`` (K, 3, H, W), ``probs`` (K, classes) and
@@ -62,7 +62,7 @@ def plot_triplets(path: Path, original: np.ndarray, rows: dict[str, dict[str, np
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    source_name, target_name = names or (str(source), str(target))
+    source_name, target_name = class_names or (str(source), str(target))
     fig.suptitle(f"{title}: {source_name} -> {target_name} at confidence {confidence:g} "
                  "(green: fooled, red: not)", fontsize=9)
     save_figure(fig, path)
