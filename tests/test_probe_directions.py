@@ -83,3 +83,63 @@ def test_an_sae_feature_becomes_a_direction(tiny_run, tmp_path):
     assert torch.isfinite(vis.values).all()
     with pytest.raises(ShortcutlabError, match="does not exist"):
         feature_direction(out, 10_000)
+
+
+def test_the_accentuate_command_matches_the_library(tiny_run, tiny_data, tmp_path, train_tiny):
+    import json
+
+    from shortcutlab import models
+    from shortcutlab.cli import main
+    from shortcutlab.data import load_split
+    from shortcutlab.probe.directions import accentuate
+
+    other = tmp_path / "other"
+    models.save(train_tiny(tiny_data, steps=20, seed=1), other)
+    out = tmp_path / "accent"
+    assert main(["accentuate", str(tiny_run), "--compare", str(other), "--data",
+                 str(tiny_data), "--direction", "color:yellow", "--images", "5", "--steps", "3",
+                 "--out", str(out), "--threads", "1"]) == 0
+    report = json.loads((out / "accentuate.json").read_text())
+    assert (out / "accentuate.png").is_file() and set(report["models"]) == {tiny_run.name,
+                                                                         "other"}
+    entry = report["models"][tiny_run.name]
+    assert entry["layer"] == LAYER and entry["direction"] == "yellow minus the other colors"
+    # the same numbers as the library call on the same images
+    hard = load_split(tiny_data, "test_hard")
+    chosen = hard.subset(np.flatnonzero(hard.labels == 7)[:5])
+    model = models.load(tiny_run)
+    direction = color_direction(model, LAYER, tiny_data, "yellow")
+    accent = accentuate(model, chosen.image_tensor(), direction,
+                        torch.from_numpy(chosen.masks), steps=3, lr=0.02, closeness=0.01)
+    assert entry["objective_after"] == pytest.approx(float(accent.after.mean()), rel=1e-5)
+    assert entry["background_share_of_change"] == pytest.approx(
+        float(accent.background_share.mean()), rel=1e-5)
+    assert 0.0 <= entry["target_after"] <= 1.0
+
+    assert main(["accentuate", str(tiny_run), "--data", str(tiny_data), "--direction",
+                 "class:3-7", "--images", "3", "--steps", "2", "--out", str(tmp_path / "c"),
+                 "--threads", "1"]) == 0
+    sae = tmp_path / "sae"
+    assert main(["sae", "train", str(tiny_run), "--out", str(sae), "--steps", "20",
+                 "--images", "100", "--expansion", "2", "--threads", "1"]) == 0
+    assert main(["accentuate", str(tiny_run), "--data", str(tiny_data), "--direction",
+                 f"feature:{sae}:1", "--images", "3", "--steps", "2", "--out",
+                 str(tmp_path / "f"), "--threads", "1"]) == 0
+    feature = json.loads((tmp_path / "f" / "accentuate.json").read_text())
+    assert "feature 1" in next(iter(feature["models"].values()))["direction"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--direction", "colour:yellow"], "unknown direction"),
+    (["--direction", "class:3"], "write class:A-B"),
+    (["--direction", "color:teal"], "unknown color"),
+    (["--direction", "feature:nowhere"], "write feature:SAE_DIR:F"),
+    (["--source", "11"], "has no image of class 11"),
+])
+def test_the_accentuate_command_explains_bad_input(tiny_run, tiny_data, tmp_path, capsys,
+                                                   flags, message):
+    from shortcutlab.cli import main
+
+    assert main(["accentuate", str(tiny_run), "--data", str(tiny_data), "--out",
+                 str(tmp_path / "x"), "--steps", "1", *flags]) == 2
+    assert message in capsys.readouterr().err
