@@ -34,8 +34,8 @@ from threadpoolctl import threadpool_limits
 
 from shortcutlab.artifacts import NpzWriter, config_hash, read_json, write_json, writer_lock
 from shortcutlab.data.dataset import SPLITS
-from shortcutlab.data.palette import COLOR_NAMES, NUM_COLORS, PALETTE, PALETTES
-from shortcutlab.data.sources import CLASS_NAMES
+from shortcutlab.data.palette import NUM_COLORS, PALETTE, PALETTES, resolve_palette
+from shortcutlab.data.sources import CLASS_NAMES, SOURCES, is_source_path, source_classes
 from shortcutlab.data.styles import STYLES, StyleParams, shade_direct, shade_table
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.progress import progress
@@ -87,9 +87,14 @@ class BuildConfig:
             raise ShortcutlabError(f"--alpha must be in [0, 1], got {self.alpha}")
         if self.limit is not None and self.limit < 1:
             raise ShortcutlabError(f"--limit must be positive, got {self.limit}")
-        if self.palette not in PALETTES:
+        if self.palette not in (*PALETTES, "wheel") and not (
+                self.palette.endswith(".json") and Path(self.palette).is_file()):
             raise ShortcutlabError(f"unknown palette {self.palette!r}; choose from "
-                                   f"{', '.join(PALETTES)}")
+                                   f"{', '.join(PALETTES)}, wheel or a JSON file of colors")
+        if self.source not in SOURCES and not is_source_path(self.source):
+            raise ShortcutlabError(f"unknown source {self.source!r}; choose one of "
+                                   f"{', '.join(SOURCES)} or give the path of an .npz or IDX "
+                                   "directory")
         if not 0.0 <= self.color_noise <= 0.5:
             raise ShortcutlabError(f"color_noise must be in [0, 0.5], got {self.color_noise}")
         if self.spread not in SPREADS:
@@ -119,16 +124,18 @@ def _rng(seed: int, *stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, *stream]))
 
 
-def other_color(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A color drawn uniformly from the nine colors that are not the label's."""
-    offset = rng.integers(1, NUM_COLORS, size=labels.shape[0])
-    return (labels + offset) % NUM_COLORS
+def other_color(labels: np.ndarray, rng: np.random.Generator,
+                classes: int = NUM_COLORS) -> np.ndarray:
+    """A color drawn uniformly from the colors that are not the label's."""
+    offset = rng.integers(1, classes, size=labels.shape[0])
+    return (labels + offset) % classes
 
 
-def biased_colors(labels: np.ndarray, bias: float, rng: np.random.Generator) -> np.ndarray:
+def biased_colors(labels: np.ndarray, bias: float, rng: np.random.Generator,
+                  classes: int = NUM_COLORS) -> np.ndarray:
     """Exactly ``round(bias * n_c)`` images of each class ``c`` get color ``c``."""
-    colors = other_color(labels, rng)
-    for label in range(NUM_COLORS):
+    colors = other_color(labels, rng, classes)
+    for label in range(classes):
         index = np.flatnonzero(labels == label)
         aligned = round(bias * index.size)
         colors[rng.permutation(index)[:aligned]] = label
@@ -142,36 +149,38 @@ def even_shares(total: int, parts: int) -> np.ndarray:
     return np.diff(milestones, prepend=0)
 
 
-def even_colors(labels: np.ndarray, own_share: float | None, rng: np.random.Generator
-                ) -> np.ndarray:
+def even_colors(labels: np.ndarray, own_share: float | None, rng: np.random.Generator,
+                classes: int = NUM_COLORS) -> np.ndarray:
     """Per class, ``round(own_share * n_c)`` images in the class color and the rest split
     evenly over the other nine (``own_share=None``: every color, own included, evenly);
     which image gets which color is shuffled by ``rng``."""
     colors = np.empty(labels.shape[0], dtype=np.int64)
-    for label in range(NUM_COLORS):
+    for label in range(classes):
         index = rng.permutation(np.flatnonzero(labels == label))
         if own_share is None:
-            palette_order = np.arange(NUM_COLORS)
-            counts = even_shares(index.size, NUM_COLORS)
+            palette_order = np.arange(classes)
+            counts = even_shares(index.size, classes)
         else:
             aligned = round(own_share * index.size)
-            palette_order = np.array([label, *((label + k) % NUM_COLORS
-                                               for k in range(1, NUM_COLORS))])
+            palette_order = np.array([label, *((label + k) % classes
+                                               for k in range(1, classes))])
             counts = np.concatenate([[aligned],
-                                     even_shares(index.size - aligned, NUM_COLORS - 1)])
+                                     even_shares(index.size - aligned, classes - 1)])
         colors[index] = np.repeat(palette_order, counts)
     return colors
 
 
-def hard_colors(labels: np.ndarray, mode: str, rng: np.random.Generator) -> np.ndarray:
-    """No image carries its own class color: uniform over the other nine, or digit d -> d+1."""
+def hard_colors(labels: np.ndarray, mode: str, rng: np.random.Generator,
+                classes: int = NUM_COLORS) -> np.ndarray:
+    """No image carries its own class color: uniform over the others, or digit d -> d+1."""
     if mode == "inverted":
-        return (labels + 1) % NUM_COLORS
-    return other_color(labels, rng)
+        return (labels + 1) % classes
+    return other_color(labels, rng, classes)
 
 
-def unbiased_colors(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return rng.integers(0, NUM_COLORS, size=labels.shape[0])
+def unbiased_colors(labels: np.ndarray, rng: np.random.Generator,
+                    classes: int = NUM_COLORS) -> np.ndarray:
+    return rng.integers(0, classes, size=labels.shape[0])
 
 
 def render(gray: np.ndarray, colors: np.ndarray, style: str, params: StyleParams,
@@ -203,8 +212,8 @@ def render_chunks(gray: np.ndarray, colors: np.ndarray, style: str, params: Styl
     colors = np.asarray(colors)
     if len(colors) != len(gray):
         raise ValueError(f"{len(colors)} colors for {len(gray)} digits")
-    if len(colors) and (colors.min() < 0 or colors.max() >= NUM_COLORS):
-        raise ValueError(f"colors must be palette indices 0-{NUM_COLORS - 1}")
+    if len(colors) and (colors.min() < 0 or colors.max() >= len(palette)):
+        raise ValueError(f"colors must be palette indices 0-{len(palette) - 1}")
     table = pixel_table(style, params, tuple(palette)) if not color_noise else None
     base = np.asarray(palette, dtype=np.float64) / 255.0
     chunk_seeds = rng.integers(0, 2**63 - 1, size=(len(gray) + _CHUNK - 1) // _CHUNK)
@@ -298,17 +307,18 @@ def _split_sources(source: dict[str, np.ndarray], limit: int | None,
 
 
 def _colors_for(split: str, labels: np.ndarray, config: BuildConfig,
-                rng: np.random.Generator) -> np.ndarray:
+                rng: np.random.Generator, classes: int = NUM_COLORS) -> np.ndarray:
     if config.spread == "even":
         if split == "test_hard":
-            return hard_colors(labels, "inverted", rng) if config.hard == "inverted" else \
-                even_colors(labels, 0.0, rng)
-        return even_colors(labels, None if split == "test_unbiased" else config.bias, rng)
+            return hard_colors(labels, "inverted", rng, classes) \
+                if config.hard == "inverted" else even_colors(labels, 0.0, rng, classes)
+        return even_colors(labels, None if split == "test_unbiased" else config.bias, rng,
+                           classes)
     if split == "test_hard":
-        return hard_colors(labels, config.hard, rng)
+        return hard_colors(labels, config.hard, rng, classes)
     if split == "test_unbiased":
-        return unbiased_colors(labels, rng)
-    return biased_colors(labels, config.bias, rng)
+        return unbiased_colors(labels, rng, classes)
+    return biased_colors(labels, config.bias, rng, classes)
 
 
 @dataclass(frozen=True)
@@ -331,10 +341,12 @@ def plan_splits(source: dict[str, np.ndarray], config: BuildConfig) -> list[Spli
     split's draws never depend on another's size."""
     config.validate()
     plans = []
+    classes = source_classes(source)
     parts = _split_sources(source, config.limit, config.validation)
     for index, (split, (gray, labels)) in enumerate(parts.items()):
         labels = labels.astype(np.int64)
-        colors = _colors_for(split, labels, config, _rng(config.seed, index, 0)).astype(np.int64)
+        colors = _colors_for(split, labels, config, _rng(config.seed, index, 0),
+                             classes).astype(np.int64)
         plans.append(SplitPlan(split, gray, labels, colors, _rng(config.seed, index, 1)))
     return plans
 
@@ -346,7 +358,7 @@ def style_params(config: BuildConfig) -> StyleParams:
 def build_arrays(source: dict[str, np.ndarray], config: BuildConfig) -> dict[str, dict]:
     """Build every split in memory: ``{split: {images, labels, colors, masks}}``."""
     params = style_params(config)
-    palette = PALETTES[config.palette]
+    palette, _ = resolve_palette(config.palette, source_classes(source))
     return {
         plan.name: {
             "images": render(plan.gray, plan.colors, config.style, params, plan.render_rng,
@@ -378,9 +390,10 @@ def write_split(path: Path, plan: SplitPlan, style: str, params: StyleParams,
     return npz.sha256
 
 
-def counts_table(labels: np.ndarray, colors: np.ndarray) -> list[list[int]]:
+def counts_table(labels: np.ndarray, colors: np.ndarray,
+                 classes: int = NUM_COLORS) -> list[list[int]]:
     """counts[label][color]."""
-    table = np.zeros((NUM_COLORS, NUM_COLORS), dtype=np.int64)
+    table = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(table, (labels, colors), 1)
     return table.tolist()
 
@@ -432,22 +445,25 @@ def _build_dataset(config: BuildConfig, out_dir: Path, source: dict[str, np.ndar
 
     params = style_params(config)
     plans = plan_splits(source, config)
+    classes = source_classes(source)
+    palette, color_names = resolve_palette(config.palette, classes)
     files, counts, sizes = {}, {}, {}
     bar = progress(total=sum(len(plan.labels) for plan in plans), desc="build", unit="img")
     for plan in plans:
         bar.set_postfix_str(plan.name)
         digest = write_split(out_dir / f"{plan.name}.npz", plan, config.style, params,
-                             bar.update, PALETTES[config.palette], config.color_noise)
+                             bar.update, palette, config.color_noise)
         files[f"{plan.name}.npz"] = {"sha256": digest}
-        counts[plan.name] = counts_table(plan.labels, plan.colors)
+        counts[plan.name] = counts_table(plan.labels, plan.colors, classes)
         sizes[plan.name] = len(plan.labels)
     bar.close()
     meta = {
         **identity,
         "dataset_id": dataset_id,
-        "palette": [list(color) for color in PALETTES[config.palette]],
-        "color_names": list(COLOR_NAMES),
-        "class_names": list(CLASS_NAMES.get(config.source, ())),
+        "palette": [list(color) for color in palette],
+        "color_names": list(color_names),
+        "class_names": list(CLASS_NAMES.get(config.source, [str(c) for c in range(classes)])),
+        "classes": classes,
         "mask_threshold": MASK_THRESHOLD,
         "splits": list(SPLITS),
         "sizes": sizes,

@@ -97,10 +97,12 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
         epilog=BUILD_EPILOG)
     parser.add_argument("--out", type=output_dir, required=True, metavar="DIR",
                         help="dataset directory to create (meta.json and one SPLIT.npz per split)")
-    parser.add_argument("--source", choices=("mnist", "fashion-mnist", "synthetic"),
-                        default="mnist",
-                        help="grayscale source; real ones are fetched on first use, synthetic "
-                             "is procedural and offline, for tests (default: mnist)")
+    parser.add_argument("--source", default="mnist", metavar="NAME|PATH",
+                        help="grayscale source: mnist, fashion-mnist (fetched on first use), "
+                             "synthetic (procedural and offline, for tests), or your own: an "
+                             ".npz with train_images, train_labels, test_images, test_labels "
+                             "(uint8 (N, H, W), labels 0..K-1, any K; resized to 28x28) or a "
+                             "directory of IDX files (default: mnist)")
     parser.add_argument("--bias", type=unit_float, default=0.95,
                         help="share of each class carrying its own color in train, val and "
                              "test_easy (default: 0.95)")
@@ -124,9 +126,12 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
     protocol = parser.add_argument_group(
         "published protocols", "options the study leaves at their defaults; `shortcutlab "
         "benchmark` sets them for LfF's and ReBias' Colored MNIST")
-    protocol.add_argument("--palette", choices=("rebias", "lff"), default="rebias",
+    protocol.add_argument("--palette", default="rebias", metavar="NAME|FILE",
                           help="class colors: rebias = ReBias' ten pure colors, lff = LfF's "
-                               "ten mean stroke colors (default: rebias)")
+                               "ten mean stroke colors, wheel = evenly spaced hues (any "
+                               "number of classes), or a JSON file with one [r, g, b] per "
+                               "class (default: rebias; more than ten classes need wheel or "
+                               "a file)")
     protocol.add_argument("--color-noise", type=non_negative_float, default=0.0, metavar="STD",
                           help="std of a per-image, per-channel offset of the class color, "
                                "as LfF's severity (0.005 = severity 4; default: 0)")

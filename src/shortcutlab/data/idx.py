@@ -123,3 +123,21 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 def _bad(name: str | os.PathLike, problem: str) -> ShortcutlabError:
     return ShortcutlabError(f"{name} {problem}; delete it and fetch it again")
+
+
+IDX_NAMES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
+             "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+
+
+def read_idx_dir(directory: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The four arrays of a directory in MNIST's IDX layout (each file plain or ``.gz``)."""
+    directory = Path(directory)
+    arrays = {}
+    for key, name in IDX_NAMES.items():
+        found = [directory / candidate for candidate in (name, name + ".gz")
+                 if (directory / candidate).is_file()]
+        if not found:
+            raise ShortcutlabError(f"{directory} has no {name} (or {name}.gz); an IDX source "
+                                   f"holds {', '.join(IDX_NAMES.values())}")
+        arrays[key] = read_idx(found[0])
+    return arrays

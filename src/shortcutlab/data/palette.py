@@ -56,3 +56,42 @@ def palette_array(dtype: type = np.float32) -> np.ndarray:
     if np.issubdtype(dtype, np.floating):
         array = array / 255.0
     return array.astype(dtype)
+
+
+def wheel_palette(count: int) -> tuple[tuple[int, int, int], ...]:
+    """``count`` colors around the hue wheel at full saturation, alternating between full
+    and two-thirds brightness so that neighbours stay apart when there are many."""
+    import colorsys
+
+    colors = []
+    for index in range(count):
+        value = 1.0 if index % 2 == 0 or count <= 12 else 0.67
+        r, g, b = colorsys.hsv_to_rgb(index / count, 1.0, value)
+        colors.append((round(255 * r), round(255 * g), round(255 * b)))
+    return tuple(colors)
+
+
+def resolve_palette(name: str, classes: int) -> tuple[tuple[tuple[float, float, float], ...],
+                                                        tuple[str, ...]]:
+    """The colors and their names for ``classes`` classes: a named palette (``rebias``,
+    ``lff``; ten colors), ``wheel`` (any count) or a JSON file (``[[r, g, b], ...]`` or
+    ``{"colors": ..., "names": ...}``)."""
+    from shortcutlab.errors import ShortcutlabError
+
+    if name in PALETTES:
+        colors = PALETTES[name]
+        if classes > len(colors):
+            raise ShortcutlabError(
+                f"{classes} classes but the {name} palette has {len(colors)} colors; pass "
+                "--palette wheel (evenly spaced hues) or a JSON file of one color per class")
+        return tuple(colors[:classes]), tuple(COLOR_NAMES[:classes])
+    if name == "wheel":
+        return wheel_palette(classes), tuple(f"hue {c}" for c in range(classes))
+    from shortcutlab.data.importer import read_palette
+
+    colors, names = read_palette(name)
+    if len(colors) != classes:
+        raise ShortcutlabError(f"the palette {name} has {len(colors)} colors for {classes} "
+                               "classes")
+    return (tuple(tuple(c) for c in colors),
+            tuple(names) if names else tuple(f"color {c}" for c in range(classes)))

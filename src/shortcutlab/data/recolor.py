@@ -16,7 +16,7 @@ import numpy as np
 from shortcutlab.data.build import BuildConfig, _split_sources, render
 from shortcutlab.data.dataset import load_meta
 from shortcutlab.data.palette import PALETTES
-from shortcutlab.data.sources import SOURCES, load_source
+from shortcutlab.data.sources import SOURCES, is_source_path, load_source
 from shortcutlab.data.styles import StyleParams
 from shortcutlab.errors import ShortcutlabError
 
@@ -24,8 +24,9 @@ from shortcutlab.errors import ShortcutlabError
 def renderable(data_dir: str | os.PathLike) -> bool:
     """Whether the dataset was made by the generator from a source it can render again."""
     meta = load_meta(data_dir)
-    return meta.get("renderable", True) is not False and \
-        meta.get("config", {}).get("source") in SOURCES
+    source = meta.get("config", {}).get("source")
+    return meta.get("renderable", True) is not False and isinstance(source, str) and (
+        source in SOURCES or (is_source_path(source) and os.path.exists(source)))
 
 
 def split_digits(data_dir: str | os.PathLike, split: str) -> np.ndarray:
@@ -46,8 +47,12 @@ def split_digits(data_dir: str | os.PathLike, split: str) -> np.ndarray:
 def recolor(data_dir: str | os.PathLike, digits: np.ndarray, colors: np.ndarray,
             seed: int = 0) -> np.ndarray:
     """Render grayscale ``digits`` in palette ``colors`` the way ``data_dir`` was rendered."""
-    config = BuildConfig(**load_meta(data_dir)["config"])
+    meta = load_meta(data_dir)
+    config = BuildConfig(**meta["config"])
     params = StyleParams(noise_mix=config.noise_mix, alpha=config.alpha)
+    recorded = meta.get("palette")  # older datasets: the named palette's colors
+    palette = tuple(tuple(color) for color in recorded) if recorded else \
+        PALETTES[config.palette]
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, seed, 99]))
     return render(digits, np.asarray(colors, dtype=np.int64), config.style, params, rng,
-                  "recolor", PALETTES[config.palette], config.color_noise)
+                  "recolor", palette, config.color_noise)

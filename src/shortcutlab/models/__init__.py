@@ -8,6 +8,7 @@ from shortcutlab.models import cnn2fc3, cnn3, mlp, resnet, simpleconv  # noqa: F
 from shortcutlab.models.inference import batched_forward
 from shortcutlab.models.registry import (
     create,
+    factory_for,
     get_layer,
     last_conv,
     list_models,
@@ -16,5 +17,5 @@ from shortcutlab.models.registry import (
     save,
 )
 
-__all__ = ["batched_forward", "create", "get_layer", "last_conv", "list_models", "load",
-           "register_model", "save"]
+__all__ = ["batched_forward", "create", "factory_for", "get_layer", "last_conv", "list_models",
+           "load", "register_model", "save"]

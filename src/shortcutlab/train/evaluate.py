@@ -56,20 +56,20 @@ def _share(mask: np.ndarray) -> float | None:
 
 
 def split_report(labels: np.ndarray, colors: np.ndarray,
-                 predictions: np.ndarray) -> dict[str, Any]:
+                 predictions: np.ndarray, classes: int = NUM_CLASSES) -> dict[str, Any]:
     """Accuracy overall, per class, aligned/conflicting, color following, confusion."""
     correct = predictions == labels
     aligned = colors == labels
     return {
         "n": int(labels.size),
         "accuracy": _share(correct),
-        "per_class": [_share(correct[labels == c]) for c in range(NUM_CLASSES)],
+        "per_class": [_share(correct[labels == c]) for c in range(classes)],
         "n_aligned": int(aligned.sum()),
         "aligned": _share(correct[aligned]),
         "n_conflicting": int((~aligned).sum()),
         "conflicting": _share(correct[~aligned]),
         "color_following": _share(predictions == colors),
-        "confusion": confusion_matrix(labels, predictions).tolist(),
+        "confusion": confusion_matrix(labels, predictions, classes).tolist(),
     }
 
 
@@ -103,8 +103,15 @@ def _split_digits(data_dir: str, dataset_id: str, split: str) -> np.ndarray:
     return digits
 
 
-def hard_mode_colors(labels: np.ndarray, mode: str, seed: int) -> np.ndarray:
-    return hard_colors(labels, mode, np.random.default_rng(np.random.SeedSequence([seed, 77])))
+def hard_mode_colors(labels: np.ndarray, mode: str, seed: int,
+                     classes: int = NUM_CLASSES) -> np.ndarray:
+    return hard_colors(labels, mode, np.random.default_rng(np.random.SeedSequence([seed, 77])),
+                       classes)
+
+
+def dataset_classes(meta: dict[str, Any]) -> int:
+    """How many classes a dataset has (recorded in meta.json; older ones: its counts)."""
+    return int(meta.get("classes") or len(meta["counts"]["train"]))
 
 
 def evaluate_model(model: torch.nn.Module, data_dir: str | os.PathLike, *,
@@ -117,11 +124,14 @@ def evaluate_model(model: torch.nn.Module, data_dir: str | os.PathLike, *,
     meta = load_meta(data_dir)
     hard_mode = meta.get("config", {}).get("hard", "random")
     predict = _Predictor(model, resolve_device(device))
-    report: dict[str, Any] = {"dataset_id": meta.get("dataset_id"), "splits": {}}
+    classes = dataset_classes(meta)
+    report: dict[str, Any] = {"dataset_id": meta.get("dataset_id"), "classes": classes,
+                              "color_names": list(meta.get("color_names", COLOR_NAMES)),
+                              "splits": {}}
     hard_labels = None
     for split in progress(splits, desc="evaluate", unit="split"):
         data = load_split(data_dir, split)
-        entry = split_report(data.labels, data.colors, predict(data.images))
+        entry = split_report(data.labels, data.colors, predict(data.images), classes)
         report["splits"][split] = entry
         if split == "test_hard":
             hard_labels = data.labels
@@ -140,9 +150,10 @@ def evaluate_model(model: torch.nn.Module, data_dir: str | os.PathLike, *,
         for mode in HARD_MODES:
             if mode in report["hard_modes"]:
                 continue
-            colors = hard_mode_colors(hard_labels, mode, int(meta["config"].get("seed", 0)))
+            colors = hard_mode_colors(hard_labels, mode, int(meta["config"].get("seed", 0)),
+                                      classes)
             images = recolor(data_dir, digits, colors, seed=1)
-            entry = split_report(hard_labels, colors, predict(images))
+            entry = split_report(hard_labels, colors, predict(images), classes)
             report["hard_modes"][mode] = {**_mode_entry(entry), "source": "rendered"}
 
     if swap_images > 0:
@@ -151,7 +162,7 @@ def evaluate_model(model: torch.nn.Module, data_dir: str | os.PathLike, *,
             digits = _split_digits(str(data_dir.resolve()), str(meta.get("dataset_id")),
                                    "test_easy")
         report["color_swap"] = color_swap(predict, data_dir, digits[:swap_images],
-                                          test.labels[:swap_images], recolor)
+                                          test.labels[:swap_images], recolor, classes)
     report["metrics"] = _flat_metrics(report)
     return report
 
@@ -162,23 +173,25 @@ def _mode_entry(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def color_swap(predict: _Predictor, data_dir: Path, digits: np.ndarray, labels: np.ndarray,
-               recolor: Any) -> dict[str, Any]:
+               recolor: Any, classes: int = NUM_CLASSES) -> dict[str, Any]:
     """Render every digit in every color; how often is the prediction the color's class?"""
     n = len(digits)
-    follows = np.zeros((NUM_CLASSES, NUM_CLASSES))
-    correct = np.zeros((NUM_CLASSES, NUM_CLASSES))
-    counts3 = np.zeros((NUM_CLASSES, NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
-    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(np.float64)
-    for color in range(NUM_CLASSES):
+    follows = np.zeros((classes, classes))
+    correct = np.zeros((classes, classes))
+    counts3 = np.zeros((classes, classes, classes), dtype=np.int64)
+    counts = np.bincount(labels, minlength=classes).astype(np.float64)
+    for color in range(classes):
         images = recolor(data_dir, digits, np.full(n, color, dtype=np.int64), seed=100 + color)
         predictions = predict(images)
-        follows[:, color] = np.bincount(labels, weights=(predictions == color), minlength=10)
-        correct[:, color] = np.bincount(labels, weights=(predictions == labels), minlength=10)
+        follows[:, color] = np.bincount(labels, weights=(predictions == color),
+                                        minlength=classes)
+        correct[:, color] = np.bincount(labels, weights=(predictions == labels),
+                                        minlength=classes)
         np.add.at(counts3, (labels, color, predictions), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         follows /= counts[:, None]
         correct /= counts[:, None]
-    off = ~np.eye(NUM_CLASSES, dtype=bool)
+    off = ~np.eye(classes, dtype=bool)
     present = counts > 0
     return {
         "images": int(n),
@@ -214,12 +227,13 @@ def _flat_metrics(report: dict[str, Any]) -> dict[str, Any]:
 
 # --- figures ------------------------------------------------------------------------
 
-def _class_ticks(with_colors: bool) -> list[str]:
-    return [f"{c} ({COLOR_NAMES[c]})" if with_colors else str(c) for c in range(NUM_CLASSES)]
+def _class_ticks(with_colors: bool, names: tuple[str, ...] | list[str] = COLOR_NAMES
+                 ) -> list[str]:
+    return [f"{c} ({names[c]})" if with_colors else str(c) for c in range(len(names))]
 
 
-def plot_confusion(matrix: list[list[int]], title: str, row_colors: list[int] | None = None
-                   ) -> bytes:
+def plot_confusion(matrix: list[list[int]], title: str, row_colors: list[int] | None = None,
+                   names: tuple[str, ...] | list[str] = COLOR_NAMES) -> bytes:
     """Row-normalized confusion matrix with counts' shares written in the cells."""
     from shortcutlab.figures import headless
 
@@ -230,18 +244,20 @@ def plot_confusion(matrix: list[list[int]], title: str, row_colors: list[int] | 
     shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(7.2, 6))
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    for i in range(NUM_CLASSES):
-        for j in range(NUM_CLASSES):
+    classes = len(counts)
+    names = list(names)[:classes]
+    for i in range(classes):
+        for j in range(classes):
             if shares[i, j] >= 0.005:
                 ax.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if shares[i, j] > 0.5 else "black")
-    ax.set_xticks(range(NUM_CLASSES), _class_ticks(True), rotation=45, ha="right")
+    ax.set_xticks(range(classes), _class_ticks(True, names), rotation=45, ha="right")
     if row_colors is None:
-        ax.set_yticks(range(NUM_CLASSES), _class_ticks(False))
+        ax.set_yticks(range(classes), _class_ticks(False, names))
         ax.set_ylabel("true digit")
     else:
-        ax.set_yticks(range(NUM_CLASSES),
-                      [f"{c} in {COLOR_NAMES[row_colors[c]]}" for c in range(NUM_CLASSES)])
+        ax.set_yticks(range(classes),
+                      [f"{c} in {names[row_colors[c]]}" for c in range(classes)])
         ax.set_ylabel("true digit (and the color it wears)")
     ax.set_xlabel("predicted class (and the color it owns)")
     ax.set_title(title)
@@ -249,7 +265,8 @@ def plot_confusion(matrix: list[list[int]], title: str, row_colors: list[int] | 
     return figure_bytes(fig, metadata=STABLE_METADATA)
 
 
-def plot_color_swap(swap: dict[str, Any], title: str) -> bytes:
+def plot_color_swap(swap: dict[str, Any], title: str,
+                    names: tuple[str, ...] | list[str] = COLOR_NAMES) -> bytes:
     from shortcutlab.figures import headless
 
     headless()
@@ -261,13 +278,15 @@ def plot_color_swap(swap: dict[str, Any], title: str) -> bytes:
     for ax, (key, label, cmap) in zip(axes, panels, strict=True):
         values = np.array([[np.nan if v is None else v for v in row] for row in swap[key]])
         image = ax.imshow(values, cmap=cmap, vmin=0, vmax=1)
-        for i in range(NUM_CLASSES):
-            for j in range(NUM_CLASSES):
+        classes = len(values)
+        shown = list(names)[:classes]
+        for i in range(classes):
+            for j in range(classes):
                 if not np.isnan(values[i, j]):
                     ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7,
                             color="white" if values[i, j] > 0.6 else "black")
-        ax.set_xticks(range(NUM_CLASSES), _class_ticks(True), rotation=45, ha="right")
-        ax.set_yticks(range(NUM_CLASSES), _class_ticks(False))
+        ax.set_xticks(range(classes), _class_ticks(True, shown), rotation=45, ha="right")
+        ax.set_yticks(range(classes), _class_ticks(False, shown))
         ax.set_xlabel("color the digit is rendered in (class that owns it)")
         ax.set_ylabel("true digit")
         ax.set_title(label)
@@ -277,6 +296,7 @@ def plot_color_swap(swap: dict[str, Any], title: str) -> bytes:
 
 
 def plot_per_class(report: dict[str, Any], title: str) -> bytes:
+    names = list(report.get("color_names") or COLOR_NAMES)
     from shortcutlab.figures import headless
 
     headless()
@@ -287,13 +307,14 @@ def plot_per_class(report: dict[str, Any], title: str) -> bytes:
     width = 0.8 / max(len(splits), 1)
     for index, split in enumerate(splits):
         values = [np.nan if v is None else v for v in report["splits"][split]["per_class"]]
-        ax.bar(np.arange(NUM_CLASSES) + (index - (len(splits) - 1) / 2) * width, values,
+        ax.bar(np.arange(len(values)) + (index - (len(splits) - 1) / 2) * width, values,
                width, label=f"{METRIC_NAMES[split]} ({report['splits'][split]['accuracy']:.3f})")
-    ax.set_xticks(range(NUM_CLASSES), [f"{c}\n({COLOR_NAMES[c]})" for c in range(NUM_CLASSES)])
+    classes = len(report["splits"][splits[0]]["per_class"])
+    ax.set_xticks(range(classes), [f"{c}\n({names[c]})" for c in range(classes)])
     ax.set_xlabel("class (and the color it owns)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.05)
-    ax.axhline(0.1, color="gray", lw=0.8, ls=":", label="chance")
+    ax.axhline(1.0 / classes, color="gray", lw=0.8, ls=":", label="chance")
     ax.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     ax.set_title(title, pad=36)
     return figure_bytes(fig, metadata=STABLE_METADATA)
@@ -338,20 +359,23 @@ def plot_training(log: list[dict[str, Any]], selected_step: int | None, title: s
 
 def write_figures(report: dict[str, Any], out_dir: Path, name: str) -> list[str]:
     written = []
+    names = list(report.get("color_names") or COLOR_NAMES)
+    classes = int(report.get("classes") or NUM_CLASSES)
     for mode, entry in report.get("hard_modes", {}).items():
-        row_colors = [(c + 1) % NUM_CLASSES for c in range(NUM_CLASSES)] \
+        row_colors = [(c + 1) % classes for c in range(classes)] \
             if mode == "inverted" else None
         title = (f"{name}: hard set, {mode} colors ({entry['source']})\n"
                  f"accuracy {entry['accuracy']:.3f}, predicted as the color's class "
                  f"{entry['color_following']:.3f}")
         write_bytes(out_dir / f"confusion_{mode}.png",
-                    plot_confusion(entry["confusion"], title, row_colors))
+                    plot_confusion(entry["confusion"], title, row_colors, names))
         written.append(f"confusion_{mode}.png")
     if "color_swap" in report:
         swap = report["color_swap"]
-        title = (f"{name}: color-swap test, {swap['images']} test digits in each of 10 colors "
-                 f"(off-diagonal color following {swap['off_diagonal_follows_color']:.3f})")
-        write_bytes(out_dir / "color_swap.png", plot_color_swap(swap, title))
+        title = (f"{name}: color-swap test, {swap['images']} test digits in each of "
+                 f"{classes} colors (off-diagonal color following "
+                 f"{swap['off_diagonal_follows_color']:.3f})")
+        write_bytes(out_dir / "color_swap.png", plot_color_swap(swap, title, names))
         written.append("color_swap.png")
     write_bytes(out_dir / "per_class.png",
                 plot_per_class(report, f"{name}: accuracy per class and split"))

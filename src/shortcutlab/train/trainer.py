@@ -39,6 +39,8 @@ which ``--resume`` refuses (train again with ``--force``).
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 import os
 import shutil
@@ -140,6 +142,22 @@ def run_config(data_dir: Path, config: TrainConfig, seed: int, algorithm: type[A
     identity["trainer"] = config.identity()
     body["run_id"] = config_hash(identity)
     return body
+
+
+def fit_model_to_dataset(config: TrainConfig, meta: Mapping[str, Any]) -> TrainConfig:
+    """The config with ``num_classes`` given to the model when the dataset has other than
+    ten classes (and the model's arguments do not say already); ten-class datasets keep
+    their config, and so their run ids, unchanged."""
+    classes = int(meta.get("classes") or len(meta["counts"]["train"]))
+    if classes == 10 or "num_classes" in config.model_kwargs:
+        return config
+    parameters = inspect.signature(models.factory_for(config.model)).parameters.values()
+    if not any(p.name == "num_classes" or p.kind is p.VAR_KEYWORD for p in parameters):
+        raise ShortcutlabError(
+            f"the dataset has {classes} classes but model {config.model!r} takes no "
+            "num_classes argument; give its factory one, or build it for this many classes")
+    return dataclasses.replace(config, model_kwargs={**config.model_kwargs,
+                                                     "num_classes": classes})
 
 
 def dataset_bar(meta: Mapping[str, Any]) -> float:
@@ -320,10 +338,10 @@ class Trainer:
     def _run(self) -> dict[str, Any]:
         started = time.perf_counter()
         cpu_started = time.process_time()
-        config = self.config
         from shortcutlab.data.dataset import require_splits
 
         require_splits(self.data_dir)  # the final evaluation reads every split
+        self.config = config = fit_model_to_dataset(self.config, load_meta(self.data_dir))
         # a bad model fails before any write
         candidate = models.create(config.model, **config.model_kwargs)
         body = run_config(self.data_dir, config, self.seed, self.algorithm_cls, self.hparams,
