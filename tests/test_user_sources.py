@@ -72,6 +72,12 @@ def test_a_26_class_source_builds_trains_and_evaluates(glyph_npz, tmp_path, caps
     assert report["classes"] == CLASSES
     assert len(report["splits"]["test_hard"]["per_class"]) == CLASSES
     assert np.asarray(report["color_swap"]["follows_color"]).shape == (CLASSES, CLASSES)
+    for method in ("groupdro", "reweight"):  # (label, color) groups: 26 x 26 of them
+        out = tmp_path / method
+        assert main(["intervene", "--method", method, "--data", str(data), "--out", str(out),
+                     "--set", "epochs=1", "--threads", "1"]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert 0.0 <= metrics["hard"] <= 1.0 and metrics["hard_inverted"] is not None
     # the same config and source give the same bytes
     again = build_dataset(BuildConfig(source=str(glyph_npz), palette="wheel"),
                           tmp_path / "again", load_source(str(glyph_npz)))

@@ -28,13 +28,13 @@ def inverted_hard_set(data_dir: str, dataset_id: str) -> tuple[torch.Tensor, tor
     Cached per dataset (``dataset_id`` is part of the key so a rebuilt directory is not
     served stale images).
     """
-    from shortcutlab.data import images_to_tensor, load_split
-    from shortcutlab.data.palette import NUM_COLORS
+    from shortcutlab.data import images_to_tensor, load_meta, load_split
     from shortcutlab.data.recolor import recolor, split_digits
 
     labels = load_split(data_dir, "test_hard").labels
     digits = split_digits(data_dir, "test_hard")
-    colors = (labels + 1) % NUM_COLORS
+    meta = load_meta(data_dir)
+    colors = (labels + 1) % int(meta.get("classes") or len(meta["counts"]["train"]))
     images = recolor(data_dir, digits, colors, seed=1)
     return images_to_tensor(images), torch.from_numpy(labels)
 

@@ -15,9 +15,20 @@ from shortcutlab.intervene.registry import Intervention, register_method
 from shortcutlab.train.algorithm import Batch, TrainContext
 
 
-def group_of(labels: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
-    """The (label, color) group index, label-major: ``label * 10 + color``."""
-    return labels * NUM_COLORS + colors
+def group_of(labels: torch.Tensor, colors: torch.Tensor,
+             classes: int = NUM_COLORS) -> torch.Tensor:
+    """The (label, color) group index, label-major: ``label * classes + color``."""
+    return labels * classes + colors
+
+
+def context_classes(context: TrainContext) -> int:
+    """The class count of the run's dataset (ten unless its meta.json says otherwise)."""
+    if context.data_dir is None:
+        return NUM_COLORS
+    from shortcutlab.data import load_meta
+
+    meta = load_meta(context.data_dir)
+    return int(meta.get("classes") or len(meta["counts"]["train"]))
 
 
 @register_method
@@ -41,10 +52,19 @@ class GroupDRO(Intervention):
     def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
         super().__init__(model, hparams)
         groups = NUM_COLORS * NUM_COLORS
+        self.classes = NUM_COLORS
         self.register_buffer("group_weights", torch.full((groups,), 1.0 / groups))
 
+    def setup(self, context: TrainContext) -> None:
+        super().setup(context)
+        self.classes = context_classes(context)
+        groups = self.classes * self.classes
+        if self.group_weights.numel() != groups:  # another class count than ten
+            self.group_weights = torch.full((groups,), 1.0 / groups,
+                                            device=self.group_weights.device)
+
     def update(self, batch: Batch, step: int) -> dict[str, float]:
-        groups = group_of(batch.labels, batch.colors)
+        groups = group_of(batch.labels, batch.colors, self.classes)
         losses = F.cross_entropy(self.model(batch.images), batch.labels, reduction="none")
         count = torch.zeros_like(self.group_weights).index_add_(0, groups, torch.ones_like(losses))
         total = torch.zeros_like(self.group_weights).index_add_(0, groups, losses)
@@ -87,14 +107,18 @@ class Reweight(Intervention):
 
     def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
         super().__init__(model, hparams)
+        self.classes = NUM_COLORS
         self.register_buffer("weights", torch.ones(NUM_COLORS * NUM_COLORS))
 
     def setup(self, context: TrainContext) -> None:
         super().setup(context)
         if context.train is None:
             raise ShortcutlabError("reweight needs the training split's labels and colors")
-        groups = group_of(context.train["labels"], context.train["colors"]).cpu()
-        counts = torch.bincount(groups, minlength=NUM_COLORS * NUM_COLORS).double()
+        self.classes = context_classes(context)
+        if self.weights.numel() != self.classes ** 2:
+            self.weights = torch.ones(self.classes ** 2, device=self.weights.device)
+        groups = group_of(context.train["labels"], context.train["colors"], self.classes).cpu()
+        counts = torch.bincount(groups, minlength=self.classes ** 2).double()
         weights = counts.clamp_min(1).pow(-float(self.hparams["power"]))
         # Normalized so that the average image weighs 1, as in plain cross-entropy.
         weights = weights / (weights[groups].mean())
@@ -102,7 +126,7 @@ class Reweight(Intervention):
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         losses = F.cross_entropy(self.model(batch.images), batch.labels, reduction="none")
-        weights = self.weights[group_of(batch.labels, batch.colors)]
+        weights = self.weights[group_of(batch.labels, batch.colors, self.classes)]
         # Self-normalized within the batch: a batch without rare groups still trains at the
         # usual scale, and one with a rare image is not a 100x gradient spike.
         loss = (weights * losses).sum() / weights.sum()

@@ -23,12 +23,14 @@ def recolored_training_images(data_dir: str | os.PathLike, seed: int) -> torch.T
     each image is drawn afresh, independently of its label, so color predicts nothing.
     Returned as uint8 (N, 28, 28, 3), indexed like the training split.
     """
-    from shortcutlab.data.palette import NUM_COLORS
+    from shortcutlab.data import load_meta
     from shortcutlab.data.recolor import recolor, split_digits
 
     digits = split_digits(data_dir, "train")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 4242]))
-    colors = rng.integers(0, NUM_COLORS, size=len(digits))
+    meta = load_meta(data_dir)
+    colors = rng.integers(0, int(meta.get("classes") or len(meta["counts"]["train"])),
+                          size=len(digits))
     return torch.from_numpy(recolor(data_dir, digits, colors, seed=seed))
 
 
