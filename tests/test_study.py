@@ -294,3 +294,28 @@ def test_quick_study_report_opens_cleanly_in_chromium(quick_study, tmp_path):
     assert check.images >= 15 and check.broken_images == 0
     pixels = matplotlib.image.imread(tmp_path / "report.png")
     assert pixels.std() > 0.05, "the screenshot is blank"
+
+
+@pytest.mark.slow
+def test_the_study_runs_on_a_26_class_source(tmp_path):
+    """A user's grayscale source with 26 classes (synthetic glyphs, 32 x 32) through every
+    stage and the report: the palette, the class count and the color names follow it."""
+    import numpy as np
+
+    from shortcutlab.study import run_study
+    from test_user_sources import _glyph_source
+
+    source = tmp_path / "glyphs.npz"
+    np.savez(source, **_glyph_source(train=2000, test=260))  # val keeps conflicting images
+    config = tmp_path / "study.toml"
+    config.write_text(TINY.replace('source = "synthetic"\nlimit = 400',
+                                   f'source = "{source}"\npalette = "wheel"\nlimit = 0'))
+    report = run_study(tmp_path / "out", config, quick=True)
+    assert sorted(report.ran) == sorted(ALL_STAGES)
+    labels = read_json(tmp_path / "out" / "sae" / "lazy" / "labels.json")
+    assert len(labels["color_names"]) == 26 and labels["color_names"][25] == "hue 25"
+    evaluate = read_json(tmp_path / "out" / "lazy" / "evaluate" / "evaluate.json")
+    assert evaluate["classes"] == 26
+    probe = read_json(tmp_path / "out" / "probe" / "lazy" / "probe.json")
+    assert probe["class_logits"]["count"] == 26  # one class picture per class
+    assert (tmp_path / "out" / "report.html").is_file()

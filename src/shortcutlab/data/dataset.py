@@ -84,6 +84,20 @@ def load_meta(data_dir: str | os.PathLike) -> dict[str, Any]:
     return read_json(meta_path)
 
 
+def dataset_classes(meta: dict[str, Any]) -> int:
+    """How many classes a dataset has (``classes`` in meta.json; older ones: its counts)."""
+    return int(meta.get("classes") or len(meta["counts"]["train"]))
+
+
+def dataset_colors(meta: dict[str, Any]) -> tuple[list[str], np.ndarray]:
+    """The color names and the palette (K, 3) as floats in [0, 1] of a dataset."""
+    from shortcutlab.data.palette import COLOR_NAMES, PALETTE
+
+    palette = np.asarray(meta.get("palette") or PALETTE, dtype=np.float64) / 255.0
+    names = list(meta.get("color_names") or COLOR_NAMES)[:len(palette)]
+    return names, palette.astype(np.float32)
+
+
 def class_names(meta: dict[str, Any]) -> list[str]:
     """The names of a dataset's classes: recorded in ``meta.json``, else its source's
     (:data:`shortcutlab.data.sources.CLASS_NAMES`), else the class numbers."""

@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from shortcutlab.data.dataset import SPLITS, load_meta, load_split
-from shortcutlab.data.palette import COLOR_NAMES, NUM_COLORS, palette_array
+from shortcutlab.data.dataset import SPLITS, dataset_classes, dataset_colors, load_meta, load_split
+from shortcutlab.data.palette import NUM_COLORS
 from shortcutlab.data.styles import StyleParams
 from shortcutlab.figures import save_figure
 
@@ -35,13 +35,14 @@ def grid_canvas(data_dir: str | os.PathLike, per_cell: int = 2
     step = _SIZE + _GAP
     block = 2 * per_cell * step
     width = len(SPLITS) * block + (len(SPLITS) - 1) * _SPLIT_GAP
-    canvas = np.full((NUM_COLORS * step, width, 3), 255, dtype=np.uint8)
+    classes = dataset_classes(load_meta(data_dir))
+    canvas = np.full((classes * step, width, 3), 255, dtype=np.uint8)
     blocks = []
     for s, split in enumerate(SPLITS):
         data = load_split(data_dir, split)
         x0 = s * (block + _SPLIT_GAP)
         blocks.append((split, x0, x0 + block - _GAP))
-        for digit in range(NUM_COLORS):
+        for digit in range(classes):
             y = digit * step
             for half, aligned in enumerate((True, False)):
                 chosen = pick_examples(data.labels, data.colors, digit, aligned, per_cell)
@@ -79,12 +80,12 @@ def save_grid(data_dir: str | os.PathLike, out: str | os.PathLike, per_cell: int
     for spine in axes.spines.values():
         spine.set_visible(False)
     step = _SIZE + _GAP
-    palette = palette_array(np.float32)
-    for digit in range(NUM_COLORS):
+    color_names, palette = dataset_colors(meta)
+    for digit in range(len(palette)):
         y = digit * step + _SIZE / 2
         axes.text(-10, y, f"{digit}", ha="right", va="center", fontsize=13, weight="bold")
         axes.add_patch(_swatch(-40, y - 7, palette[digit]))
-        axes.text(-46, y, COLOR_NAMES[digit], ha="right", va="center", fontsize=10)
+        axes.text(-46, y, color_names[digit], ha="right", va="center", fontsize=10)
     half = per_cell * step
     for split, x0, x1 in blocks:
         axes.text((x0 + x1) / 2, -20, split, ha="center", va="bottom", fontsize=12,

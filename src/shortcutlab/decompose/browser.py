@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from shortcutlab.data.palette import COLOR_NAMES, palette_array
+from shortcutlab.data import load_meta
+from shortcutlab.data.dataset import dataset_colors
 from shortcutlab.errors import ShortcutlabError
 
 BROWSER = "features.html"
@@ -115,7 +116,10 @@ def feature_browser(sae_dir: str | os.PathLike, out: str | os.PathLike | None = 
     vis = visualize(model, directions, VisConfig(steps=steps, tv=0.05, seed=seed), device=device,
                     show_progress=False)
     density = meta.get("density") or [row["frequency"] for row in rows]
-    palette = [f"rgb({r},{g},{b})" for r, g, b in palette_array(np.int64)]
+    color_names, colors = dataset_colors(load_meta(data_dir))
+    palette = [f"rgb({r},{g},{b})" for r, g, b in np.rint(colors * 255).astype(np.int64)]
+    classes = len(color_names)
+    digit_names = [str(d) for d in range(classes)]
     cards = []
     for position, feature in enumerate(chosen):
         row = rows[feature]
@@ -130,8 +134,8 @@ def feature_browser(sae_dir: str | os.PathLike, out: str | os.PathLike | None = 
             f'inputs; color eta2 {row["color_eta2"]:.2f}, digit eta2 {row["digit_eta2"]:.2f}'
             f'</div><div class="row"><div class="vis"><img src="{_png(picture, 3)}" '
             'width=84 height=84 title="decoder direction, visualized"></div>'
-            f'<div>by color{_bars(row["color_means"], palette, list(COLOR_NAMES))}'
-            f'by digit{_bars(row["digit_means"], ["#555"] * 10, [str(d) for d in range(10)])}'
+            f'<div>by color{_bars(row["color_means"], palette, color_names)}'
+            f'by digit{_bars(row["digit_means"], ["#555"] * classes, digit_names)}'
             f'</div></div><div class="ex">{exemplar_html}</div></div>')
     title = f"SAE features of {meta['layer']} ({meta['mode']}), {meta['run_dir']}"
     page = (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>"

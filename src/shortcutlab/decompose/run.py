@@ -19,7 +19,8 @@ import torch
 from shortcutlab import models
 from shortcutlab.artifacts import load_torch, read_json, save_torch, write_json
 from shortcutlab.data import load_meta, load_split
-from shortcutlab.data.palette import COLOR_NAMES, palette_array
+from shortcutlab.data.dataset import dataset_colors
+from shortcutlab.data.palette import COLOR_NAMES
 from shortcutlab.decompose.activations import (
     EditedPredictions,
     FeatureEdit,
@@ -186,6 +187,7 @@ def label_features(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None
     out_dir = Path(out_dir or sae_dir)
     sae, meta, model, data_dir = _context(sae_dir, device)
     layer, mode = meta["layer"], meta["mode"]
+    color_names, palette = dataset_colors(load_meta(data_dir))
     grid = color_grid(data_dir, "val", per_digit, seed=seed)
     acts = feature_activations(model, sae, layer, grid.flat_images(), mode, device=device)
     stats = selectivity(acts.reshape(*grid.images.shape[:3], -1))
@@ -193,7 +195,7 @@ def label_features(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None
     images, labels, colors = balanced_images(data_dir, "val", limit=exemplar_images, seed=seed)
     ex_acts = feature_activations(model, sae, layer, images, mode, device=device)
     exemplar_index = top_exemplars(ex_acts, exemplars)
-    poly = polysemanticity(exemplar_index, labels, colors)
+    poly = polysemanticity(exemplar_index, labels, colors, len(color_names))
 
     rows = []
     for feature in range(sae.d_hidden):
@@ -213,11 +215,11 @@ def label_features(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None
         row["label"] = ("dead" if frequency[feature] == 0 else
                         label_unit(row["color_eta2"], row["digit_eta2"], row["preferred_color"],
                                    row["preferred_digit"], float(stats["variance"][feature]),
-                                   row["color_index"]))
+                                   row["color_index"], color_names))
         rows.append(row)
     kinds = [row["label"].split(":")[0] for row in rows]
     color_features = {name: [r["feature"] for r in sorted(rows, key=lambda r: -r["color_eta2"])
-                             if r["label"] == f"color:{name}"] for name in COLOR_NAMES}
+                             if r["label"] == f"color:{name}"] for name in color_names}
     result = {
         "sae_dir": str(sae_dir),
         "layer": layer,
@@ -227,27 +229,30 @@ def label_features(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None
         "exemplar_images": {"split": "val", "limit": exemplar_images, "seed": seed},
         "summary": {kind: kinds.count(kind)
                     for kind in ("color", "digit", "shape", "mixed", "dead")},
+        "color_names": color_names,
         "color_features": color_features,
         "colors_with_a_feature": sum(bool(v) for v in color_features.values()),
         "features": rows,
     }
     write_json(out_dir / LABELS, result)
-    chosen = _card_features(rows, cards)
+    chosen = _card_features(rows, cards, color_names)
     _plot_cards(rows, chosen, images[exemplar_index[chosen]], out_dir / "feature_cards.png",
-                f"SAE features of {layer} ({mode}): exemplars and activation profiles")
+                f"SAE features of {layer} ({mode}): exemplars and activation profiles",
+                palette, color_names)
     alive = np.array([row["label"] != "dead" for row in rows])
     figures.selectivity_scatter(
         {f"SAE features of {layer}": {key: stats[key][alive] for key in
                                       ("digit_eta2", "color_eta2", "preferred_color")}},
-        out_dir / "feature_selectivity.png", title="What SAE features read")
+        out_dir / "feature_selectivity.png", title="What SAE features read", palette=palette)
     return result
 
 
-def _card_features(rows: list[dict], count: int) -> list[int]:
+def _card_features(rows: list[dict], count: int,
+                   color_names: Sequence[str] = COLOR_NAMES) -> list[int]:
     """The strongest color feature of each color, then the most digit-selective, then mixed."""
     alive = [r for r in rows if r["label"] != "dead"]
     chosen: list[int] = []
-    for name in COLOR_NAMES:
+    for name in color_names:
         own = [r for r in alive if r["label"] == f"color:{name}"]
         if own:
             chosen.append(max(own, key=lambda r: r["color_eta2"])["feature"])
@@ -277,7 +282,8 @@ def intervene(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None = No
     sae, meta, model, data_dir = _context(sae_dir, device)
     layer, mode = meta["layer"], meta["mode"]
     rows = labels["features"]
-    color_features = [f for name in COLOR_NAMES for f in labels["color_features"][name]]
+    color_names = labels.get("color_names") or list(COLOR_NAMES)  # older labels: the ten
+    color_features = [f for name in color_names for f in labels["color_features"][name]]
 
     runner = EditedPredictions(model, layer, device=device)
 
@@ -302,7 +308,7 @@ def intervene(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None = No
     boost: dict[str, Any] = {"split": "test_easy", "strengths": list(strengths),
                              "images_per_color": boost_images, "colors": {}}
     rng = np.random.default_rng(seed)
-    for color, name in enumerate(COLOR_NAMES):
+    for color, name in enumerate(color_names):
         features = labels["color_features"][name]
         if not features:
             continue
@@ -334,7 +340,8 @@ def intervene(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None = No
             "changed_predictions": float((before != after).mean()),
         }
     write_json(out_dir / "intervene.json", result)
-    _plot_interventions(result, out_dir / "interventions.png")
+    _plot_interventions(result, out_dir / "interventions.png",
+                        dict(zip(*dataset_colors(load_meta(data_dir)), strict=True)))
     return result
 
 
@@ -395,7 +402,8 @@ def _plot_density(density: list[float], path: Path, meta: dict) -> None:
 
 
 def _plot_cards(rows: list[dict], chosen: list[int], exemplars: np.ndarray, path: Path,
-                title: str) -> None:
+                title: str, palette: np.ndarray | None = None,
+                color_names: Sequence[str] = COLOR_NAMES) -> None:
     plt = figures.pyplot()
     if not chosen:
         return
@@ -412,7 +420,8 @@ def _plot_cards(rows: list[dict], chosen: list[int], exemplars: np.ndarray, path
                 axis.set_title(f"#{feature} {row['label']} (on {row['frequency']:.0%})",
                                fontsize=6.5, loc="left")
         figures.profile_bars(fig.add_subplot(grid[row_number, count]),
-                             np.array(row["color_means"]), "color", fontsize=5)
+                             np.array(row["color_means"]), "color", fontsize=5,
+                             palette=palette, color_names=color_names)
         figures.profile_bars(fig.add_subplot(grid[row_number, count + 1]),
                              np.array(row["digit_means"]), "digit", fontsize=5)
     fig.suptitle(title, fontsize=9)
@@ -420,7 +429,9 @@ def _plot_cards(rows: list[dict], chosen: list[int], exemplars: np.ndarray, path
     save_figure(fig, path)
 
 
-def _plot_interventions(result: dict, path: Path) -> None:
+def _plot_interventions(result: dict, path: Path,
+                        colors: dict[str, np.ndarray] | None = None) -> None:
+    """``colors``: each color name's RGB in [0, 1] (the dataset's palette)."""
     plt = figures.pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
     splits = result["ablate_color_features"]["splits"]
@@ -434,10 +445,9 @@ def _plot_interventions(result: dict, path: Path) -> None:
     left.set_ylabel("accuracy", fontsize=8)
     left.legend(fontsize=7)
     boost = result["boost_color_features"]
-    palette = palette_array(np.float32)
     for name, entry in boost["colors"].items():
         right.plot([0, *boost["strengths"]], [entry["baseline"], *entry["flip_rate"]],
-                   marker="o", color=palette[COLOR_NAMES.index(name)], label=name)
+                   marker="o", color=None if colors is None else colors.get(name), label=name)
     right.set_xlabel("boost (x the feature's mean activation on its color)", fontsize=8)
     right.set_ylabel("predicted as the color's class", fontsize=8)
     right.set_ylim(0, 1)

@@ -164,7 +164,8 @@ class PanelModel:
 
 def aha_panel(path: str | os.PathLike, digits: np.ndarray, biased: np.ndarray,
               conflicting: np.ndarray, conflict_colors: np.ndarray,
-              models: Sequence[PanelModel], method_title: str, signed: bool) -> None:
+              models: Sequence[PanelModel], method_title: str, signed: bool,
+              color_names: Sequence[str] = COLOR_NAMES) -> None:
     """One row per digit: the digit in its own color and in another class's color, each
     followed by every model's heatmap and prediction."""
     per_side = 1 + len(models)
@@ -180,7 +181,7 @@ def aha_panel(path: str | os.PathLike, digits: np.ndarray, biased: np.ndarray,
             column = side * per_side
             color = int(colors[row])
             owner = "own" if color == digit else f"{color}'s"
-            grid.put(row, column, images[row], f"{COLOR_NAMES[color]} ({owner})")
+            grid.put(row, column, images[row], f"{color_names[color]} ({owner})")
             for offset, model in enumerate(models, start=1):
                 maps = model.maps_biased if side == 0 else model.maps_conflicting
                 pred = int((model.pred_biased if side == 0 else model.pred_conflicting)[row])
@@ -195,7 +196,8 @@ def aha_panel(path: str | os.PathLike, digits: np.ndarray, biased: np.ndarray,
 
 
 def examples_figure(path: str | os.PathLike, blocks: Sequence[dict[str, Any]],
-                    labels: Sequence[str], method_title: str, signed: bool) -> None:
+                    labels: Sequence[str], method_title: str, signed: bool,
+                    color_names: Sequence[str] = COLOR_NAMES) -> None:
     """For each split a block: a row of images, then one row of heatmaps per model."""
     columns = max(len(block["images"]) for block in blocks)
     per_block = 1 + len(labels)
@@ -207,7 +209,7 @@ def examples_figure(path: str | os.PathLike, blocks: Sequence[dict[str, Any]],
             grid.row_labels[top + m] = name
         for c, image in enumerate(block["images"]):
             label, color = block["labels"][c], block["colors"][c]
-            grid.put(top, c, image, f"digit {label}, {COLOR_NAMES[color]}")
+            grid.put(top, c, image, f"digit {label}, {color_names[color]}")
             for m, name in enumerate(labels, start=1):
                 pred = block["preds"][name][c]
                 grid.put(top + m, c, overlay(image, block["maps"][name][c], signed),

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from shortcutlab import models
 from shortcutlab.artifacts import read_json, write_json
 from shortcutlab.data import SPLITS, Split, load_meta, load_split
+from shortcutlab.data.dataset import dataset_classes, dataset_colors
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.explain.methods import (
     Method,
@@ -200,7 +201,8 @@ def _aha_images(data_dir: Path, config: ExplainConfig) -> dict[str, Any]:
     """
     easy = load_split(data_dir, "test_easy")
     hard = load_split(data_dir, "test_hard")
-    digits = np.arange(10)
+    classes = dataset_classes(load_meta(data_dir))
+    digits = np.arange(min(classes, 10))  # the panel shows at most ten classes
     first = []
     for d in digits:
         candidates = np.flatnonzero((easy.labels == d) & easy.aligned)
@@ -222,7 +224,7 @@ def _aha_images(data_dir: Path, config: ExplainConfig) -> dict[str, Any]:
                 "source": "test splits (other images of the class)",
                 "biased": easy.images[first], "conflicting": hard.images[other]}
     gray = split_digits(data_dir, "test_easy")[first]
-    conflict = (digits + config.conflict_shift) % 10
+    conflict = (digits + config.conflict_shift) % classes
     return {"digits": digits, "conflict_colors": conflict, "source": "recolored",
             "biased": easy.images[first],
             "conflicting": recolor(data_dir, gray, conflict, seed=config.seed)}
@@ -340,16 +342,17 @@ def _figures(job: _Job, out_dir: Path, per_model: dict[str, Any], blocks: list[d
 
     method, config = job.method, job.config
     labels = [entry.label for entry in job.loaded]
+    color_names, _ = dataset_colors(load_meta(job.data_dir))
     aha = _aha_images(job.data_dir, config)
     figures.aha_panel(out_dir / FIGURES["aha"], aha["digits"], aha["biased"],
                       aha["conflicting"], aha["conflict_colors"], _panel_models(job, aha),
-                      method.title, method.signed)
+                      method.title, method.signed, color_names)
     figures.share_chart(out_dir / FIGURES["shares"], list(config.splits), labels, per_model,
                         method.title)
     written = {"aha": FIGURES["aha"], "shares": FIGURES["shares"], "aha_images": aha["source"]}
     if config.examples:
         figures.examples_figure(out_dir / FIGURES["examples"], blocks, labels, method.title,
-                                method.signed)
+                                method.signed, color_names)
         written["examples"] = FIGURES["examples"]
     if sanity:
         figures.sanity_figure(out_dir / FIGURES["sanity"], out_dir / FIGURES["sanity_maps"],

@@ -29,12 +29,12 @@ def inverted_hard_set(data_dir: str, dataset_id: str) -> tuple[torch.Tensor, tor
     served stale images).
     """
     from shortcutlab.data import images_to_tensor, load_meta, load_split
+    from shortcutlab.data.dataset import dataset_classes
     from shortcutlab.data.recolor import recolor, split_digits
 
     labels = load_split(data_dir, "test_hard").labels
     digits = split_digits(data_dir, "test_hard")
-    meta = load_meta(data_dir)
-    colors = (labels + 1) % int(meta.get("classes") or len(meta["counts"]["train"]))
+    colors = (labels + 1) % dataset_classes(load_meta(data_dir))
     images = recolor(data_dir, digits, colors, seed=1)
     return images_to_tensor(images), torch.from_numpy(labels)
 

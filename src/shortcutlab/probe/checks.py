@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,22 +30,25 @@ WHITE_LEVEL = 0.75  # a pixel whose every channel exceeds this is "digit white"
 DARK_LEVEL = 0.15   # a pixel whose brightest channel is below this has no usable hue
 
 
-def color_votes(images: Tensor) -> np.ndarray:
-    """Votes (N, 10): how many pixels of each image are closest in hue to each palette color."""
+def color_votes(images: Tensor, palette: np.ndarray | None = None) -> np.ndarray:
+    """Votes (N, K): how many pixels of each image are closest in hue to each palette color
+    (``palette`` (K, 3) in [0, 1]; default the study's ten)."""
     pixels = images.detach().cpu().permute(0, 2, 3, 1).reshape(images.shape[0], -1, 3)
-    palette = torch.from_numpy(palette_array(np.float32))
+    palette = torch.from_numpy(np.asarray(palette_array(np.float32) if palette is None
+                                          else palette, dtype=np.float32))
     similarity = torch.nn.functional.normalize(pixels, dim=2) @ \
         torch.nn.functional.normalize(palette, dim=1).T
     nearest = similarity.argmax(dim=2)
     voting = (pixels.amax(dim=2) > DARK_LEVEL) & ~(pixels.amin(dim=2) > WHITE_LEVEL)
-    votes = torch.zeros(images.shape[0], NUM_COLORS, dtype=torch.long)
+    votes = torch.zeros(images.shape[0], len(palette), dtype=torch.long)
     votes.scatter_add_(1, nearest * voting, voting.long())
     return votes.numpy()
 
 
-def dominant_colors(images: Tensor) -> tuple[np.ndarray, np.ndarray]:
+def dominant_colors(images: Tensor, palette: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """The dominant palette color of each image and the share of votes it got."""
-    votes = color_votes(images)
+    votes = color_votes(images, palette)
     totals = np.maximum(votes.sum(axis=1), 1)
     dominant = votes.argmax(axis=1)
     return dominant, votes[np.arange(len(votes)), dominant] / totals
@@ -64,17 +68,19 @@ def recolored_kept(model: nn.Module, images: Tensor, classes: np.ndarray) -> np.
 
 def class_logit_checks(images: Tensor, classes: np.ndarray,
                        judge_model: nn.Module | None = None,
-                       model: nn.Module | None = None) -> dict[str, Any]:
+                       model: nn.Module | None = None, palette: np.ndarray | None = None,
+                       color_names: Sequence[str] = COLOR_NAMES) -> dict[str, Any]:
     """The checks on class-logit visualizations ``images`` (N, 3, H, W) of ``classes``
-    (N,); the recoloring check needs the visualized ``model``."""
+    (N,); the recoloring check needs the visualized ``model``; ``palette`` and
+    ``color_names`` are the dataset's (default the study's ten colors)."""
     classes = np.asarray(classes)
-    dominant, share = dominant_colors(images)
+    dominant, share = dominant_colors(images, palette)
     report: dict[str, Any] = {
         "count": len(classes),
         "dominant_color_match": float((dominant == classes).mean()),
-        "chance": 1.0 / NUM_COLORS,
+        "chance": 1.0 / (NUM_COLORS if palette is None else len(palette)),
         "per_image": [
-            {"class": int(c), "dominant_color": COLOR_NAMES[int(d)], "dominant_share": float(s)}
+            {"class": int(c), "dominant_color": color_names[int(d)], "dominant_share": float(s)}
             for c, d, s in zip(classes, dominant, share, strict=True)
         ],
     }

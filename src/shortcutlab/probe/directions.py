@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from shortcutlab.data import images_to_tensor, load_split
-from shortcutlab.data.palette import COLOR_NAMES
+from shortcutlab.data import images_to_tensor, load_meta, load_split
+from shortcutlab.data.dataset import dataset_colors
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.hooks import capture, forward_until
 from shortcutlab.probe.objectives import Direction, Objective
@@ -60,18 +60,17 @@ def color_direction(model: nn.Module, layer: str, data_dir: str, color: str | in
                     split: str = "val", limit: int = 3000) -> Direction:
     """The direction from the split's images of other colors to those of ``color`` (a
     palette name or index)."""
-    names = list(COLOR_NAMES)
+    names, _ = dataset_colors(load_meta(data_dir))
     index = names.index(color) if isinstance(color, str) and color in names else (
         int(color) if not isinstance(color, str) else -1)
     if not 0 <= index < len(names):
-        raise ShortcutlabError(f"unknown color {color!r}; choose one of "
-                               f"{', '.join(COLOR_NAMES)}")
+        raise ShortcutlabError(f"unknown color {color!r}; choose one of {', '.join(names)}")
     chosen = load_split(data_dir, split)
     chosen = chosen.subset(np.arange(min(limit, len(chosen))))
     images = images_to_tensor(chosen.images)
     mine = torch.from_numpy(chosen.colors == index)
     return mean_difference(model, layer, images[mine], images[~mine],
-                           label=f"{COLOR_NAMES[index]} minus the other colors")
+                           label=f"{names[index]} minus the other colors")
 
 
 @dataclass

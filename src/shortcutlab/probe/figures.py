@@ -81,10 +81,11 @@ def image_grid(images: np.ndarray | torch.Tensor, path: str | os.PathLike,
 
 
 def selectivity_scatter(layers: dict[str, dict[str, np.ndarray]], path: str | os.PathLike,
-                        title: str = "What units read: digit vs color") -> None:
+                        title: str = "What units read: digit vs color",
+                        palette: np.ndarray | None = None) -> None:
     """One panel per layer: digit eta^2 (x) against color eta^2 (y), dots in the preferred color."""
     plt = pyplot()
-    palette = palette_array(np.float32)
+    palette = palette_array(np.float32) if palette is None else np.asarray(palette)
     fig, axes = plt.subplots(1, len(layers), squeeze=False,
                              figsize=(max(5.0, 3.1 * len(layers)), 3.2))
     for axis, (layer, table) in zip(axes[0], layers.items(), strict=True):
@@ -103,13 +104,15 @@ def selectivity_scatter(layers: dict[str, dict[str, np.ndarray]], path: str | os
     save_figure(fig, path)
 
 
-def profile_bars(axis, values: np.ndarray, kind: str, fontsize: float = 6.0) -> None:
+def profile_bars(axis, values: np.ndarray, kind: str, fontsize: float = 6.0,
+                 palette: np.ndarray | None = None,
+                 color_names: Sequence[str] = COLOR_NAMES) -> None:
     """Bars of a unit's mean activation per color (palette-colored) or per digit."""
     positions = np.arange(len(values))
     if kind == "color":
-        axis.bar(positions, values, color=palette_array(np.float32), edgecolor="black",
-                 linewidth=0.3)
-        axis.set_xticks(positions, [name[:3] for name in COLOR_NAMES], fontsize=fontsize,
+        axis.bar(positions, values, color=palette_array(np.float32) if palette is None
+                 else np.asarray(palette), edgecolor="black", linewidth=0.3)
+        axis.set_xticks(positions, [name[:3] for name in color_names], fontsize=fontsize,
                         rotation=90)
     else:
         axis.bar(positions, values, color="0.45")

@@ -20,8 +20,8 @@ from torch import nn
 
 from shortcutlab import models
 from shortcutlab.artifacts import save_npz, write_json
-from shortcutlab.data import load_split
-from shortcutlab.data.dataset import tensor_to_images
+from shortcutlab.data import load_meta, load_split
+from shortcutlab.data.dataset import dataset_classes, dataset_colors, tensor_to_images
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.probe import figures
 from shortcutlab.probe.checks import class_logit_checks, dominant_colors
@@ -39,8 +39,6 @@ from shortcutlab.probe.selectivity import (
     top_exemplars,
 )
 from shortcutlab.probe.visualize import VisConfig, visualize
-
-NUM_CLASSES = 10
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,8 @@ def default_layers(model: nn.Module) -> list[str]:
     return convs + linears[:-1]
 
 
-def _layer_table(stats: dict[str, np.ndarray], poly: dict[str, np.ndarray]) -> list[dict]:
+def _layer_table(stats: dict[str, np.ndarray], poly: dict[str, np.ndarray],
+                 color_names: list[str] | None = None) -> list[dict]:
     rows = []
     for unit in range(len(stats["color_index"])):
         row = {
@@ -90,7 +89,8 @@ def _layer_table(stats: dict[str, np.ndarray], poly: dict[str, np.ndarray]) -> l
             "polysemanticity": float(poly["polysemanticity"][unit]),
         }
         row["label"] = label_unit(row["color_eta2"], row["digit_eta2"], row["preferred_color"],
-                                  row["preferred_digit"], row["variance"], row["color_index"])
+                                  row["preferred_digit"], row["variance"], row["color_index"],
+                                  *([color_names] if color_names else []))
         rows.append(row)
     return rows
 
@@ -107,6 +107,9 @@ def run_probe(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
     for layer in layers + [name for o in custom for name in o.layers if name != "output"]:
         models.get_layer(model, layer)  # a clear error for a misspelled layer, before any work
 
+    meta = load_meta(data_dir)
+    classes = dataset_classes(meta)
+    color_names, palette = dataset_colors(meta)
     grid = color_grid(data_dir, config.split, config.per_digit, seed=config.seed)
     exemplar_images, exemplar_labels, exemplar_colors = exemplar_set(
         data_dir, config.split, config.exemplar_source, config.exemplar_images, config.seed)
@@ -121,8 +124,8 @@ def run_probe(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
         stats = selectivity(grid_acts[layer].reshape(*grid.images.shape[:3], -1))
         ex_acts = all_ex_acts[layer]
         exemplar_index[layer] = top_exemplars(ex_acts, config.exemplars)
-        poly = polysemanticity(exemplar_index[layer], exemplar_labels, exemplar_colors)
-        tables[layer] = _layer_table(stats, poly)
+        poly = polysemanticity(exemplar_index[layer], exemplar_labels, exemplar_colors, classes)
+        tables[layer] = _layer_table(stats, poly, color_names)
         stats_by_layer[layer] = stats
 
     # Units to draw: the most variable ones (a dead unit's picture says nothing).
@@ -142,14 +145,15 @@ def run_probe(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
     logit_config = replace(config.vis, facets=config.logit_samples, diversity=0.0,
                            seed=config.seed + 2)
-    logit_vis = visualize(model, [ClassLogit(c) for c in range(NUM_CLASSES)], logit_config,
+    logit_vis = visualize(model, [ClassLogit(c) for c in range(classes)], logit_config,
                           color_sqrt, device, show_progress=show_progress)
     logit_images = logit_vis.images.reshape(-1, *logit_vis.images.shape[2:])
-    logit_classes = np.repeat(np.arange(NUM_CLASSES), config.logit_samples)
+    logit_classes = np.repeat(np.arange(classes), config.logit_samples)
     judge_model, judge_info = (gray_classifier(judge_recipe(data_dir),
                                                show_progress=show_progress)
                                if config.judge else (None, None))
-    checks = class_logit_checks(logit_images, logit_classes, judge_model, model)
+    checks = class_logit_checks(logit_images, logit_classes, judge_model, model, palette,
+                                color_names)
     if judge_info is not None:
         checks["gray_judge"] = {"test_accuracy": judge_info["test_accuracy"],
                                 "trained_on": judge_info["trained_on"], "key": judge_info["key"]}
@@ -165,7 +169,8 @@ def run_probe(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
     for layer in layers:
         names = [Channel(layer, unit).name for unit in shown[layer]]
-        dominant, share = dominant_colors(torch.stack([unit_images[n] for n in names]))
+        dominant, share = dominant_colors(torch.stack([unit_images[n] for n in names]),
+                                          palette)
         for unit, name, color, strength in zip(shown[layer], names, dominant, share, strict=True):
             row = tables[layer][unit]
             row["vis_dominant_color"] = int(color)
@@ -173,7 +178,8 @@ def run_probe(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
             row["vis_objective"] = float(unit_values[name])
 
     figure_files = _draw(out_dir, layers, tables, shown, unit_images, facet_vis, logit_vis,
-                         checks, stats_by_layer, exemplar_images, exemplar_index, config)
+                         checks, stats_by_layer, exemplar_images, exemplar_index, config,
+                         palette)
     arrays = {f"vis/{layer}": tensor_to_images(torch.stack(
         [unit_images[Channel(layer, u).name] for u in shown[layer]])) for layer in layers}
     arrays.update({f"units/{layer}": np.asarray(shown[layer], dtype=np.int64)
@@ -254,7 +260,8 @@ def _caption(row: dict[str, Any]) -> str:
 
 def _draw(out_dir: Path, layers: list[str], tables: dict, shown: dict, unit_images: dict,
           facet_vis, logit_vis, checks: dict, stats_by_layer: dict,
-          exemplar_images: np.ndarray, exemplar_index: dict, config: ProbeConfig) -> list[str]:
+          exemplar_images: np.ndarray, exemplar_index: dict, config: ProbeConfig,
+          palette: np.ndarray | None = None) -> list[str]:
     files = []
     for layer in layers:
         ranked = sorted(shown[layer], key=lambda u: -tables[layer][u]["color_index"])
@@ -281,7 +288,8 @@ def _draw(out_dir: Path, layers: list[str], tables: dict, shown: dict, unit_imag
         files.append(name)
     figures.selectivity_scatter(
         {layer: {key: stats[key] for key in ("digit_eta2", "color_eta2", "preferred_color")}
-         for layer, stats in stats_by_layer.items()}, out_dir / "selectivity.png")
+         for layer, stats in stats_by_layer.items()}, out_dir / "selectivity.png",
+        palette=palette)
     files.append("selectivity.png")
     titles = []
     for row in checks["per_image"]:
@@ -292,7 +300,7 @@ def _draw(out_dir: Path, layers: list[str], tables: dict, shown: dict, unit_imag
     samples = logit_vis.images.shape[1]
     figures.image_grid(logit_vis.images.transpose(0, 1), out_dir / "class_logits.png",
                        titles=[titles[c * samples + s] for s in range(samples)
-                               for c in range(NUM_CLASSES)],
+                               for c in range(len(logit_vis.images))],
                        title=f"Class-logit visualizations: dominant color matches the class "
                        f"in {checks['dominant_color_match']:.0%}"
                        + (f", grayscale judge reads the class in {checks['gray_judge_match']:.0%}"

@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from shortcutlab.data import images_to_tensor, load_meta, load_split
-from shortcutlab.data.palette import COLOR_NAMES, NUM_COLORS
+from shortcutlab.data.dataset import dataset_classes
+from shortcutlab.data.palette import COLOR_NAMES
 from shortcutlab.data.recolor import recolor, split_digits
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.hooks import capture, forward_until
@@ -60,7 +61,7 @@ def _source_digits(data_dir: str, split: str, dataset_id: str | None) -> np.ndar
 
 @dataclass(frozen=True)
 class ColorGrid:
-    """``images`` uint8 (10 digits, n, 10 colors, 28, 28, 3), rendered from one split."""
+    """``images`` uint8 (K classes, n, K colors, 28, 28, 3), rendered from one split."""
 
     images: np.ndarray
     split: str
@@ -75,8 +76,9 @@ class ColorGrid:
 
     def flat_labels(self) -> tuple[np.ndarray, np.ndarray]:
         """(digit, color) of every image of :meth:`flat_images`."""
-        digits, _, colors = np.meshgrid(np.arange(NUM_DIGITS), np.arange(self.per_digit),
-                                        np.arange(NUM_COLORS), indexing="ij")
+        digits, _, colors = np.meshgrid(np.arange(self.images.shape[0]),
+                                        np.arange(self.per_digit),
+                                        np.arange(self.images.shape[2]), indexing="ij")
         return digits.ravel(), colors.ravel()
 
 
@@ -87,19 +89,20 @@ def color_grid(data_dir: str | os.PathLike, split: str = "val", per_digit: int =
         raise ShortcutlabError(f"per_digit must be at least 1, got {per_digit}")
     labels = load_split(data_dir, split).labels
     digits = source_digits(data_dir, split)
+    classes = dataset_classes(load_meta(data_dir))
     rng = np.random.default_rng(seed)
     chosen = []
-    for digit in range(NUM_DIGITS):
+    for digit in range(classes):
         index = np.flatnonzero(labels == digit)
         if len(index) < per_digit:
             raise ShortcutlabError(f"split {split!r} has only {len(index)} images of digit "
                                    f"{digit}; ask for at most that many per digit")
         chosen.append(np.sort(rng.choice(index, per_digit, replace=False)))
     source_index = np.stack(chosen)
-    gray = np.repeat(digits[source_index.ravel()], NUM_COLORS, axis=0)
-    colors = np.tile(np.arange(NUM_COLORS), source_index.size)
+    gray = np.repeat(digits[source_index.ravel()], classes, axis=0)
+    colors = np.tile(np.arange(classes), source_index.size)
     rendered = recolor(data_dir, gray, colors, seed=seed)
-    return ColorGrid(rendered.reshape(NUM_DIGITS, per_digit, NUM_COLORS, *rendered.shape[1:]),
+    return ColorGrid(rendered.reshape(classes, per_digit, classes, *rendered.shape[1:]),
                      split, source_index)
 
 
@@ -116,7 +119,7 @@ def balanced_images(data_dir: str | os.PathLike, split: str = "val", limit: int 
     index = np.arange(len(labels))
     if limit is not None and limit < len(index):
         index = np.sort(rng.choice(index, limit, replace=False))
-    colors = rng.integers(0, NUM_COLORS, size=len(index))
+    colors = rng.integers(0, dataset_classes(load_meta(data_dir)), size=len(index))
     return recolor(data_dir, digits[index], colors, seed=seed), labels[index], colors
 
 
@@ -151,9 +154,9 @@ def unit_activations(model: nn.Module, layer: str, images: np.ndarray | torch.Te
 
 
 def selectivity(grid_acts: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-unit selectivity from activations (10 digits, n, 10 colors, units) on a color grid."""
-    if grid_acts.ndim != 4 or grid_acts.shape[0] != NUM_DIGITS or grid_acts.shape[2] != NUM_COLORS:
-        raise ShortcutlabError(f"expected activations (10, n, 10, units), got {grid_acts.shape}")
+    """Per-unit selectivity from activations (K classes, n, K colors, units) on a color grid."""
+    if grid_acts.ndim != 4 or grid_acts.shape[0] != grid_acts.shape[2]:
+        raise ShortcutlabError(f"expected activations (K, n, K, units), got {grid_acts.shape}")
     acts = grid_acts.astype(np.float64)
     across_colors = acts.var(axis=2).mean(axis=(0, 1))     # digit image fixed, color varies
     across_digits = acts.var(axis=0).mean(axis=(0, 1))     # color (and instance) fixed
@@ -191,10 +194,10 @@ def normalized_entropy(values: np.ndarray, categories: int = NUM_DIGITS) -> np.n
 
 
 def polysemanticity(exemplars: np.ndarray, labels: np.ndarray,
-                    colors: np.ndarray) -> dict[str, np.ndarray]:
+                    colors: np.ndarray, classes: int = NUM_DIGITS) -> dict[str, np.ndarray]:
     """Entropies over digits and colors of each unit's exemplars, and their minimum."""
-    digit_entropy = normalized_entropy(labels[exemplars])
-    color_entropy = normalized_entropy(colors[exemplars])
+    digit_entropy = normalized_entropy(labels[exemplars], classes)
+    color_entropy = normalized_entropy(colors[exemplars], classes)
     return {
         "digit_entropy": digit_entropy,
         "color_entropy": color_entropy,
@@ -203,7 +206,8 @@ def polysemanticity(exemplars: np.ndarray, labels: np.ndarray,
 
 
 def label_unit(color_eta2: float, digit_eta2: float, preferred_color: int,
-               preferred_digit: int, variance: float, color_index: float) -> str:
+               preferred_digit: int, variance: float, color_index: float,
+               color_names: Sequence[str] = COLOR_NAMES) -> str:
     """Name a unit by what explains its activation on the color grid.
 
     ``color:NAME`` or ``digit:D`` when that factor explains over half the variance;
@@ -214,7 +218,7 @@ def label_unit(color_eta2: float, digit_eta2: float, preferred_color: int,
     if variance <= 1e-10:
         return "dead"
     if color_eta2 >= LABEL_THRESHOLD and color_eta2 > digit_eta2:
-        return f"color:{COLOR_NAMES[preferred_color]}"
+        return f"color:{color_names[preferred_color]}"
     if digit_eta2 >= LABEL_THRESHOLD:
         return f"digit:{preferred_digit}"
     if color_index < 0.5:

@@ -31,6 +31,7 @@ from shortcutlab import models
 from shortcutlab.artifacts import read_json, read_jsonl, write_bytes, write_json
 from shortcutlab.data import COLOR_NAMES, SPLITS, load_meta, load_split
 from shortcutlab.data.build import hard_colors
+from shortcutlab.data.dataset import dataset_classes
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.figures import STABLE_METADATA, figure_bytes
 from shortcutlab.progress import progress
@@ -109,9 +110,7 @@ def hard_mode_colors(labels: np.ndarray, mode: str, seed: int,
                        classes)
 
 
-def dataset_classes(meta: dict[str, Any]) -> int:
-    """How many classes a dataset has (recorded in meta.json; older ones: its counts)."""
-    return int(meta.get("classes") or len(meta["counts"]["train"]))
+
 
 
 def evaluate_model(model: torch.nn.Module, data_dir: str | os.PathLike, *,

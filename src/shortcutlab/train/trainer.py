@@ -65,6 +65,7 @@ from shortcutlab.artifacts import (
     write_json,
 )
 from shortcutlab.data import load_meta
+from shortcutlab.data.dataset import dataset_classes
 from shortcutlab.errors import ShortcutlabError, TrainingDiverged
 from shortcutlab.progress import progress
 from shortcutlab.runtime import resolve_device, seed_everything, set_threads
@@ -148,7 +149,7 @@ def fit_model_to_dataset(config: TrainConfig, meta: Mapping[str, Any]) -> TrainC
     """The config with ``num_classes`` given to the model when the dataset has other than
     ten classes (and the model's arguments do not say already); ten-class datasets keep
     their config, and so their run ids, unchanged."""
-    classes = int(meta.get("classes") or len(meta["counts"]["train"]))
+    classes = dataset_classes(meta)
     if classes == 10 or "num_classes" in config.model_kwargs:
         return config
     parameters = inspect.signature(models.factory_for(config.model)).parameters.values()
@@ -453,7 +454,7 @@ class Trainer:
         train_seconds = elapsed + time.perf_counter() - loop_start
 
         if selector.rule.kind == "first" and not selector.fired:
-            print(f"shortcutlab: warning: selection rule {config.select!r} never fired; "
+            print(f"shortcutlab: warning: selection rule {self.selection_rule()!r} never fired; "
                   f"keeping the last checkpoint (step {step})", file=sys.stderr)
         if selector.weights is not None:
             algorithm.model.load_state_dict(selector.weights)

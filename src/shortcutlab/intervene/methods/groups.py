@@ -26,9 +26,9 @@ def context_classes(context: TrainContext) -> int:
     if context.data_dir is None:
         return NUM_COLORS
     from shortcutlab.data import load_meta
+    from shortcutlab.data.dataset import dataset_classes
 
-    meta = load_meta(context.data_dir)
-    return int(meta.get("classes") or len(meta["counts"]["train"]))
+    return dataset_classes(load_meta(context.data_dir))
 
 
 @register_method

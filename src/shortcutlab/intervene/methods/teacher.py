@@ -24,13 +24,12 @@ def recolored_training_images(data_dir: str | os.PathLike, seed: int) -> torch.T
     Returned as uint8 (N, 28, 28, 3), indexed like the training split.
     """
     from shortcutlab.data import load_meta
+    from shortcutlab.data.dataset import dataset_classes
     from shortcutlab.data.recolor import recolor, split_digits
 
     digits = split_digits(data_dir, "train")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 4242]))
-    meta = load_meta(data_dir)
-    colors = rng.integers(0, int(meta.get("classes") or len(meta["counts"]["train"])),
-                          size=len(digits))
+    colors = rng.integers(0, dataset_classes(load_meta(data_dir)), size=len(digits))
     return torch.from_numpy(recolor(data_dir, digits, colors, seed=seed))
 
 
