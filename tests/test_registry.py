@@ -116,7 +116,8 @@ def test_every_library_registry_speaks_the_same_way():
         message = str(info.value)
         assert message.startswith(f"unknown {what}; choose one of: "), message
         if names is not None:
-            assert message == f"unknown {what}; choose one of: {', '.join(names)}"
+            hint = models.registry.MODELS.hint if what.startswith("model") else ""
+            assert message == f"unknown {what}; choose one of: {', '.join(names)}{hint}"
     assert sorted(COMPOSITES) == list_rules() and "epsilon" in COMPOSITES
     assert list(METHODS) == ["gradcam", "gradcampp", "lrp", "ixg", "ig", "occlusion", "smoothgrad"]
     assert next(iter(STYLES)) == "noise" and STYLES["noise"].name == "noise"

@@ -89,10 +89,10 @@ class BuildConfig:
             raise ShortcutlabError(f"--limit must be positive, got {self.limit}")
         if self.palette not in (*PALETTES, "wheel") and not (
                 self.palette.endswith(".json") and Path(self.palette).is_file()):
-            raise ShortcutlabError(f"unknown palette {self.palette!r}; choose from "
+            raise ShortcutlabError(f"unknown --palette {self.palette!r}; choose from "
                                    f"{', '.join(PALETTES)}, wheel or a JSON file of colors")
         if self.source not in SOURCES and not is_source_path(self.source):
-            raise ShortcutlabError(f"unknown source {self.source!r}; choose one of "
+            raise ShortcutlabError(f"unknown --source {self.source!r}; choose one of "
                                    f"{', '.join(SOURCES)} or give the path of an .npz or IDX "
                                    "directory")
         if not 0.0 <= self.color_noise <= 0.5:

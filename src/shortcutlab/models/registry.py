@@ -34,7 +34,9 @@ from shortcutlab.registry import Registry
 MODEL_FILE = "model.pt"
 MODEL_META = "model.json"
 
-MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+MODELS: Registry[Callable[..., nn.Module]] = Registry(
+    "model", hint="; or name your own as package.module:factory (e.g. --model mymodels:build "
+                  "with mymodels.py beside the command)")
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -59,9 +61,7 @@ def factory_for(name: str, search: tuple[str, ...] = ()) -> Callable[..., nn.Mod
         return external.import_factory(name, search)
     factory = external.entry_point_factory(name)
     if factory is None:
-        raise ShortcutlabError(
-            f"{MODELS.unknown_message(name)}; or name your own as package.module:factory "
-            "(e.g. --model mymodels:build with mymodels.py beside the command)")
+        raise ShortcutlabError(MODELS.unknown_message(name))
     return factory
 
 
