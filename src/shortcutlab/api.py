@@ -39,6 +39,9 @@ The groups, in the order of the study:
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from shortcutlab.attack import AttackSettings, create_attack, list_attacks, minimal_epsilon
 from shortcutlab.attack.experiment import run_attack
 from shortcutlab.attack.fmn import fmn
@@ -74,9 +77,12 @@ from shortcutlab.models import save as save_model
 from shortcutlab.probe.directions import accentuate
 from shortcutlab.probe.run import run_probe
 from shortcutlab.probe.visualize import visualize
-from shortcutlab.study.run import run_study
 from shortcutlab.train import train_run
 from shortcutlab.train.evaluate import evaluate_model
+
+# The study wing is named, not imported, as cli.py names its commands: importing the
+# public API does not load the study (its pipeline and report) until run_study is used.
+_LAZY = {"run_study": "shortcutlab.study.run"}
 
 __all__ = [
     "AttackSettings", "BuildConfig", "ColoredMNIST", "ShortcutlabError", "Split",
@@ -86,7 +92,17 @@ __all__ = [
     "import_dataset", "input_x_gradient", "integrated_gradients", "intervene_run",
     "label_features", "list_attacks", "list_methods", "list_models", "load_meta",
     "load_model", "load_source", "load_split", "lrp", "minimal_epsilon", "pointing_game",
-    "register_model", "run_all", "run_attack", "run_probe", "run_study",
+    "register_model", "run_all", "run_attack", "run_probe",
+    "run_study",  # noqa: F822  (resolved on first use by __getattr__)
     "sae_interventions", "save_model", "square_attack", "train_run", "train_sae_on_run",
     "universal_perturbation", "visualize",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'shortcutlab.api' has no attribute {name!r}")
+
