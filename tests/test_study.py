@@ -297,19 +297,26 @@ def test_quick_study_report_opens_cleanly_in_chromium(quick_study, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_study_runs_on_a_26_class_source(tmp_path):
-    """A user's grayscale source with 26 classes (synthetic glyphs, 32 x 32) through every
-    stage and the report: the palette, the class count and the color names follow it."""
+def test_the_study_runs_on_a_26_class_source_with_a_users_model(tmp_path, monkeypatch):
+    """A user's grayscale source with 26 classes (synthetic glyphs, 32 x 32) and a user's
+    network (tests/user_models/usernet.py: BatchNorm, in-place ReLUs, functional calls, a
+    residual block) as the lazy and the cured model, through every stage and the report:
+    the palette, the class count and the color names follow the source."""
+    from pathlib import Path
+
     import numpy as np
 
     from shortcutlab.study import run_study
     from test_user_sources import _glyph_source
 
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "user_models"))
     source = tmp_path / "glyphs.npz"
     np.savez(source, **_glyph_source(train=2000, test=260))  # val keeps conflicting images
     config = tmp_path / "study.toml"
     config.write_text(TINY.replace('source = "synthetic"\nlimit = 400',
-                                   f'source = "{source}"\npalette = "wheel"\nlimit = 0'))
+                                   f'source = "{source}"\npalette = "wheel"\nlimit = 0')
+                      .replace("[lazy]\n", '[lazy]\nmodel = "usernet:build"\n')
+                      .replace("[cured]\n", '[cured]\nmodel = "usernet:build"\n'))
     report = run_study(tmp_path / "out", config, quick=True)
     assert sorted(report.ran) == sorted(ALL_STAGES)
     labels = read_json(tmp_path / "out" / "sae" / "lazy" / "labels.json")
@@ -318,4 +325,7 @@ def test_the_study_runs_on_a_26_class_source(tmp_path):
     assert evaluate["classes"] == 26
     probe = read_json(tmp_path / "out" / "probe" / "lazy" / "probe.json")
     assert probe["class_logits"]["count"] == 26  # one class picture per class
+    for run in ("lazy/run", "cured/color-consistency"):
+        spec = read_json(tmp_path / "out" / run / "model.json")
+        assert spec["name"] == "usernet:build" and spec["kwargs"] == {"num_classes": 26}
     assert (tmp_path / "out" / "report.html").is_file()

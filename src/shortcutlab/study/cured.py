@@ -61,6 +61,7 @@ def stage_cured(ctx: StageContext) -> dict[str, Any]:
     methods = list(options.pop("methods"))
     seed = int(options.pop("seed"))
     epochs = float(options.pop("epochs"))
+    model = str(options.pop("model"))
     if not methods:
         raise ShortcutlabError("[cured] methods is empty; name at least one method "
                                "(`shortcutlab intervene --list` shows them)")
@@ -72,10 +73,11 @@ def stage_cured(ctx: StageContext) -> dict[str, Any]:
         if "teacher" in cls.uses and teacher is None:
             teacher = ctx.out / "teacher"
             intervene_run(dataset, teacher, "teacher", seed=seed, overrides=overrides,
-                          resume=ctx.resume, measure=False, device=device)
+                          resume=ctx.resume, measure=False, device=device, model=model)
         metrics = intervene_run(dataset, ctx.out / method, method, seed=seed,
                                 teacher_dir=teacher if "teacher" in cls.uses else None,
-                                overrides=overrides, resume=ctx.resume, device=device)
+                                overrides=overrides, resume=ctx.resume, device=device,
+                                model=model)
         rows[method] = method_row(metrics)
     best = choose(rows)
     _plot_methods(ctx.out / FIGURE, rows)
