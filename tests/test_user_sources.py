@@ -123,3 +123,17 @@ def test_a_palette_file_names_its_colors(glyph_npz, tmp_path):
     meta = build_dataset(BuildConfig(source=str(glyph_npz), palette=str(palette), limit=100),
                          tmp_path / "data", load_source(str(glyph_npz)))
     assert meta["color_names"][25] == "z" and meta["palette"][1] == [10, 246, 128]
+
+
+def test_a_dataset_whose_source_moved_says_so(glyph_npz, tmp_path):
+    from shortcutlab.data.recolor import split_digits
+
+    source = tmp_path / "moving.npz"
+    source.write_bytes(glyph_npz.read_bytes())
+    data = tmp_path / "data"
+    build_dataset(BuildConfig(source=str(source), palette="wheel", limit=60), data,
+                  load_source(str(source)))
+    assert split_digits(data, "val").shape[1:] == (28, 28)
+    source.unlink()
+    with pytest.raises(ShortcutlabError, match=r"no longer there.*put the source back"):
+        split_digits(data, "val")

@@ -21,21 +21,30 @@ from shortcutlab.data.styles import StyleParams
 from shortcutlab.errors import ShortcutlabError
 
 
-def renderable(data_dir: str | os.PathLike) -> bool:
-    """Whether the dataset was made by the generator from a source it can render again."""
+def render_problem(data_dir: str | os.PathLike) -> str | None:
+    """Why the dataset's digits cannot be rendered again in other colors, or None."""
     meta = load_meta(data_dir)
     source = meta.get("config", {}).get("source")
-    return meta.get("renderable", True) is not False and isinstance(source, str) and (
-        source in SOURCES or (is_source_path(source) and os.path.exists(source)))
+    if meta.get("renderable", True) is False or not isinstance(source, str):
+        return (f"{data_dir} was imported, not generated, so its images cannot be rendered "
+                "again in other colors")
+    if source not in SOURCES and not (is_source_path(source) and os.path.exists(source)):
+        return (f"{data_dir} was built from {source}, which is no longer there, so its "
+                "images cannot be rendered again in other colors; put the source back")
+    return None
+
+
+def renderable(data_dir: str | os.PathLike) -> bool:
+    """Whether the dataset was made by the generator from a source it can render again."""
+    return render_problem(data_dir) is None
 
 
 def split_digits(data_dir: str | os.PathLike, split: str) -> np.ndarray:
     """The grayscale uint8 digits (N, 28, 28) that ``split`` was rendered from."""
-    if not renderable(data_dir):
-        raise ShortcutlabError(
-            f"{data_dir} was imported, not generated, so its images cannot be rendered again "
-            "in other colors; this analysis (recolored digits) needs a dataset made by "
-            "`shortcutlab data build`")
+    problem = render_problem(data_dir)
+    if problem is not None:
+        raise ShortcutlabError(f"{problem}; this analysis (recolored digits) needs a dataset "
+                               "made by `shortcutlab data build` from a source at hand")
     config = BuildConfig(**load_meta(data_dir)["config"])
     parts = _split_sources(load_source(config.source, limit=config.limit), config.limit,
                            config.validation)

@@ -136,11 +136,11 @@ def evaluate_model(model: torch.nn.Module, data_dir: str | os.PathLike, *,
             hard_labels = data.labels
             report["hard_modes"] = {hard_mode: {**_mode_entry(entry), "source": "dataset"}}
 
-    from shortcutlab.data.recolor import renderable
+    from shortcutlab.data.recolor import render_problem
 
-    if not renderable(data_dir):
-        report["rendered"] = ("skipped: the dataset was imported, so its images cannot be "
-                              "rendered in other colors (no rendered hard modes, no color swap)")
+    problem = render_problem(data_dir)
+    if problem is not None:
+        report["rendered"] = f"skipped: {problem} (no rendered hard modes, no color swap)"
         report["metrics"] = _flat_metrics(report)
         return report
     digits = None
