@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "shortcutlab.protocols.commands",
     "shortcutlab.study.report.commands",
     "shortcutlab.study.commands",
+    "shortcutlab.study.explore",
 )
 
 
