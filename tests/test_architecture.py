@@ -72,7 +72,7 @@ LAYERS = (
     {"train"},
     {"probe", "explain", "attack"},
     {"decompose", "intervene"},
-    {"sweep"},
+    {"sweep", "explore"},
     {"protocols"},
     {"study"},
     {"cli", "__main__", "api"},

@@ -9,9 +9,6 @@ random colors (only the shape does). An SAE is trained on the lazy model.
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -340,26 +337,10 @@ def test_a_study_directory_names_its_lazy_and_cured_models(tmp_path):
 
 @pytest.fixture(scope="module")
 def server(explorer):
-    import uvicorn
+    from shortcutlab.explore.app import BackgroundServer, create_app
 
-    from shortcutlab.explore.app import create_app
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(explorer), host="127.0.0.1", port=port,
-                            log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the explorer did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    instance.should_exit = True
-    thread.join(10)
+    with BackgroundServer(create_app(explorer)) as running:
+        yield running.url
 
 
 @pytest.mark.browser

@@ -214,7 +214,7 @@ def _aha_images(data_dir: Path, config: ExplainConfig) -> dict[str, Any]:
                    and all(np.array_equal(easy.masks[i], hard.masks[i]) for i in first))
     if same_digits:
         return {"digits": digits, "conflict_colors": hard.colors[first], "source": "test splits",
-                "biased": easy.images[first], "conflicting": hard.images[first]}
+                "biased": easy.images[first], "conflicting": hard.images[first], "index": first}
     from shortcutlab.data.recolor import recolor, renderable, split_digits
 
     if not renderable(data_dir):  # imported: show another image of the class instead
@@ -222,12 +222,12 @@ def _aha_images(data_dir: Path, config: ExplainConfig) -> dict[str, Any]:
                  else first[i] for i, d in enumerate(digits)]
         return {"digits": digits, "conflict_colors": hard.colors[other],
                 "source": "test splits (other images of the class)",
-                "biased": easy.images[first], "conflicting": hard.images[other]}
+                "biased": easy.images[first], "conflicting": hard.images[other], "index": first}
     gray = split_digits(data_dir, "test_easy")[first]
     conflict = (digits + config.conflict_shift) % classes
     return {"digits": digits, "conflict_colors": conflict, "source": "recolored",
             "biased": easy.images[first],
-            "conflicting": recolor(data_dir, gray, conflict, seed=config.seed)}
+            "conflicting": recolor(data_dir, gray, conflict, seed=config.seed), "index": first}
 
 
 @dataclass
@@ -349,7 +349,11 @@ def _figures(job: _Job, out_dir: Path, per_model: dict[str, Any], blocks: list[d
                       method.title, method.signed, color_names)
     figures.share_chart(out_dir / FIGURES["shares"], list(config.splits), labels, per_model,
                         method.title)
-    written = {"aha": FIGURES["aha"], "shares": FIGURES["shares"], "aha_images": aha["source"]}
+    written = {"aha": FIGURES["aha"], "shares": FIGURES["shares"], "aha_images": aha["source"],
+               # the panel's digits: test_easy images, each shown again in conflict_colors
+               "aha_panel": {"split": "test_easy", "index": [int(i) for i in aha["index"]],
+                             "digits": [int(d) for d in aha["digits"]],
+                             "conflict_colors": [int(c) for c in aha["conflict_colors"]]}}
     if config.examples:
         figures.examples_figure(out_dir / FIGURES["examples"], blocks, labels, method.title,
                                 method.signed, color_names)

@@ -172,3 +172,43 @@ def describe_validation(errors: list[dict[str, Any]]) -> str:
         parts.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
     return "; ".join(parts) + more
+
+
+class BackgroundServer:
+    """The app served by uvicorn on a thread of this process (for screenshots, tests and
+    benchmarks); ``port=0`` picks a free port. Use it as a context manager."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app, self.host, self.port = app, host, port
+        self._server: Any = None
+        self._thread: Any = None
+
+    def __enter__(self) -> BackgroundServer:
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        if self.port == 0:
+            with socket.socket() as probe:
+                probe.bind((self.host, 0))
+                self.port = probe.getsockname()[1]
+        self._server = uvicorn.Server(uvicorn.Config(self.app, host=self.host, port=self.port,
+                                                     log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise ShortcutlabError(f"the explorer did not start on {self.host}:{self.port}")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    def __exit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)

@@ -76,7 +76,9 @@ def stage_attack(ctx: StageContext) -> dict[str, Any]:
              if key in entry}
     comparison = result.get("comparison")
     count = min(EXAMPLES, next(iter(models.values()))["n"])
+    examples = [int(i) for i in eps["index"][:count]] if "index" in eps.files else []
     return {
+        "examples": {"split": split, "index": examples},
         "split": split,
         "settings": settings.to_dict(),
         "class_names": result.get("class_names"),
@@ -206,6 +208,17 @@ def section_attack(study: StudyArtifacts) -> Section:
             "background-only and digit-only columns show where each model's decision can be "
             f"moved: a color reader by repainting the background toward {target}'s color, a "
             "shape reader by strokes on the digit.")
+    examples = stage.get("examples") or {}
+    if examples.get("index"):
+        from shortcutlab.study.explore import explorer_link
+
+        section.notes.append(
+            f"The examples' {source}s in the interactive explorer, with {target} as the attack's "
+            f"target (start it first with `shortcutlab explore {study.root}`):")
+        goal = settings.get("target")
+        section.links += [(f"{source} #{index}", explorer_link(
+            examples["split"], index, **({"attack": goal} if isinstance(goal, int) else {})))
+            for index in examples["index"]]
     return with_figures(section, study, "attack", ran=bool(stage))
 
 

@@ -59,6 +59,7 @@ def stage_explain(ctx: StageContext) -> dict[str, Any]:
                 "only_digit_removed")} | {"label": result["models"][role]["label"]}
                 for role, entry in result.get("faithfulness", {}).items()},
         }
+        summary.setdefault("panel", result["figures"].get("aha_panel"))
         title = get_method(method).title
         for key in ("aha", "shares", "sanity", "faithfulness"):
             if key in result["figures"]:
@@ -132,7 +133,31 @@ def section_explain(study: StudyArtifacts) -> Section:
                if lazy_share > cured_share + 0.05 else
                "by this measure the lazy model does not look at the background clearly more "
                "than the cured one here.")))
+    _explorer_links(section, stage.get("panel"), study)
     return with_figures(section, study, "explain", ran=bool(stage))
+
+
+def _explorer_links(section: Section, panel: dict[str, Any] | None,
+                    study: StudyArtifacts) -> None:
+    """Links from the comparison panel to the same digits in the interactive explorer."""
+    if not panel or not panel.get("index"):
+        return
+    from shortcutlab.data.dataset import class_names, load_meta
+    from shortcutlab.study.explore import explorer_link
+
+    data = study.stage("data") or {}
+    dataset = study.root / "data" / str(data.get("dataset", "dataset"))
+    names = class_names(load_meta(dataset)) if (dataset / "meta.json").is_file() else []
+    section.notes.append(
+        "The panel's digits in the interactive explorer (start it first with "
+        f"`shortcutlab explore {study.root}`): each in its own color, and in the color the "
+        "panel gives it.")
+    for digit, index, color in zip(panel["digits"], panel["index"], panel["conflict_colors"],
+                                   strict=False):
+        name = names[digit] if digit < len(names) else str(digit)
+        section.links.append((name, explorer_link(panel["split"], index)))
+        section.links.append((f"{name} recolored", explorer_link(panel["split"], index,
+                                                                 color=color)))
 
 
 def _faithfulness(section: Section, stage: dict[str, Any]) -> None:

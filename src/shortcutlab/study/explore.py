@@ -89,6 +89,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"the port (default: {DEFAULT_PORT})")
     parser.add_argument("--check", action="store_true",
                         help="load everything, answer one request per endpoint, and exit")
+    parser.add_argument("--screenshot", metavar="FILE",
+                        help="open the page in headless Chromium, save a PNG of it, and exit")
+    parser.add_argument("--at", default="split=test_hard&index=0", metavar="FRAGMENT",
+                        help="with --screenshot: the page's state, as in its address after "
+                             "'#' (default: split=test_hard&index=0; also color=, style=, "
+                             "target=, attack=)")
     add_runtime_arguments(parser)
     parser.set_defaults(func=_explore)
 
@@ -128,6 +134,8 @@ def _explore(args: argparse.Namespace) -> int:
     app = create_app(explorer)
     if args.check:
         return _self_check(app)
+    if args.screenshot:
+        return _screenshot(app, Path(args.screenshot), args.at)
     if not _is_loopback(args.host):
         print(f"warning: listening on {args.host}: anyone who can reach this machine can "
               "use the explorer")
@@ -163,4 +171,32 @@ def _self_check(app) -> int:
                 raise ShortcutlabError(f"{path} answered {response.status_code}: "
                                        f"{response.json().get('error')}")
     print(f"explorer check: the page and its API answer ({len(info['models'])} models)")
+    return 0
+
+
+def _screenshot(app, path: Path, fragment: str) -> int:
+    from shortcutlab.explore.app import BackgroundServer
+    from shortcutlab.study.report.browser import CHROMIUM_ARGS, find_chromium
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        raise ShortcutlabError("--screenshot needs playwright: pip install playwright") from exc
+    errors: list[str] = []
+    with BackgroundServer(app) as running, sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{running.url}#{fragment.lstrip('#')}")
+            page.wait_for_function("document.body.dataset.attacked !== undefined",
+                                   timeout=60_000)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(path), full_page=True)
+        finally:
+            browser.close()
+    if errors:
+        raise ShortcutlabError(f"the page reported errors: {'; '.join(errors)}")
+    print(f"screenshot: {path}")
     return 0
