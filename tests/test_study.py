@@ -153,6 +153,13 @@ def test_quick_study_runs_every_stage_and_reports_every_task(quick_study):
         assert (out / "sae" / name / "features.html").is_file()
     assert "r2" in html and "dead features" in html
     assert html.count("figure missing") == 0
+    # Task 3's panel and Task 5's examples link to the same images in the explorer
+    panel = stages["explain"]["panel"]
+    assert panel["split"] == "test_easy" and len(panel["index"]) == len(panel["digits"]) == 10
+    assert f'href="http://127.0.0.1:8765/#split=test_easy&amp;index={panel["index"][0]}"' in html
+    examples = stages["attack"]["examples"]
+    assert examples["index"] and all(
+        f"#split=test_hard&amp;index={index}&amp;attack=3" in html for index in examples["index"])
 
 
 def test_a_cpu_study_keeps_every_model_on_the_cpu_beside_a_gpu(quick_study):
