@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from shortcutlab.cli import main
+from shortcutlab.data import load_split
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -85,8 +86,13 @@ def test_explain_cli_with_comparison(tiny_data, tiny_runs, tmp_path, capsys):
             assert curve[-1] == pytest.approx(curves["curve"]["map"][-1], abs=0.05)
     figures = summary["figures"]
     assert set(figures) == {"aha", "shares", "examples", "sanity", "sanity_maps", "aha_images",
-                            "faithfulness"}
+                            "aha_panel", "faithfulness"}
     assert figures["aha_images"] == "test splits"
+    panel = figures["aha_panel"]  # the panel's digits: test_easy images in their own color
+    easy = load_split(tiny_data, "test_easy")
+    assert panel["split"] == "test_easy" and panel["digits"] == list(range(10))
+    assert [int(easy.labels[i]) for i in panel["index"]] == panel["digits"]
+    assert all(easy.colors[i] == easy.labels[i] for i in panel["index"])
     for key in ("aha", "shares", "examples", "sanity", "sanity_maps", "faithfulness"):
         assert (out / figures[key]).read_bytes()[:8] == PNG
 
