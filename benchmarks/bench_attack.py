@@ -11,7 +11,11 @@
 
 Timings are the best of ``--repeats`` interleaved runs (the machine is shared and noisy).
 
-    python benchmarks/bench_attack.py [--model RUN] [--images 64] [--threads 2]
+    python benchmarks/bench_attack.py [--model RUN] [--images 64] [--threads 2] \
+        [--device cuda]
+
+On a GPU (``--device cuda``) the model and the images live on it and every timing waits
+for the GPU (``torch.cuda.synchronize``); torchattacks runs on the same device.
 """
 
 from __future__ import annotations
@@ -57,13 +61,20 @@ def train_quick(data_dir: Path, steps: int, width: int) -> torch.nn.Module:
     return model.eval()
 
 
+def _synchronize() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def best_of(repeats: int, runs: dict) -> dict[str, float]:
     """Interleave the candidates ``repeats`` times; keep each one's fastest time."""
     times = {name: float("inf") for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
+            _synchronize()
             start = time.perf_counter()
             run()
+            _synchronize()
             times[name] = min(times[name], time.perf_counter() - start)
     return times
 
@@ -78,7 +89,7 @@ def bench_pgd(model, x, eps, steps, repeats) -> None:
     import torchattacks
 
     alpha = 2.5 * eps / steps
-    target = torch.full((len(x),), TARGET)
+    target = torch.full((len(x),), TARGET, device=x.device)
     reference = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
     reference.set_mode_targeted_by_label(quiet=True)
     same_work = create_attack("pgd", model, eps=eps, steps=steps, step_size=alpha,
@@ -113,7 +124,8 @@ def kernel_ceiling(model, x, repeats) -> float:
     def gradient(images):
         images = _fast_layout(images.clone()).requires_grad_(True)
         loss = torch.nn.functional.cross_entropy(model(images),
-                                                 torch.full((len(images),), TARGET),
+                                                 torch.full((len(images),), TARGET,
+                                                            device=images.device),
                                                  reduction="sum")
         return torch.autograd.grad(loss, images)[0]
 
@@ -203,9 +215,13 @@ def main() -> None:
                         help="width of the cnn3 trained when no --model is given (default 32, "
                              "the cnn3 default)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    from shortcutlab.runtime import resolve_device
+
+    device = resolve_device(args.device)
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data) if args.data else Path(tmp) / "data"
@@ -216,10 +232,13 @@ def main() -> None:
             model = models.load(args.model)
         else:
             model = train_quick(data, args.train_steps, args.width)
+        model = model.to(device)
         split = load_split(data, args.split)
         index = np.flatnonzero(split.labels == SOURCE)
-        x = split.subset(index[:max(args.images, args.ensemble_images)]).image_tensor()
-        print(f"# bench_attack: {platform.processor() or platform.machine()}, "
+        x = split.subset(index[:max(args.images, args.ensemble_images)]).image_tensor(device)
+        where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                 else platform.processor() or platform.machine())
+        print(f"# bench_attack: {where}, "
               f"{os.cpu_count()} CPUs, torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, model "
               f"{args.model or f'cnn3 width {args.width} trained {args.train_steps} steps'}, "

@@ -132,6 +132,7 @@ def test_quick_study_runs_every_stage_and_reports_every_task(quick_study):
     assert set(headline) == {f"task{k}" for k in range(7)}
     assert headline["task4"]["method"] == cured["method"]
     assert set(summary["timings"]) == set(ALL_STAGES)
+    assert 100 * 2**20 < summary["peak_memory_bytes"] < 64 * 2**30  # torch alone is ~200 MiB
     html = (out / "report.html").read_text()
     for task in range(7):
         assert f'id="task{task}"' in html

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -79,9 +80,21 @@ def run_study(out: str | Path, config_path: str | Path | None = None, quick: boo
         "ran": report.ran, "skipped": report.skipped,
         "timings": stage_timings(out, summary), "seconds": time.time() - started,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "peak_memory_bytes": peak_memory_bytes(),
     })
     build_report(out)
     return report
+
+
+def peak_memory_bytes() -> int | None:
+    """This process's peak resident memory so far (the whole study when it ran in one
+    command; a resumed study's counts only this command), None where it is not known."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # Linux: KiB
 
 
 def _log_to(path: Path) -> None:
