@@ -388,54 +388,44 @@ def check_page(url: str, red_zero: int, lazy: str, cured: str, screenshot: Path)
     """In Chromium: no console error; a red 0 painted green changes the lazy model's answer
     (to green's class) and not the cured one's; the lazy model's SAE sliders at 0 move its
     probabilities; the attack's image stays within epsilon."""
-    from playwright.sync_api import sync_playwright
+    from shortcutlab.study.report.browser import chromium_page
 
-    from shortcutlab.study.report.browser import CHROMIUM_ARGS, find_chromium
+    with chromium_page(1300, 1000) as (page, errors):
+        page.goto(f"{url}#split=test_hard&index={red_zero}&color={RED}")
 
-    errors: list[str] = []
-    with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 1000})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{url}#split=test_hard&index={red_zero}&color={RED}")
+        def card(label: str) -> str:
+            return f'.model[data-model="{label}"]'
 
-            def card(label: str) -> str:
-                return f'.model[data-model="{label}"]'
+        def verdicts() -> dict[str, int]:
+            return {label: int(page.get_attribute(f"{card(label)} .verdict",
+                                                  "data-predicted"))
+                    for label in (lazy, cured)}
 
-            def verdicts() -> dict[str, int]:
-                return {label: int(page.get_attribute(f"{card(label)} .verdict",
-                                                      "data-predicted"))
-                        for label in (lazy, cured)}
+        def click_and_wait(selector: str) -> None:
+            ready = page.get_attribute("body", "data-ready")
+            page.click(selector)
+            page.wait_for_function(f"document.body.dataset.ready !== '{ready}'")
 
-            def click_and_wait(selector: str) -> None:
-                ready = page.get_attribute("body", "data-ready")
-                page.click(selector)
-                page.wait_for_function(f"document.body.dataset.ready !== '{ready}'")
+        page.wait_for_selector(f"{card(lazy)} .verdict")
+        assert verdicts() == {lazy: 0, cured: 0}
+        click_and_wait(f"#color-{GREEN}")
+        changed = verdicts()
+        assert changed[lazy] != 0 and changed[cured] == 0
 
-            page.wait_for_selector(f"{card(lazy)} .verdict")
-            assert verdicts() == {lazy: 0, cured: 0}
-            click_and_wait(f"#color-{GREEN}")
-            changed = verdicts()
-            assert changed[lazy] != 0 and changed[cured] == 0
+        # back to red, then every SAE slider of the lazy model to 0: its answer moves
+        click_and_wait(f"#color-{RED}")
+        probs = f"{card(lazy)} .probs"
+        before = json.loads(page.get_attribute(probs, "data-probs"))
+        for slider in page.query_selector_all(f'.feature-slider[data-model="{lazy}"]'):
+            slider.fill("0")
+        page.wait_for_function("document.body.dataset.predicted !== undefined")
+        after = json.loads(page.get_attribute(probs, "data-probs"))
+        assert max(abs(a - b) for a, b in zip(after, before, strict=True)) > 0.01
 
-            # back to red, then every SAE slider of the lazy model to 0: its answer moves
-            click_and_wait(f"#color-{RED}")
-            probs = f"{card(lazy)} .probs"
-            before = json.loads(page.get_attribute(probs, "data-probs"))
-            for slider in page.query_selector_all(f'.feature-slider[data-model="{lazy}"]'):
-                slider.fill("0")
-            page.wait_for_function("document.body.dataset.predicted !== undefined")
-            after = json.loads(page.get_attribute(probs, "data-probs"))
-            assert max(abs(a - b) for a, b in zip(after, before, strict=True)) > 0.01
-
-            page.wait_for_selector(f'.attack-card[data-model="{lazy}"]')
-            linf = float(page.get_attribute(f'.attack-card[data-model="{lazy}"]', "data-linf"))
-            assert linf <= 0.05 + 1e-6
-            assert page.get_attribute(f'.attack-card[data-model="{cured}"] img',
-                                      "src").startswith("data:image/png")
-            page.screenshot(path=str(screenshot), full_page=True)
-        finally:
-            browser.close()
+        page.wait_for_selector(f'.attack-card[data-model="{lazy}"]')
+        linf = float(page.get_attribute(f'.attack-card[data-model="{lazy}"]', "data-linf"))
+        assert linf <= 0.05 + 1e-6
+        assert page.get_attribute(f'.attack-card[data-model="{cured}"] img',
+                                  "src").startswith("data:image/png")
+        page.screenshot(path=str(screenshot), full_page=True)
     assert errors == []

@@ -56,12 +56,18 @@ def split_digits(data_dir: str | os.PathLike, split: str) -> np.ndarray:
 def recolor(data_dir: str | os.PathLike, digits: np.ndarray, colors: np.ndarray,
             seed: int = 0) -> np.ndarray:
     """Render grayscale ``digits`` in palette ``colors`` the way ``data_dir`` was rendered."""
-    meta = load_meta(data_dir)
+    return render_like(load_meta(data_dir), digits, colors, seed)
+
+
+def render_like(meta: dict, digits: np.ndarray, colors: np.ndarray, seed: int = 0,
+                style: str | None = None) -> np.ndarray:
+    """Render ``digits`` in palette ``colors`` as the dataset of ``meta`` (its meta.json)
+    renders them, in its own style or ``style``; ``seed`` picks the textures."""
     config = BuildConfig(**meta["config"])
     params = StyleParams(noise_mix=config.noise_mix, alpha=config.alpha)
     recorded = meta.get("palette")  # older datasets: the named palette's colors
     palette = tuple(tuple(color) for color in recorded) if recorded else \
         PALETTES[config.palette]
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, seed, 99]))
-    return render(digits, np.asarray(colors, dtype=np.int64), config.style, params, rng,
-                  "recolor", palette, config.color_noise)
+    return render(digits, np.asarray(colors, dtype=np.int64), style or config.style, params,
+                  rng, "recolor", palette, config.color_noise)

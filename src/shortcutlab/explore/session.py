@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from shortcutlab import models
 from shortcutlab.artifacts import read_json
-from shortcutlab.data.build import MASK_THRESHOLD, BuildConfig, render, style_params
+from shortcutlab.data.build import MASK_THRESHOLD, BuildConfig
 from shortcutlab.data.dataset import (
     SPLITS,
     Split,
@@ -34,6 +34,7 @@ from shortcutlab.data.dataset import (
     load_meta,
     load_split,
 )
+from shortcutlab.data.recolor import render_like, split_digits
 from shortcutlab.data.styles import STYLES
 from shortcutlab.errors import ShortcutlabError
 
@@ -164,8 +165,6 @@ class Explorer:
 
     def _gray_of(self, split: str, index: int) -> np.ndarray:
         """The source digit a dataset image was rendered from."""
-        from shortcutlab.data.recolor import split_digits
-
         if split not in self._digits:
             self._digits[split] = split_digits(self.data_dir, split)
         return self._digits[split][index]
@@ -268,24 +267,13 @@ class Explorer:
             if gray is None:
                 gray = self._gray_of(spec.split, spec.index)
             color = spec.color if spec.color is not None else about["stored_color"]
-            rgb = self._render(gray, color, spec.style, spec.texture)
+            rgb = render_like(self.meta, gray[None], np.array([color]), spec.texture,
+                              spec.style)[0]
             mask = gray >= MASK_THRESHOLD
             about["color"] = int(color)
         about["style"] = spec.style or (self.build_config.style if self.build_config else None)
         x = images_to_tensor(rgb[None], self.device)
         return x, np.asarray(mask, dtype=bool), about
-
-    def _render(self, gray: np.ndarray, color: int, style: str | None, texture: int
-                ) -> np.ndarray:
-        config = self.build_config
-        assert config is not None
-        palette = tuple(tuple(float(255 * v) for v in c) for c in self.palette)
-        recorded = self.meta.get("palette")
-        if recorded:
-            palette = tuple(tuple(c) for c in recorded)
-        rng = np.random.default_rng(np.random.SeedSequence([config.seed, texture, 77]))
-        return render(gray[None], np.array([color]), style or config.style,
-                      style_params(config), rng, "explore", palette, config.color_noise)[0]
 
     # ------------------------------------------------------------------ answers
 

@@ -176,26 +176,13 @@ def _self_check(app) -> int:
 
 def _screenshot(app, path: Path, fragment: str) -> int:
     from shortcutlab.explore.app import BackgroundServer
-    from shortcutlab.study.report.browser import CHROMIUM_ARGS, find_chromium
+    from shortcutlab.study.report.browser import chromium_page
 
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        raise ShortcutlabError("--screenshot needs playwright: pip install playwright") from exc
-    errors: list[str] = []
-    with BackgroundServer(app) as running, sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 1000})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{running.url}#{fragment.lstrip('#')}")
-            page.wait_for_function("document.body.dataset.attacked !== undefined",
-                                   timeout=60_000)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(path), full_page=True)
-        finally:
-            browser.close()
+    with BackgroundServer(app) as running, chromium_page(1300, 1000) as (page, errors):
+        page.goto(f"{running.url}#{fragment.lstrip('#')}")
+        page.wait_for_function("document.body.dataset.attacked !== undefined", timeout=60_000)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(path), full_page=True)
     if errors:
         raise ShortcutlabError(f"the page reported errors: {'; '.join(errors)}")
     print(f"screenshot: {path}")

@@ -7,9 +7,12 @@ browser from phoning home on a machine without internet access.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shortcutlab.errors import ShortcutlabError
 
@@ -35,37 +38,46 @@ def find_chromium() -> str:
     raise ShortcutlabError("no Chromium found; install it (Debian: apt-get install chromium)")
 
 
-def inspect_page(html_path: str | Path, screenshot: str | Path | None = None,
-                 width: int = 1200, height: int | None = None) -> PageCheck:
-    """Load ``html_path``; report console errors and images that failed to load.
-
-    The screenshot covers the whole page, or its top ``height`` pixels."""
+@contextlib.contextmanager
+def chromium_page(width: int = 1200, height: int = 900) -> Iterator[tuple[Any, list[str]]]:
+    """A page of a fresh headless Chromium, and the list its console errors and uncaught
+    exceptions are collected in; the browser is closed on exit, also after an error."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
         raise ShortcutlabError("the browser check needs playwright: "
                                "pip install playwright") from exc
-    html_path = Path(html_path).resolve()
-    check = PageCheck()
+    errors: list[str] = []
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": 900})
-            page.on("console", lambda m: check.console_errors.append(m.text)
-                    if m.type == "error" else None)
-            page.on("pageerror", lambda e: check.console_errors.append(str(e)))
-            page.goto(html_path.as_uri(), wait_until="load")
-            check.images = page.evaluate("document.images.length")
-            check.broken_images = page.evaluate(
-                "Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
-                ".length")
-            if screenshot is not None:
-                check.screenshot = Path(screenshot)
-                clip = None
-                if height is not None:
-                    total = page.evaluate("document.documentElement.scrollHeight")
-                    clip = {"x": 0, "y": 0, "width": width, "height": min(height, total)}
-                page.screenshot(path=str(check.screenshot), full_page=True, clip=clip)
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            yield page, errors
         finally:
             browser.close()
+
+
+def inspect_page(html_path: str | Path, screenshot: str | Path | None = None,
+                 width: int = 1200, height: int | None = None) -> PageCheck:
+    """Load ``html_path``; report console errors and images that failed to load.
+
+    The screenshot covers the whole page, or its top ``height`` pixels."""
+    html_path = Path(html_path).resolve()
+    check = PageCheck()
+    with chromium_page(width) as (page, errors):
+        page.goto(html_path.as_uri(), wait_until="load")
+        check.images = page.evaluate("document.images.length")
+        check.broken_images = page.evaluate(
+            "Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+            ".length")
+        if screenshot is not None:
+            check.screenshot = Path(screenshot)
+            clip = None
+            if height is not None:
+                total = page.evaluate("document.documentElement.scrollHeight")
+                clip = {"x": 0, "y": 0, "width": width, "height": min(height, total)}
+            page.screenshot(path=str(check.screenshot), full_page=True, clip=clip)
+    check.console_errors = errors
     return check
