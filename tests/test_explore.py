@@ -168,6 +168,23 @@ def test_a_drawing_renders_in_the_chosen_color(explorer):
         explorer.image(ImageSpec(gray=tuple(gray.ravel().tolist())))
 
 
+def test_an_imported_dataset_is_shown_as_stored_and_a_recolor_says_why_not(world, tmp_path):
+    import shutil
+
+    from shortcutlab.artifacts import read_json, write_json
+    from shortcutlab.explore import Explorer, ImageSpec, RequestError
+
+    data = tmp_path / "imported"
+    shutil.copytree(world["data"], data)
+    write_json(data / "meta.json", {**read_json(data / "meta.json"), "renderable": False})
+    explorer = Explorer(data, {"lazy": world["runs"]["lazy"]})
+    assert explorer.info()["renderable"] is False and explorer.info()["styles"] == []
+    x, _, _ = explorer.image(ImageSpec("test_hard", 0))
+    assert x.shape == (1, 3, 28, 28)
+    with pytest.raises(RequestError, match="imported, not generated"):
+        explorer.image(ImageSpec("test_hard", 0, color=GREEN))
+
+
 def test_evidence_gives_both_maps_and_their_background_share(explorer, red_zero):
     from shortcutlab.explore import ImageSpec
 

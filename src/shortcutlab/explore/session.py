@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from shortcutlab import models
 from shortcutlab.artifacts import read_json
-from shortcutlab.data.build import MASK_THRESHOLD, BuildConfig
+from shortcutlab.data.build import MASK_THRESHOLD
 from shortcutlab.data.dataset import (
     SPLITS,
     Split,
@@ -34,7 +34,7 @@ from shortcutlab.data.dataset import (
     load_meta,
     load_split,
 )
-from shortcutlab.data.recolor import render_like, split_digits
+from shortcutlab.data.recolor import render_like, render_problem, split_digits
 from shortcutlab.data.styles import STYLES
 from shortcutlab.errors import ShortcutlabError
 
@@ -121,9 +121,9 @@ class Explorer:
         self.classes = dataset_classes(self.meta)
         self.class_names = class_names(self.meta)
         self.color_names, self.palette = dataset_colors(self.meta)
-        config = self.meta.get("config") or {}
-        self.renderable = bool(self.meta.get("renderable", True)) and "style" in config
-        self.build_config = BuildConfig(**config) if self.renderable else None
+        self.render_problem = render_problem(self.data_dir)  # None: images can be recolored
+        self.renderable = self.render_problem is None
+        self.style = (self.meta.get("config") or {}).get("style") if self.renderable else None
         self.confidence = confidence
         self.attack_steps = attack_steps
         self.precision = precision
@@ -180,7 +180,7 @@ class Explorer:
             "color_names": self.color_names,
             "palette": [[round(255 * float(v)) for v in color] for color in self.palette],
             "styles": list(STYLES.names()) if self.renderable else [],
-            "style": self.build_config.style if self.build_config else None,
+            "style": self.style,
             "renderable": self.renderable,
             "splits": {name: len(self.split(name)) for name in SPLITS},
             "models": [{"label": m.label, "run": str(m.run_dir), "sae": m.sae is not None,
@@ -261,9 +261,9 @@ class Explorer:
             rgb, mask = stored
             about["color"] = about["stored_color"]
         else:
-            if not self.renderable:
-                raise RequestError(f"{self.data_dir} was imported, not generated, so its "
-                                   "images cannot be rendered in other colors or styles")
+            if self.render_problem is not None:
+                raise RequestError(f"{self.render_problem}; a dataset image can only be shown "
+                                   "as stored")
             if gray is None:
                 gray = self._gray_of(spec.split, spec.index)
             color = spec.color if spec.color is not None else about["stored_color"]
@@ -271,7 +271,7 @@ class Explorer:
                               spec.style)[0]
             mask = gray >= MASK_THRESHOLD
             about["color"] = int(color)
-        about["style"] = spec.style or (self.build_config.style if self.build_config else None)
+        about["style"] = spec.style or self.style
         x = images_to_tensor(rgb[None], self.device)
         return x, np.asarray(mask, dtype=bool), about
 
