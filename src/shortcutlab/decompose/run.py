@@ -20,7 +20,7 @@ from shortcutlab import models
 from shortcutlab.artifacts import load_torch, read_json, save_torch, write_json
 from shortcutlab.data import load_meta, load_split
 from shortcutlab.data.dataset import dataset_colors
-from shortcutlab.data.palette import COLOR_NAMES
+from shortcutlab.data.palette import COLOR_NAMES, palette_array
 from shortcutlab.decompose.activations import (
     EditedPredictions,
     FeatureEdit,
@@ -407,23 +407,45 @@ def _plot_cards(rows: list[dict], chosen: list[int], exemplars: np.ndarray, path
     plt = figures.pyplot()
     if not chosen:
         return
-    count = exemplars.shape[1]
-    fig = plt.figure(figsize=(count * 0.55 + 4.6, 1.0 * len(chosen) + 0.5))
-    grid = fig.add_gridspec(len(chosen), count + 2, width_ratios=[1] * count + [4, 4])
+    # Three axes for the whole figure (exemplar strips, color bars, digit bars, one row per
+    # feature): an axes per exemplar and per bar chart cost most of the labelling time.
+    count = len(chosen)
+    columns = exemplars.shape[1]
+    fig, (strips, by_color, by_digit) = plt.subplots(
+        1, 3, figsize=(columns * 0.55 + 4.6, 1.0 * count + 0.9),
+        gridspec_kw={"width_ratios": [columns * 0.55, 2.3, 2.3]})
     for row_number, feature in enumerate(chosen):
         row = rows[feature]
-        for column in range(count):
-            axis = fig.add_subplot(grid[row_number, column])
-            axis.imshow(figures.as_hwc(exemplars[row_number, column]))
-            axis.axis("off")
-            if column == 0:
-                axis.set_title(f"#{feature} {row['label']} (on {row['frequency']:.0%})",
-                               fontsize=6.5, loc="left")
-        figures.profile_bars(fig.add_subplot(grid[row_number, count]),
-                             np.array(row["color_means"]), "color", fontsize=5,
-                             palette=palette, color_names=color_names)
-        figures.profile_bars(fig.add_subplot(grid[row_number, count + 1]),
-                             np.array(row["digit_means"]), "digit", fontsize=5)
+        for column, image in enumerate(figures.as_hwc(exemplars[row_number])):
+            strips.imshow(image, interpolation="nearest", aspect="auto",
+                          extent=(column + 0.05, column + 0.95, row_number + 0.95,
+                                  row_number + 0.3))
+        strips.text(0.05, row_number + 0.25, f"#{feature} {row['label']} (on "
+                    f"{row['frequency']:.0%})", fontsize=6.5, va="bottom")
+    strips.set_xlim(0, columns)
+    strips.set_axis_off()
+    for axis, kind, key in ((by_color, "color", "color_means"),
+                            (by_digit, "digit", "digit_means")):
+        values = np.array([rows[feature][key] for feature in chosen], dtype=float)
+        positions = np.arange(values.shape[1])
+        bar_colors = ((palette_array(np.float32) if palette is None else np.asarray(palette))
+                      if kind == "color" else "0.45")
+        for row_number, row_values in enumerate(values):
+            peak = float(np.abs(row_values).max()) or 1.0
+            axis.bar(positions, -0.6 * row_values / peak, 0.8, bottom=row_number + 0.95,
+                     color=bar_colors, edgecolor="black" if kind == "color" else None,
+                     linewidth=0.3)
+            axis.text(positions[-1] + 0.6, row_number + 0.35, f"max {peak:.2g}", fontsize=5,
+                      ha="right")
+        names = [name[:3] for name in color_names] if kind == "color" else \
+            [str(p) for p in positions]
+        axis.set_xticks(positions, names, fontsize=5, rotation=90 if kind == "color" else 0)
+        axis.set_yticks([])
+        axis.set_title(f"mean activation by {kind} (each row to its max)", fontsize=6)
+        for spine in ("left", "right", "top"):
+            axis.spines[spine].set_visible(False)
+    for axis in (strips, by_color, by_digit):
+        axis.set_ylim(count, 0)
     fig.suptitle(title, fontsize=9)
     figures.tight_under_title(fig)
     save_figure(fig, path)

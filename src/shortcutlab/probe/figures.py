@@ -45,7 +45,9 @@ def image_grid(images: np.ndarray | torch.Tensor, path: str | os.PathLike,
                cell: float = 1.1, fontsize: float = 6.5) -> None:
     """A grid of images (N, ...) with an optional caption under each and a label per row.
 
-    ``images`` may also be (rows, columns, ...), which fixes the layout.
+    ``images`` may also be (rows, columns, ...), which fixes the layout. The grid is one
+    mosaic drawn on one axes, its captions placed as text: a matplotlib axes per picture
+    (hundreds in a probe's figures) cost most of a probe's time in layout and drawing.
     """
     plt = pyplot()
     images = np.asarray(images.detach().cpu() if isinstance(images, torch.Tensor) else images)
@@ -57,23 +59,27 @@ def image_grid(images: np.ndarray | torch.Tensor, path: str | os.PathLike,
         rows = (len(images) + columns - 1) // columns
     images = as_hwc(images)
     caption_space = 0.35 if titles is not None else 0.05
-    fig, axes = plt.subplots(rows, columns, squeeze=False,
-                             figsize=(cell * columns + (0.9 if row_labels else 0),
+    height, width = images.shape[1:3]
+    gap_x = max(1, round(width * 0.1))
+    gap_y = max(1, round(height * caption_space / cell))
+    step_x, step_y = width + gap_x, height + gap_y
+    mosaic = np.ones((rows * step_y - gap_y, columns * step_x - gap_x, 3), dtype=np.float32)
+    for index, image in enumerate(images):
+        top, left = (index // columns) * step_y, (index % columns) * step_x
+        mosaic[top:top + height, left:left + width] = image
+    fig, axis = plt.subplots(figsize=(cell * columns + (0.9 if row_labels else 0),
                                       (cell + caption_space) * rows + (0.4 if title else 0)))
-    for index, axis in enumerate(axes.flat):
-        axis.set_xticks([])
-        axis.set_yticks([])
-        for spine in axis.spines.values():
-            spine.set_visible(False)
-        if index >= len(images):
-            continue
-        axis.imshow(images[index], interpolation="nearest")
-        if titles is not None:
-            axis.set_xlabel(titles[index], fontsize=fontsize, labelpad=2)
+    axis.imshow(mosaic, interpolation="nearest")
+    axis.set_axis_off()
+    if titles is not None:
+        for index, caption in enumerate(titles[:len(images)]):
+            top, left = (index // columns) * step_y, (index % columns) * step_x
+            axis.text(left + width / 2, top + height + 0.5, caption, fontsize=fontsize,
+                      ha="center", va="top")
     if row_labels is not None:
-        for row, label in enumerate(row_labels):
-            axes[row, 0].set_ylabel(label, fontsize=fontsize + 0.5, rotation=0, ha="right",
-                                    va="center", labelpad=6)
+        for row, label in enumerate(row_labels[:rows]):
+            axis.text(-gap_x, row * step_y + height / 2, label, fontsize=fontsize + 0.5,
+                      ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=9)
     tight_under_title(fig, title_inches=0.45 if title else 0.0)
