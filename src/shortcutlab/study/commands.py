@@ -34,6 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="print the effective configuration (the documented defaults, "
                              "with --config, --quick and --seed applied, every stage's "
                              "seed resolved) as TOML, and exit")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="stages run side by side in N processes, the CPU threads shared "
+                             "among them (default: [study] workers, 0: one per core on the "
+                             "CPU, at most 4; 1 on a GPU); a runtime setting: changing it "
+                             "re-runs nothing")
     add_runtime_arguments(parser, device_default=None,
                           default_help="[study] device, auto; a runtime setting: changing it "
                                        "re-runs nothing")
@@ -41,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _study(args: argparse.Namespace) -> int:
-    runtime = {"device": args.device, "threads": args.threads}
+    runtime = {"device": args.device, "threads": args.threads, "workers": args.workers}
     if args.print_config:
         from shortcutlab.study.config import load_config, render_config
 

@@ -13,14 +13,22 @@ config section together with the keys of the stages it reads, so:
 Run-wide *runtime* options (the device) reach every stage through its context but never
 enter a key: where a study runs does not change what it computes, so moving a finished
 study to another device re-runs nothing (as ``train/config.py:RUNTIME_KEYS`` says of runs).
+
+With ``workers`` above one, stages whose inputs are finished run side by side, each in a
+fresh process with its share of the CPU threads: the study's stages are small models, so
+two stages on one thread each keep two cores busier than one stage on two threads.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,12 +163,15 @@ def downstream(stages: list[Stage], names: Iterable[str]) -> set[str]:
 def run_pipeline(root: str | Path, stages: list[Stage], config: Mapping[str, Any],
                  settings: Mapping[str, Any] | None = None, force: Iterable[str] = (),
                  only: Iterable[str] | None = None,
-                 device: torch.device | str = "cpu") -> PipelineReport:
-    """Run ``stages`` in order under ``root``; see the module docstring for the rules.
+                 device: torch.device | str = "cpu", workers: int = 1,
+                 log_file: str | Path | None = None) -> PipelineReport:
+    """Run ``stages`` under ``root``; see the module docstring for the rules.
 
     ``settings`` are run-wide options that every stage's key depends on (e.g. quick
     mode); ``only`` limits the run to the named stages and what they need; ``device``
-    reaches every stage's context and no key.
+    reaches every stage's context and no key. ``workers`` above one runs independent
+    stages side by side in worker processes (``log_file``: where they log too); the
+    report lists stages in ``stages`` order whatever order they finished in.
     """
     root = Path(root)
     device = torch.device(device)
@@ -168,21 +179,121 @@ def run_pipeline(root: str | Path, stages: list[Stage], config: Mapping[str, Any
     keys = stage_keys(stages, config, settings)
     forced = downstream(stages, force)
     wanted = _needed(stages, only) if only is not None else {stage.name for stage in stages}
+    selected = [stage for stage in stages if stage.name in wanted]
     report = PipelineReport()
-    bar = progress(total=len(wanted), desc="study", unit="stage", leave=True)
+    bar = progress(total=len(selected), desc="study", unit="stage", leave=True)
     try:
-        for stage in stages:
-            if stage.name not in wanted:
-                continue
-            bar.set_postfix_str(stage.name)
-            result, ran = _run_stage(root, stage, keys[stage.name], config, settings,
-                                     report.results, stage.name in forced, device)
-            report.results[stage.name] = result
-            (report.ran if ran else report.skipped).append(stage.name)
-            bar.update(1)
+        stale = [stage for stage in selected
+                 if _up_to_date(root, stage, keys[stage.name], stage.name in forced,
+                                quiet=True) is None]
+        if workers <= 1 or len(stale) <= 1:  # one stage to run gains nothing from a worker
+            for stage in selected:
+                bar.set_postfix_str(stage.name)
+                result, ran = _run_stage(root, stage, keys[stage.name], config, settings,
+                                         report.results, stage.name in forced, device)
+                _record(report, result, ran)
+                bar.update(1)
+        else:
+            _run_side_by_side(root, selected, keys, config, settings, forced, device,
+                              workers, log_file, report, bar)
     finally:
         bar.close()
+    order = [stage.name for stage in selected]
+    report.ran.sort(key=order.index)
+    report.skipped.sort(key=order.index)
+    report.results = {name: report.results[name] for name in order if name in report.results}
     return report
+
+
+def _record(report: PipelineReport, result: StageResult, ran: bool) -> None:
+    report.results[result.name] = result
+    (report.ran if ran else report.skipped).append(result.name)
+
+
+def _run_side_by_side(root: Path, selected: list[Stage], keys: dict[str, str],
+                      config: Mapping[str, Any], settings: dict[str, Any], forced: set[str],
+                      device: torch.device, workers: int, log_file: str | Path | None,
+                      report: PipelineReport, bar: Any) -> None:
+    """Each stage starts as soon as the stages it reads are done, in one of ``workers``
+    processes (started once: each imports torch, which costs seconds); a failed stage lets
+    the running ones finish, starts nothing more and raises its error."""
+    threads = max(1, torch.get_num_threads() // workers)
+    pending = list(selected)
+    running: dict[Future, str] = {}
+    context = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        failure: BaseException | None = None
+        while pending or running:
+            ready = [stage for stage in pending if failure is None
+                     and all(name in report.results for name in stage.inputs)]
+            while ready:  # an up-to-date stage may make the next one ready at once
+                stage = ready.pop(0)
+                pending.remove(stage)
+                done = _up_to_date(root, stage, keys[stage.name], stage.name in forced)
+                if done is not None:
+                    _record(report, done, False)
+                    bar.update(1)
+                    ready = [stage for stage in pending
+                             if all(name in report.results for name in stage.inputs)]
+                    continue
+                inputs = {name: report.results[name] for name in stage.inputs}
+                future = pool.submit(_stage_in_worker, root, stage, keys[stage.name],
+                                     dict(config), settings, inputs, stage.name in forced,
+                                     str(device), threads,
+                                     None if log_file is None else str(log_file))
+                running[future] = stage.name
+            if not running:
+                if failure is not None:
+                    raise failure
+                if pending:  # cannot happen with stage_keys' order check; never spin
+                    names = ", ".join(stage.name for stage in pending)
+                    raise ShortcutlabError(f"stages {names} wait on stages that never ran")
+                break
+            bar.set_postfix_str(", ".join(sorted(running.values())))
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                running.pop(future)
+                try:
+                    result = future.result()
+                except BaseException as error:  # re-raised once the others end
+                    failure = failure or error
+                    continue
+                _record(report, result, True)
+                bar.update(1)
+
+
+def _stage_in_worker(root: Path, stage: Stage, key: str, config: Mapping[str, Any],
+                     settings: dict[str, Any], inputs: dict[str, StageResult], forced: bool,
+                     device: str, threads: int, log_file: str | None) -> StageResult:
+    """One stage in a worker process: its threads, its log, no progress bars of its own
+    (several stages' bars would interleave; the study's bar names the running stages)."""
+    os.environ["SHORTCUTLAB_PROGRESS"] = "0"
+    torch.set_num_threads(threads)
+    if log_file is not None:
+        log_to(Path(log_file))
+    result, _ = _run_stage(root, stage, key, config, settings, inputs, forced,
+                           torch.device(device))
+    return result
+
+
+def log_to(path: Path) -> None:
+    """Append the library's log records to ``path`` (once per process and path)."""
+    logger = logging.getLogger("shortcutlab")
+    logger.setLevel(logging.INFO)
+    if not any(getattr(h, "baseFilename", None) == str(path.resolve()) for h in logger.handlers):
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+
+
+def peak_memory_bytes() -> int | None:
+    """This process's peak resident memory so far, None where it is not known."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # Linux: KiB
 
 
 def stage_timings(root: str | Path, names: Iterable[str]) -> dict[str, dict[str, float]]:
@@ -193,7 +304,9 @@ def stage_timings(root: str | Path, names: Iterable[str]) -> dict[str, dict[str,
         marker = read_json(path) if path.is_file() else {}
         if marker.get("status") == "done":
             timings[name] = {"seconds": marker.get("seconds"),
-                             "cpu_seconds": marker.get("cpu_seconds")}
+                             "cpu_seconds": marker.get("cpu_seconds"),
+                             "peak_memory_bytes": marker.get("peak_memory_bytes"),
+                             "process": marker.get("process")}
     return timings
 
 
@@ -212,24 +325,40 @@ def _needed(stages: list[Stage], only: Iterable[str]) -> set[str]:
     return needed
 
 
-def _run_stage(root: Path, stage: Stage, key: str, config: Mapping[str, Any],
-               settings: dict[str, Any], results: dict[str, StageResult],
-               forced: bool, device: torch.device) -> tuple[StageResult, bool]:
+def _up_to_date(root: Path, stage: Stage, key: str, forced: bool,
+                quiet: bool = False) -> StageResult | None:
+    """The stage's result when its marker says it finished with this key (and it is not
+    forced), else None."""
     out = root / stage.name
     marker_path = out / MARKER
     marker = read_json(marker_path) if marker_path.is_file() else None
-    same_key = marker is not None and marker.get("key") == key
-    if same_key and marker.get("status") == "done" and not forced:
-        log.info("stage %s: up to date (key %s), skipped", stage.name, key)
-        return StageResult(stage.name, out, marker.get("summary", {})), False
-    resume = same_key and marker.get("status") == "running" and not forced
+    if marker is not None and marker.get("key") == key and marker.get("status") == "done" \
+            and not forced:
+        if not quiet:
+            log.info("stage %s: up to date (key %s), skipped", stage.name, key)
+        return StageResult(stage.name, out, marker.get("summary", {}))
+    return None
+
+
+def _run_stage(root: Path, stage: Stage, key: str, config: Mapping[str, Any],
+               settings: dict[str, Any], results: Mapping[str, StageResult],
+               forced: bool, device: torch.device) -> tuple[StageResult, bool]:
+    done = _up_to_date(root, stage, key, forced)
+    if done is not None:
+        return done, False
+    out = root / stage.name
+    marker_path = out / MARKER
+    marker = read_json(marker_path) if marker_path.is_file() else None
+    resume = (marker is not None and marker.get("key") == key
+              and marker.get("status") == "running" and not forced)
     if out.exists() and not resume:
         shutil.rmtree(out)  # outputs of another config (or a forced re-run) must not leak in
     out.mkdir(parents=True, exist_ok=True)
     started, cpu_started = time.time(), time.process_time()
     write_json(marker_path, {"stage": stage.name, "key": key, "status": "running",
                              "started": started})
-    log.info("stage %s: %s (key %s)", stage.name, "resuming" if resume else "running", key)
+    log.info("stage %s: %s (key %s, %d thread(s))", stage.name,
+             "resuming" if resume else "running", key, torch.get_num_threads())
     context = StageContext(
         name=stage.name, out=out, config=dict(config.get(stage.name, {})),
         inputs={name: results[name] for name in stage.inputs}, settings=settings, resume=resume,
@@ -241,6 +370,8 @@ def _run_stage(root: Path, stage: Stage, key: str, config: Mapping[str, Any],
     cpu_seconds = time.process_time() - cpu_started
     write_json(marker_path, {"stage": stage.name, "key": key, "status": "done",
                              "started": started, "seconds": seconds,
-                             "cpu_seconds": cpu_seconds, "summary": summary})
+                             "cpu_seconds": cpu_seconds, "threads": torch.get_num_threads(),
+                             "process": os.getpid(),
+                             "peak_memory_bytes": peak_memory_bytes(), "summary": summary})
     log.info("stage %s: done in %.1f s (%.1f s CPU)", stage.name, seconds, cpu_seconds)
     return StageResult(stage.name, out, summary), True

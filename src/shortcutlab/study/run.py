@@ -6,13 +6,13 @@ its own file; the stages' work lives in the library packages.
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from shortcutlab.artifacts import write_json
 from shortcutlab.errors import ShortcutlabError
@@ -20,7 +20,14 @@ from shortcutlab.runtime import resolve_device, set_threads
 from shortcutlab.study import attack, cured, data, explain, probe, sae, train
 from shortcutlab.study.config import load_config
 from shortcutlab.study.options import check_study_options
-from shortcutlab.study.pipeline import PipelineReport, Stage, run_pipeline, stage_timings
+from shortcutlab.study.pipeline import (
+    PipelineReport,
+    Stage,
+    log_to,
+    peak_memory_bytes,
+    run_pipeline,
+    stage_timings,
+)
 from shortcutlab.study.report.frame import write_report
 from shortcutlab.study.task import Summaries, Task
 
@@ -68,39 +75,48 @@ def run_study(out: str | Path, config_path: str | Path | None = None, quick: boo
                                f"{', '.join(stage.name for stage in STAGES)}")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config)
-    _log_to(out / "study.log")
+    log_to(out / "study.log")
     set_threads(study.get("threads") or None)
+    workers = study_workers(study.get("workers", 0), device)
     started = time.time()
     report = run_pipeline(out, STAGES, config, settings={"quick": quick}, force=force,
-                          only=only, device=device)
+                          only=only, device=device, workers=workers,
+                          log_file=out / "study.log")
     summary = {name: result.summary for name, result in report.results.items()}
+    timings = stage_timings(out, summary)
     write_json(out / "summary.json", {
-        "quick": quick, "seed": study["seed"], "device": str(device),
+        "quick": quick, "seed": study["seed"], "device": str(device), "workers": workers,
         "headline": study_headline(summary), "stages": summary,
         "ran": report.ran, "skipped": report.skipped,
-        "timings": stage_timings(out, summary), "seconds": time.time() - started,
+        "timings": timings, "seconds": time.time() - started,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "peak_memory_bytes": peak_memory_bytes(),
+        "peak_memory_bytes": study_peak_memory(timings, report.ran),
     })
     build_report(out)
     return report
 
 
-def peak_memory_bytes() -> int | None:
-    """This process's peak resident memory so far (the whole study when it ran in one
-    command; a resumed study's counts only this command), None where it is not known."""
-    try:
-        import resource
-    except ImportError:  # Windows
+def study_workers(workers: int, device: torch.device) -> int:
+    """``[study] workers``: 0 picks one worker per core on the CPU (at most four, the
+    widest the study's stage graph gets) and one on a GPU, where a stage is not CPU-bound."""
+    if workers < 0:
+        raise ShortcutlabError(f"[study] workers must be 0 (auto) or at least 1, got {workers}")
+    if workers:
+        return workers
+    return 1 if device.type != "cpu" else max(1, min(4, os.cpu_count() or 1))
+
+
+def study_peak_memory(timings: Mapping[str, Mapping[str, Any]], ran: list[str]) -> int | None:
+    """The most resident memory the study held at once, as far as this command ran it:
+    this process's peak when the stages ran in it, else an upper bound, this process's peak
+    plus each worker process's (the largest its stages' markers recorded)."""
+    own = peak_memory_bytes()
+    if own is None:
         return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # Linux: KiB
-
-
-def _log_to(path: Path) -> None:
-    logger = logging.getLogger("shortcutlab")
-    logger.setLevel(logging.INFO)
-    if not any(getattr(h, "baseFilename", None) == str(path.resolve()) for h in logger.handlers):
-        handler = logging.FileHandler(path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
+    pid = os.getpid()
+    workers: dict[int, int] = {}
+    for name, entry in timings.items():
+        process = entry.get("process")
+        if name in ran and process not in (None, pid):
+            workers[process] = max(workers.get(process, 0), entry.get("peak_memory_bytes") or 0)
+    return own + sum(workers.values())
