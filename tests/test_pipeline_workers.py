@@ -13,7 +13,7 @@ import torch
 
 from shortcutlab.artifacts import read_json
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.study.pipeline import Stage, StageContext, run_pipeline
+from shortcutlab.study.pipeline import Stage, StageContext, critical_path, run_pipeline
 
 
 def _value(ctx: StageContext) -> dict:
@@ -91,6 +91,15 @@ def test_workers_are_checked(tmp_path):
 
     assert study_workers(3, torch.device("cpu")) == 3
     assert study_workers(0, torch.device("cuda")) == 1
-    assert 1 <= study_workers(0, torch.device("cpu")) <= 4
+    assert study_workers(0, torch.device("cpu")) == max(1, min(4, (os.cpu_count() or 1) // 2))
     with pytest.raises(ShortcutlabError, match="workers must be"):
         study_workers(-1, torch.device("cpu"))
+
+
+def test_the_stage_on_the_longest_chain_starts_first():
+    chain = [Stage("data", _value, cost=0.1), Stage("short", _value, inputs=("data",)),
+             Stage("long", _value, inputs=("data",), cost=3),
+             Stage("after", _value, inputs=("long",), cost=2)]
+    rank = critical_path(chain)
+    assert rank == {"after": 2, "long": 5, "short": 1, "data": 5.1}
+    assert sorted(chain, key=lambda stage: -rank[stage.name])[1].name == "long"

@@ -255,7 +255,7 @@ def headline(stages: Summaries) -> dict[str, Any]:
             "p_value": dig(stages, "attack", "comparison", "all", "p_value")}
 
 
-TASK = Task("task5", (Stage("attack", stage_attack, inputs=("data", "lazy", "cured"),
+TASK = Task("task5", (Stage("attack", stage_attack, inputs=("data", "lazy", "cured"), cost=3,
                              description="Task 5: targeted 7->3 attacks, minimal epsilon, "
                                          "lazy vs cured",
                              options=LikeCommand(("attack",),

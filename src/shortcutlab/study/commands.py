@@ -36,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "seed resolved) as TOML, and exit")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="stages run side by side in N processes, the CPU threads shared "
-                             "among them (default: [study] workers, 0: one per core on the "
-                             "CPU, at most 4; 1 on a GPU); a runtime setting: changing it "
+                             "among them (default: [study] workers, 0: one per two cores on "
+                             "the CPU, at most 4; 1 on a GPU); a runtime setting: changing it "
                              "re-runs nothing")
     add_runtime_arguments(parser, device_default=None,
                           default_help="[study] device, auto; a runtime setting: changing it "

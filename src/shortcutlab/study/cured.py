@@ -198,7 +198,7 @@ def headline(stages: Summaries) -> dict[str, Any]:
                         for name, row in (dig(stages, "cured", "methods") or {}).items()}}
 
 
-TASK = Task("task4", (Stage("cured", stage_cured, inputs=("data",),
+TASK = Task("task4", (Stage("cured", stage_cured, inputs=("data",), cost=5,
                              description="Task 4: train the interventions, keep the best on "
                                          "easy-val conflicting",
                              options=LikeCommand(("intervene",), unset={"seed": -1})),),

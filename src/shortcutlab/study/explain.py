@@ -208,7 +208,7 @@ def headline(stages: Summaries) -> dict[str, Any] | None:
             for method, entry in methods.items()}
 
 
-TASK = Task("task3", (Stage("explain", stage_explain, inputs=("data", "lazy", "cured"),
+TASK = Task("task3", (Stage("explain", stage_explain, inputs=("data", "lazy", "cured"), cost=0.5,
                              description="Task 3: Grad-CAM and LRP, lazy vs cured, "
                                          "background share",
                              options=LikeCommand(("explain",), renamed={"methods": "--method"},

@@ -14,9 +14,9 @@ Run-wide *runtime* options (the device) reach every stage through its context bu
 enter a key: where a study runs does not change what it computes, so moving a finished
 study to another device re-runs nothing (as ``train/config.py:RUNTIME_KEYS`` says of runs).
 
-With ``workers`` above one, stages whose inputs are finished run side by side, each in a
-fresh process with its share of the CPU threads: the study's stages are small models, so
-two stages on one thread each keep two cores busier than one stage on two threads.
+With ``workers`` above one, stages whose inputs are finished run side by side in worker
+processes, each with its share of the CPU threads, the stage on the costliest chain first
+(:func:`critical_path`).
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ class Stage:
     description: str = ""
     version: int = 1  # bump when the stage's code changes what it produces
     options: Any = None  # a study.options.LikeCommand: its section checked before any stage
+    cost: float = 1.0  # its expected time relative to the others: orders the start, no more
 
 
 @dataclass
@@ -218,7 +219,8 @@ def _run_side_by_side(root: Path, selected: list[Stage], keys: dict[str, str],
     processes (started once: each imports torch, which costs seconds); a failed stage lets
     the running ones finish, starts nothing more and raises its error."""
     threads = max(1, torch.get_num_threads() // workers)
-    pending = list(selected)
+    rank = critical_path(selected)
+    pending = sorted(selected, key=lambda stage: -rank[stage.name])  # stable: ties keep order
     running: dict[Future, str] = {}
     context = multiprocessing.get_context("spawn")  # fork is unsafe once torch has threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -260,6 +262,17 @@ def _run_side_by_side(root: Path, selected: list[Stage], keys: dict[str, str],
                     continue
                 _record(report, result, True)
                 bar.update(1)
+
+
+def critical_path(stages: list[Stage]) -> dict[str, float]:
+    """Each stage's ``cost`` plus the costliest chain of stages that read it: the stage with
+    the longest such chain starts first, so that the study ends with no core waiting on
+    one long stage that could have started earlier."""
+    rank: dict[str, float] = {}
+    for stage in reversed(stages):
+        readers = [rank[other.name] for other in stages if stage.name in other.inputs]
+        rank[stage.name] = stage.cost + max(readers, default=0.0)
+    return rank
 
 
 def _stage_in_worker(root: Path, stage: Stage, key: str, config: Mapping[str, Any],

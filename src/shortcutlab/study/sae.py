@@ -141,7 +141,7 @@ def headline(stages: Summaries) -> dict[str, Any]:
             for name, entry in (dig(stages, "sae", "models") or {}).items()}
 
 
-TASK = Task("task6", (Stage("sae", stage_sae, inputs=ANALYZED_MODELS,
+TASK = Task("task6", (Stage("sae", stage_sae, inputs=ANALYZED_MODELS, cost=5,
                              description="Task 6: sparse autoencoder features, labelled and "
                                          "dialled",
                              options=LikeCommand(("sae", "train"), unset={"seed": -1})),),

@@ -115,10 +115,10 @@ def headline(stages: Summaries) -> dict[str, Any]:
 TRAIN_OPTIONS = LikeCommand(("train",), unset={"seed": -1, "steps": 0, "epochs": 0.0})
 
 TASK = Task("task1", (
-    Stage("lazy", stage_train, inputs=("data",),
+    Stage("lazy", stage_train, inputs=("data",), cost=2,
           description="Task 1: train the cheater (preset lazy) and evaluate it",
           options=TRAIN_OPTIONS),
-    Stage("standard", stage_train, inputs=("data",),
+    Stage("standard", stage_train, inputs=("data",), cost=2,
           description="Task 1: train a normal recipe (preset standard) for comparison",
           options=TRAIN_OPTIONS),
 ), section_train, headline)
