@@ -212,6 +212,11 @@ class EditedPredictions:
                 self.split.before, images, self.batch_size, device=self.device, to_cpu=True)
         return self._activations[key]
 
+    def forget(self, key: str) -> None:
+        """Drop the layer outputs kept for image set ``key`` (a whole split's can be a
+        quarter of a gigabyte): call it once no more edits of that set will run."""
+        self._activations.pop(key, None)
+
     @torch.no_grad()
     def predict(self, images: np.ndarray, edit: LayerEdit | None = None,
                 key: str | None = None, rows: np.ndarray | None = None) -> np.ndarray:

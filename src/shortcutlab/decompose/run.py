@@ -97,6 +97,7 @@ def train_on_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
             "reconstructed": float((rebuilt == split.labels).mean()),
             "agreement": float((original == rebuilt).mean()),
         }
+        runner.forget(split_name)  # one split's layer outputs held at a time
     drop = accuracy["val"]["original"] - accuracy["val"]["reconstructed"]
     state = {key: value.detach().cpu() for key, value in sae.state_dict().items()}
     digest = save_torch(out_dir / SAE_FILE, state)
@@ -302,6 +303,8 @@ def intervene(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None = No
             "color_following_before": float((before == data.colors).mean()),
             "color_following_after": float((after == data.colors).mean()),
         }
+        if split_name != "test_easy":  # the boosts below run on test_easy again
+            runner.forget(split_name)
 
     easy = load_split(data_dir, "test_easy")
     easy_before = runner.predict(easy.images, key="test_easy")
