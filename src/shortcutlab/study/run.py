@@ -100,7 +100,7 @@ def study_workers(workers: int, device: torch.device) -> int:
     """``[study] workers``: 0 picks one stage process per two cores on the CPU (at most
     four) and one on a GPU, where a stage is not CPU-bound.
 
-    Two per core was measured and lost: on 2 cores a study stage on one thread takes about
+    One per core was measured and lost: on 2 cores a study stage on one thread takes about
     1.6x its time on two, and the study's longest chain (data, cured, sae) is over half of
     its work, so the quick study took 404 s with two one-thread workers against 342 s with
     one two-thread process."""
