@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -50,3 +51,13 @@ def set_threads(threads: int | None) -> None:
         if threads < 1:
             raise ShortcutlabError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
+
+
+def peak_memory_bytes() -> int | None:
+    """This process's peak resident memory so far (bytes), None where it is not known."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # Linux: KiB

@@ -20,7 +20,7 @@ from shortcutlab import models
 from shortcutlab.artifacts import load_torch, read_json, save_torch, write_json
 from shortcutlab.data import load_meta, load_split
 from shortcutlab.data.dataset import dataset_colors
-from shortcutlab.data.palette import COLOR_NAMES, palette_array
+from shortcutlab.data.palette import COLOR_NAMES
 from shortcutlab.decompose.activations import (
     EditedPredictions,
     FeatureEdit,
@@ -431,8 +431,7 @@ def _plot_cards(rows: list[dict], chosen: list[int], exemplars: np.ndarray, path
                             (by_digit, "digit", "digit_means")):
         values = np.array([rows[feature][key] for feature in chosen], dtype=float)
         positions = np.arange(values.shape[1])
-        bar_colors = ((palette_array(np.float32) if palette is None else np.asarray(palette))
-                      if kind == "color" else "0.45")
+        bar_colors = figures.palette_rgb(palette) if kind == "color" else "0.45"
         for row_number, row_values in enumerate(values):
             peak = float(np.abs(row_values).max()) or 1.0
             axis.bar(positions, -0.6 * row_values / peak, 0.8, bottom=row_number + 0.95,

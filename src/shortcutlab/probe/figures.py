@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from shortcutlab.data.palette import COLOR_NAMES, palette_array
+from shortcutlab.data.palette import palette_array
 from shortcutlab.figures import save_figure
 
 
@@ -31,6 +31,11 @@ def as_hwc(images: np.ndarray | torch.Tensor) -> np.ndarray:
     if images.shape[-1] != 3 and images.shape[-3] == 3:
         images = np.moveaxis(images, -3, -1)
     return np.clip(images, 0.0, 1.0)
+
+
+def palette_rgb(palette: np.ndarray | None = None) -> np.ndarray:
+    """A dataset's palette as float RGB in [0, 1]; None: the ten default colors."""
+    return palette_array(np.float32) if palette is None else np.asarray(palette)
 
 
 def tight_under_title(fig, pad: float = 0.3, title_inches: float = 0.45) -> None:
@@ -91,7 +96,7 @@ def selectivity_scatter(layers: dict[str, dict[str, np.ndarray]], path: str | os
                         palette: np.ndarray | None = None) -> None:
     """One panel per layer: digit eta^2 (x) against color eta^2 (y), dots in the preferred color."""
     plt = pyplot()
-    palette = palette_array(np.float32) if palette is None else np.asarray(palette)
+    palette = palette_rgb(palette)
     fig, axes = plt.subplots(1, len(layers), squeeze=False,
                              figsize=(max(5.0, 3.1 * len(layers)), 3.2))
     for axis, (layer, table) in zip(axes[0], layers.items(), strict=True):
@@ -109,19 +114,3 @@ def selectivity_scatter(layers: dict[str, dict[str, np.ndarray]], path: str | os
     tight_under_title(fig)
     save_figure(fig, path)
 
-
-def profile_bars(axis, values: np.ndarray, kind: str, fontsize: float = 6.0,
-                 palette: np.ndarray | None = None,
-                 color_names: Sequence[str] = COLOR_NAMES) -> None:
-    """Bars of a unit's mean activation per color (palette-colored) or per digit."""
-    positions = np.arange(len(values))
-    if kind == "color":
-        axis.bar(positions, values, color=palette_array(np.float32) if palette is None
-                 else np.asarray(palette), edgecolor="black", linewidth=0.3)
-        axis.set_xticks(positions, [name[:3] for name in color_names], fontsize=fontsize,
-                        rotation=90)
-    else:
-        axis.bar(positions, values, color="0.45")
-        axis.set_xticks(positions, [str(p) for p in positions], fontsize=fontsize)
-    axis.tick_params(axis="y", labelsize=fontsize)
-    axis.set_title(f"mean activation by {kind}", fontsize=fontsize + 0.5)

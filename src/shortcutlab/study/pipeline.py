@@ -25,7 +25,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -39,6 +38,7 @@ from shortcutlab import __version__
 from shortcutlab.artifacts import config_hash, read_json, write_json
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.progress import progress
+from shortcutlab.runtime import peak_memory_bytes
 
 MARKER = "stage.json"
 log = logging.getLogger("shortcutlab.study.pipeline")
@@ -184,19 +184,22 @@ def run_pipeline(root: str | Path, stages: list[Stage], config: Mapping[str, Any
     report = PipelineReport()
     bar = progress(total=len(selected), desc="study", unit="stage", leave=True)
     try:
-        stale = [stage for stage in selected
-                 if _up_to_date(root, stage, keys[stage.name], stage.name in forced,
-                                quiet=True) is None]
-        if workers <= 1 or len(stale) <= 1:  # one stage to run gains nothing from a worker
+        finished = {stage.name: done for stage in selected
+                    if (done := _up_to_date(root, stage, keys[stage.name],
+                                            stage.name in forced)) is not None}
+        if workers <= 1 or len(selected) - len(finished) <= 1:  # nothing to share cores
             for stage in selected:
                 bar.set_postfix_str(stage.name)
-                result, ran = _run_stage(root, stage, keys[stage.name], config, settings,
-                                         report.results, stage.name in forced, device)
-                _record(report, result, ran)
+                if stage.name in finished:
+                    _record(report, finished[stage.name], False)
+                else:
+                    _record(report, _run_stage(root, stage, keys[stage.name], config, settings,
+                                               report.results, stage.name in forced, device),
+                            True)
                 bar.update(1)
         else:
-            _run_side_by_side(root, selected, keys, config, settings, forced, device,
-                              workers, log_file, report, bar)
+            _run_side_by_side(root, selected, keys, config, settings, finished, forced,
+                              device, workers, log_file, report, bar)
     finally:
         bar.close()
     order = [stage.name for stage in selected]
@@ -212,9 +215,10 @@ def _record(report: PipelineReport, result: StageResult, ran: bool) -> None:
 
 
 def _run_side_by_side(root: Path, selected: list[Stage], keys: dict[str, str],
-                      config: Mapping[str, Any], settings: dict[str, Any], forced: set[str],
-                      device: torch.device, workers: int, log_file: str | Path | None,
-                      report: PipelineReport, bar: Any) -> None:
+                      config: Mapping[str, Any], settings: dict[str, Any],
+                      finished: dict[str, StageResult], forced: set[str],
+                      device: torch.device, workers: int,
+                      log_file: str | Path | None, report: PipelineReport, bar: Any) -> None:
     """Each stage starts as soon as the stages it reads are done, in one of ``workers``
     processes (started once: each imports torch, which costs seconds); a failed stage lets
     the running ones finish, starts nothing more and raises its error."""
@@ -231,9 +235,8 @@ def _run_side_by_side(root: Path, selected: list[Stage], keys: dict[str, str],
             while ready:  # an up-to-date stage may make the next one ready at once
                 stage = ready.pop(0)
                 pending.remove(stage)
-                done = _up_to_date(root, stage, keys[stage.name], stage.name in forced)
-                if done is not None:
-                    _record(report, done, False)
+                if stage.name in finished:
+                    _record(report, finished[stage.name], False)
                     bar.update(1)
                     ready = [stage for stage in pending
                              if all(name in report.results for name in stage.inputs)]
@@ -284,9 +287,8 @@ def _stage_in_worker(root: Path, stage: Stage, key: str, config: Mapping[str, An
     torch.set_num_threads(threads)
     if log_file is not None:
         log_to(Path(log_file))
-    result, _ = _run_stage(root, stage, key, config, settings, inputs, forced,
-                           torch.device(device))
-    return result
+    return _run_stage(root, stage, key, config, settings, inputs, forced,
+                      torch.device(device))
 
 
 def log_to(path: Path) -> None:
@@ -297,16 +299,6 @@ def log_to(path: Path) -> None:
         handler = logging.FileHandler(path)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
-
-
-def peak_memory_bytes() -> int | None:
-    """This process's peak resident memory so far, None where it is not known."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # Linux: KiB
 
 
 def stage_timings(root: str | Path, names: Iterable[str]) -> dict[str, dict[str, float]]:
@@ -338,27 +330,22 @@ def _needed(stages: list[Stage], only: Iterable[str]) -> set[str]:
     return needed
 
 
-def _up_to_date(root: Path, stage: Stage, key: str, forced: bool,
-                quiet: bool = False) -> StageResult | None:
+def _up_to_date(root: Path, stage: Stage, key: str, forced: bool) -> StageResult | None:
     """The stage's result when its marker says it finished with this key (and it is not
     forced), else None."""
-    out = root / stage.name
-    marker_path = out / MARKER
+    marker_path = root / stage.name / MARKER
     marker = read_json(marker_path) if marker_path.is_file() else None
     if marker is not None and marker.get("key") == key and marker.get("status") == "done" \
             and not forced:
-        if not quiet:
-            log.info("stage %s: up to date (key %s), skipped", stage.name, key)
-        return StageResult(stage.name, out, marker.get("summary", {}))
+        log.info("stage %s: up to date (key %s), skipped", stage.name, key)
+        return StageResult(stage.name, root / stage.name, marker.get("summary", {}))
     return None
 
 
 def _run_stage(root: Path, stage: Stage, key: str, config: Mapping[str, Any],
                settings: dict[str, Any], results: Mapping[str, StageResult],
-               forced: bool, device: torch.device) -> tuple[StageResult, bool]:
-    done = _up_to_date(root, stage, key, forced)
-    if done is not None:
-        return done, False
+               forced: bool, device: torch.device) -> StageResult:
+    """Run a stage that is not up to date, resuming its interrupted run unless ``forced``."""
     out = root / stage.name
     marker_path = out / MARKER
     marker = read_json(marker_path) if marker_path.is_file() else None
@@ -387,4 +374,4 @@ def _run_stage(root: Path, stage: Stage, key: str, config: Mapping[str, Any],
                              "process": os.getpid(),
                              "peak_memory_bytes": peak_memory_bytes(), "summary": summary})
     log.info("stage %s: done in %.1f s (%.1f s CPU)", stage.name, seconds, cpu_seconds)
-    return StageResult(stage.name, out, summary), True
+    return StageResult(stage.name, out, summary)

@@ -16,7 +16,7 @@ import torch
 
 from shortcutlab.artifacts import write_json
 from shortcutlab.errors import ShortcutlabError
-from shortcutlab.runtime import resolve_device, set_threads
+from shortcutlab.runtime import peak_memory_bytes, resolve_device, set_threads
 from shortcutlab.study import attack, cured, data, explain, probe, sae, train
 from shortcutlab.study.config import load_config
 from shortcutlab.study.options import check_study_options
@@ -24,7 +24,6 @@ from shortcutlab.study.pipeline import (
     PipelineReport,
     Stage,
     log_to,
-    peak_memory_bytes,
     run_pipeline,
     stage_timings,
 )
