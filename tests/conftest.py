@@ -14,7 +14,10 @@ from typing import Any
 import pytest
 import torch
 
+from shortcutlab.allocator import tune_allocator
+
 os.environ.setdefault("SHORTCUTLAB_PROGRESS", "0")
+tune_allocator()  # as the CLI does
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 TINY_LIMIT = 400

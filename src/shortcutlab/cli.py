@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from shortcutlab import __version__
+from shortcutlab.allocator import tune_allocator
 from shortcutlab.errors import ShortcutlabError
 
 # Order is the order of the pipeline, and the order of ``shortcutlab --help``.
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tune_allocator()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line, not only before the command

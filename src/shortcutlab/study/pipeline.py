@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from shortcutlab import __version__
+from shortcutlab.allocator import tune_allocator
 from shortcutlab.artifacts import config_hash, read_json, write_json
 from shortcutlab.errors import ShortcutlabError
 from shortcutlab.progress import progress
@@ -284,6 +285,7 @@ def _stage_in_worker(root: Path, stage: Stage, key: str, config: Mapping[str, An
     """One stage in a worker process: its threads, its log, no progress bars of its own
     (several stages' bars would interleave; the study's bar names the running stages)."""
     os.environ["SHORTCUTLAB_PROGRESS"] = "0"
+    tune_allocator()
     torch.set_num_threads(threads)
     if log_file is not None:
         log_to(Path(log_file))

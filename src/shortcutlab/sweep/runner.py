@@ -404,8 +404,10 @@ def interrupt_on_sigterm() -> Iterator[None]:
 def _worker_process(spec: SweepSpec, paths: SweepPaths, run_trial: RunTrial | None,
                     max_trials: int | None, threads: int) -> None:
     os.environ["SHORTCUTLAB_PROGRESS"] = "0"  # one bar, the parent's
+    from shortcutlab.allocator import tune_allocator
     from shortcutlab.runtime import set_threads
 
+    tune_allocator()
     set_threads(threads)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
