@@ -65,7 +65,8 @@ def violations(root: Path, task_modules: set[str]) -> list[str]:
 
 
 LAYERS = (
-    {"shortcutlab", "errors", "artifacts", "registry", "runtime", "progress", "figures",
+    {"shortcutlab", "errors", "artifacts", "registry", "runtime", "allocator", "progress",
+     "figures",
      "arguments", "settings"},
     {"data"},
     {"models", "hooks"},
