@@ -123,3 +123,34 @@ def test_cell_mean_weighs_every_digit_color_pair_alike():
     logits = torch.nn.functional.one_hot(torch.tensor([0] * 8 + [0] * 2), 10).float()
     scores = split_scores(logits, labels, colors)
     assert scores["acc"] == pytest.approx(0.8) and scores["cell_mean"] == pytest.approx(0.5)
+
+
+def test_evaluation_reuses_the_trainers_predictions_only_for_the_same_model_and_data(
+        tiny_data, tmp_path):
+    from shortcutlab.data import BuildConfig, build_dataset, load_source
+    from shortcutlab.train import train_run
+    from shortcutlab.train.evaluate import evaluate_run, run_predictions
+
+    run = tmp_path / "run"
+    train_run(tiny_data, run, preset=None, model="cnn3", model_kwargs={"width": 4, "hidden": 16},
+              steps=20, eval_every=10)
+    known = run_predictions(run, tiny_data)
+    # the selected model's own predictions, split by split, in split order
+    assert set(known) == {"train", "val", "test_easy", "test_hard", "test_unbiased"}
+    fresh = evaluate_model(models.load(run), tiny_data, swap_images=0)
+    for split, predictions in known.items():
+        data = load_split(tiny_data, split)
+        expected = models.batched_forward(models.load(run), data.images, 100,
+                                          fn=lambda m, x: m(x).argmax(1), to_cpu=True)
+        assert np.array_equal(predictions, expected.numpy()), split
+    reused = evaluate_run(run, tiny_data, tmp_path / "evaluate", swap_images=0)
+    assert reused["splits"] == fresh["splits"]
+
+    # another model in the run directory, or another dataset: predict again
+    other = tmp_path / "other_data"
+    build_dataset(BuildConfig(source="synthetic", limit=100, seed=1), other,
+                  load_source("synthetic", limit=100))
+    assert run_predictions(run, other) == {}
+    torch.manual_seed(1)
+    models.save(models.create("cnn3", width=4, hidden=16), run)
+    assert run_predictions(run, tiny_data) == {}

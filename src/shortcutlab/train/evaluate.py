@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from shortcutlab import models
-from shortcutlab.artifacts import read_json, read_jsonl, write_bytes, write_json
+from shortcutlab.artifacts import load_npz, read_json, read_jsonl, write_bytes, write_json
 from shortcutlab.data import COLOR_NAMES, SPLITS, load_meta, load_split
 from shortcutlab.data.build import hard_colors
 from shortcutlab.data.dataset import dataset_classes
@@ -38,6 +39,7 @@ from shortcutlab.progress import progress
 from shortcutlab.runtime import resolve_device, set_threads
 from shortcutlab.train.data import predict_logits
 from shortcutlab.train.metrics import METRIC_NAMES
+from shortcutlab.train.trainer import METRICS_FILE, PREDICTIONS_FILE
 
 NUM_CLASSES = 10
 EASY_SPLITS = ("train", "val", "test_easy")
@@ -115,8 +117,14 @@ def hard_mode_colors(labels: np.ndarray, mode: str, seed: int,
 
 def evaluate_model(model: torch.nn.Module, data_dir: str | os.PathLike, *,
                    swap_images: int = 1000, device: torch.device | str = "cpu",
-                   splits: tuple[str, ...] = SPLITS) -> dict[str, Any]:
-    """Every number of ``evaluate.json`` for ``model`` on the dataset in ``data_dir``."""
+                   splits: tuple[str, ...] = SPLITS,
+                   known: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Every number of ``evaluate.json`` for ``model`` on the dataset in ``data_dir``.
+
+    ``known`` holds this model's predicted classes of whole splits (the trainer's, from
+    :func:`run_predictions`); those splits are not predicted again.
+    """
+    known = known or {}
     from shortcutlab.data.recolor import recolor
 
     data_dir = Path(data_dir)
@@ -130,7 +138,10 @@ def evaluate_model(model: torch.nn.Module, data_dir: str | os.PathLike, *,
     hard_labels = None
     for split in progress(splits, desc="evaluate", unit="split"):
         data = load_split(data_dir, split)
-        entry = split_report(data.labels, data.colors, predict(data.images), classes)
+        predictions = known.get(split)
+        if predictions is None or len(predictions) != len(data.labels):
+            predictions = predict(data.images)
+        entry = split_report(data.labels, data.colors, predictions.astype(np.int64), classes)
         report["splits"][split] = entry
         if split == "test_hard":
             hard_labels = data.labels
@@ -387,6 +398,27 @@ def write_figures(report: dict[str, Any], out_dir: Path, name: str) -> list[str]
     return written
 
 
+def run_predictions(run_dir: str | os.PathLike, data_dir: str | os.PathLike
+                    ) -> dict[str, np.ndarray]:
+    """The trainer's predicted classes per split (``predictions.npz``, checksum verified)
+    when they belong to the model now in ``run_dir`` and to the dataset in ``data_dir``;
+    empty otherwise (a run trained before the file existed, another model, other data)."""
+    run_dir = Path(run_dir)
+    metrics_path, model_path = run_dir / METRICS_FILE, run_dir / models.registry.MODEL_META
+    if not (metrics_path.is_file() and model_path.is_file()):
+        return {}
+    record = read_json(metrics_path).get("predictions")
+    if not isinstance(record, dict) or not record.get("dataset_id"):
+        return {}
+    if record.get("model_sha256") != read_json(model_path).get("sha256") or \
+            record["dataset_id"] != load_meta(data_dir).get("dataset_id"):
+        return {}
+    file = (run_dir / str(record.get("file", PREDICTIONS_FILE))).resolve()
+    if file.parent != run_dir.resolve() or not file.is_file():
+        return {}
+    return load_npz(file, expected_sha256=record.get("sha256"))
+
+
 def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike,
                  out_dir: str | os.PathLike | None = None, *, swap_images: int = 1000,
                  device: str = "auto", threads: int | None = None) -> dict[str, Any]:
@@ -399,7 +431,8 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike,
     set_threads(threads)
     try:
         model = models.load(run_dir)
-        report = evaluate_model(model, data_dir, swap_images=swap_images, device=device)
+        report = evaluate_model(model, data_dir, swap_images=swap_images, device=device,
+                                known=run_predictions(run_dir, data_dir))
     finally:
         torch.set_num_threads(previous)
     report["run"] = str(run_dir)

@@ -60,6 +60,7 @@ from shortcutlab.artifacts import (
     load_torch,
     read_json,
     read_jsonl,
+    save_npz,
     save_torch,
     write_bytes,
     write_json,
@@ -93,9 +94,12 @@ from shortcutlab.train.metrics import (
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
 METRICS_FILE = "metrics.json"
+# the selected model's predicted class of every image of every split, in split order
+PREDICTIONS_FILE = "predictions.npz"
+PREDICTIONS_KEY = "predictions"
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FILE = "state.pt"
-RUN_FILES = (CONFIG_FILE, LOG_FILE, METRICS_FILE, models.registry.MODEL_FILE,
+RUN_FILES = (CONFIG_FILE, LOG_FILE, METRICS_FILE, PREDICTIONS_FILE, models.registry.MODEL_FILE,
              models.registry.MODEL_META)
 
 EvalCallback = Callable[[dict[str, Any]], None]
@@ -229,6 +233,15 @@ def _set_lr(algorithm: Algorithm, factor: float) -> float:
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+def _scored(logits: torch.Tensor, data: TensorSplit) -> dict[str, Any]:
+    """:func:`split_scores` and, under ``predictions``, the predicted classes (int16 on the
+    CPU: the run's ``predictions.npz``, which evaluation reuses instead of predicting
+    every split again)."""
+    scores: dict[str, Any] = split_scores(logits, data.labels, data.colors)
+    scores[PREDICTIONS_KEY] = logits.argmax(1).to(device="cpu", dtype=torch.int16)
+    return scores
 
 
 class _Selector:
@@ -534,8 +547,7 @@ class Trainer:
         rule needs it now); return the log record and the scores per split."""
         batch_size = self.config.eval_batch_size
         algorithm.eval()
-        scores = split_scores(predict_logits(algorithm.predict, val.images, batch_size),
-                              val.labels, val.colors)
+        scores = _scored(predict_logits(algorithm.predict, val.images, batch_size), val)
         record: dict[str, Any] = {
             "step": step,
             "epoch": round(step / per_epoch, 4),
@@ -550,9 +562,8 @@ class Trainer:
             record[f"train_{key}"] = total / max(count, 1)
         computed = {"val": scores}
         while selector.wants(record):
-            train_scores = split_scores(
-                predict_logits(algorithm.predict, train.images, batch_size),
-                train.labels, train.colors)
+            train_scores = _scored(predict_logits(algorithm.predict, train.images, batch_size),
+                                   train)
             computed["train"] = train_scores
             record["easy_train"] = train_scores["acc"]
             record["easy_train_aligned"] = train_scores["aligned"]
@@ -598,18 +609,26 @@ class Trainer:
         algorithm.eval()
         layout = self.config.channels_last
         details: dict[str, dict[str, float | None]] = {}
+        predicted: dict[str, np.ndarray] = {}
         for split in METRIC_NAMES:
-            if split in known:
-                details[split] = dict(known[split])
-                continue
-            data = {"train": train, "val": val}.get(split) or \
-                load_tensor_split(self.data_dir, split, device, layout)
-            logits = predict_logits(algorithm.predict, data.images, self.config.eval_batch_size)
-            details[split] = split_scores(logits, data.labels, data.colors)
+            scores = dict(known[split]) if split in known else None
+            if scores is None or not isinstance(scores.get(PREDICTIONS_KEY), torch.Tensor):
+                data = {"train": train, "val": val}.get(split) or \
+                    load_tensor_split(self.data_dir, split, device, layout)
+                scores = _scored(predict_logits(algorithm.predict, data.images,
+                                                self.config.eval_batch_size), data)
+            predicted[split] = scores.pop(PREDICTIONS_KEY).numpy()
+            details[split] = scores
         metrics: dict[str, Any] = {METRIC_NAMES[split]: scores["acc"]
                                    for split, scores in details.items()}
         metrics["color_following_rate"] = details["test_hard"]["color_following"]
         metrics["splits"] = details
+        metrics["predictions"] = {
+            "file": PREDICTIONS_FILE,
+            "sha256": save_npz(self.out_dir / PREDICTIONS_FILE, **predicted),
+            "model_sha256": read_json(self.out_dir / models.registry.MODEL_META)["sha256"],
+            "dataset_id": load_meta(self.data_dir).get("dataset_id"),
+        }
         return metrics
 
 
