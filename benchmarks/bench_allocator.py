@@ -37,6 +37,7 @@ def child(args: argparse.Namespace) -> None:
     tuned = tune_allocator()
     import torch
 
+    from shortcutlab.runtime import peak_memory_bytes
     from shortcutlab.train import train_run
 
     torch.set_num_threads(args.threads)
@@ -48,7 +49,7 @@ def child(args: argparse.Namespace) -> None:
         digest = hashlib.sha256((Path(out) / "model.pt").read_bytes()).hexdigest()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"tuned": tuned, "seconds": seconds, "user": usage.ru_utime,
-                      "system": usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024,
+                      "system": usage.ru_stime, "peak_rss_mib": peak_memory_bytes() / 2**20,
                       "sha256": digest}))
 
 

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -76,13 +75,15 @@ def trainer_loop(data: str, steps: int, batch_size: int) -> float:
 def child(args: argparse.Namespace) -> None:
     import torch
 
+    from shortcutlab.runtime import peak_memory_bytes
+
     torch.set_num_threads(args.threads)
     os.environ["SHORTCUTLAB_PROGRESS"] = "1"  # the trainer's bar is part of its cost
     if args.mode == "trainer":
         seconds = trainer_loop(args.data, args.steps, args.batch_size)
     else:
         seconds = bare_loop(args.data, args.steps, args.batch_size, args.mode == "bare-cl")
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_memory_bytes() / 2**20
     print(json.dumps({"mode": args.mode, "seconds": seconds,
                       "images_per_s": args.steps * args.batch_size / seconds,
                       "peak_rss_mib": peak_mib}))

@@ -54,11 +54,22 @@ def set_threads(threads: int | None) -> None:
 
 
 def peak_memory_bytes() -> int | None:
-    """This process's peak resident memory so far (bytes), None where it is not known."""
+    """This process's peak resident memory so far (bytes), None where it is not known.
+
+    On Linux this is ``VmHWM`` of ``/proc/self/status``: ``getrusage``'s ``ru_maxrss``
+    carries the parent's peak over ``fork`` and ``exec``, so a worker spawned by a process
+    holding a dataset would report the parent's memory as its own.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:  # Windows
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # Linux: KiB
-
