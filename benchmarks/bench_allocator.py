@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from synthetic_data import dataset_or_synthetic  # noqa: E402  (beside this script)
+
 
 def child(args: argparse.Namespace) -> None:
     from shortcutlab.allocator import tune_allocator
@@ -75,14 +77,7 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory() as tmp:
-        data = args.data
-        if data is None:
-            from shortcutlab.data import BuildConfig, build_dataset, load_source
-
-            data = str(Path(tmp) / "data")
-            os.environ["SHORTCUTLAB_PROGRESS"] = "0"
-            build_dataset(BuildConfig(source="synthetic", limit=10000), data,
-                          load_source("synthetic", limit=10000))
+        data = dataset_or_synthetic(args.data, tmp, limit=10000)
         results: dict[bool, list[dict]] = {False: [], True: []}
         for _ in range(args.repeats):
             for tuned in results:

@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from synthetic_data import dataset_or_synthetic  # noqa: E402  (beside this script)
+
 
 def bare_loop(data: str, steps: int, batch_size: int, channels_last: bool) -> float:
     """The minimal loop: index tensors, forward, cross-entropy, backward, step."""
@@ -112,13 +114,7 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory() as tmp:
-        data = args.data
-        if data is None:
-            from shortcutlab.data import BuildConfig, build_dataset, load_source
-
-            data = str(Path(tmp) / "data")
-            os.environ["SHORTCUTLAB_PROGRESS"] = "0"
-            build_dataset(BuildConfig(source="synthetic"), data, load_source("synthetic"))
+        data = dataset_or_synthetic(args.data, tmp)
         results: dict[str, list[dict]] = {"bare": [], "bare-cl": [], "trainer": []}
         for _ in range(args.repeats):
             for mode in results:
