@@ -39,7 +39,7 @@ def build(method: str, tiny_data, tensors, total_steps: int = 20, **overrides):
 
 
 LOSS_METHODS = ["erm-control", "teacher", "rrr", "color-consistency", "groupdro", "reweight",
-                "lff", "rubi"]
+                "lff", "rubi", "rebias"]
 
 
 @pytest.mark.parametrize("method", LOSS_METHODS)

@@ -49,8 +49,8 @@ ROLES = ("method", "control", "teacher")
 
 # The order of --list and of the results table: by the information a method uses, from
 # the most privileged to none; methods registered elsewhere follow in registration order.
-ORDER = ("tea", "rrr", "saliency-guide", "color-consistency", "rubi", "groupdro", "reweight",
-         "lff", "jtt", "erm-control", "teacher")
+ORDER = ("tea", "rrr", "saliency-guide", "color-consistency", "rubi", "rebias", "groupdro",
+         "reweight", "lff", "jtt", "erm-control", "teacher")
 
 
 def _load_all() -> None:

@@ -46,8 +46,32 @@ def output_classes(model: nn.Module) -> int:
     return linears[-1].out_features
 
 
+class ColorBranchIntervention(Intervention):
+    """A method that trains a :class:`ColorOnlyNet` beside the model, both from one
+    optimizer (``bias_width`` sets its channels); it checkpoints and resumes with it."""
+
+    def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
+        bias_branch = ColorOnlyNet(output_classes(model), int(hparams.get("bias_width", 32)))
+        super().__init__(model, hparams)
+        self.bias_branch = bias_branch
+        self.optimizer = make_optimizer(self.trainable_parameters(), self.hparams)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        # absent while the base class builds its optimizer
+        branch = self._modules.get("bias_branch")
+        modules = [self.model] + ([branch] if branch is not None else [])
+        return [p for module in modules for p in module.parameters() if p.requires_grad]
+
+    def training_state(self) -> dict[str, Any]:
+        return {**super().training_state(), "bias_branch": self.bias_branch.state_dict()}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        super().load_training_state(state)
+        self.bias_branch.load_state_dict(state["bias_branch"])
+
+
 @register_method
-class ReducingUnimodalBias(Intervention):
+class ReducingUnimodalBias(ColorBranchIntervention):
     """RUBi: train the model through a mask computed by a color-only branch.
 
     Hypothesis: during training the model's logits are multiplied by the sigmoid of a
@@ -74,18 +98,6 @@ class ReducingUnimodalBias(Intervention):
                                    "(0: RUBi as published)", 0.0, 2.0),
     }
 
-    def __init__(self, model: nn.Module, hparams: dict[str, Any]) -> None:
-        bias_branch = ColorOnlyNet(output_classes(model), int(hparams.get("bias_width", 32)))
-        super().__init__(model, hparams)
-        self.bias_branch = bias_branch
-        self.optimizer = make_optimizer(self.trainable_parameters(), self.hparams)
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        # absent while the base class builds its optimizer
-        branch = self._modules.get("bias_branch")
-        modules = [self.model] + ([branch] if branch is not None else [])
-        return [p for module in modules for p in module.parameters() if p.requires_grad]
-
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         logits = self.model(batch.images)
         bias_logits = self.bias_branch(batch.images)
@@ -100,10 +112,3 @@ class ReducingUnimodalBias(Intervention):
         self.step_optimizer(loss)
         return {"loss": float(loss.detach()), "ce": float(ce.detach()),
                 "fused_ce": float(fused_loss.detach()), "bias_ce": float(bias_loss.detach())}
-
-    def training_state(self) -> dict[str, Any]:
-        return {**super().training_state(), "bias_branch": self.bias_branch.state_dict()}
-
-    def load_training_state(self, state: dict[str, Any]) -> None:
-        super().load_training_state(state)
-        self.bias_branch.load_state_dict(state["bias_branch"])
