@@ -435,7 +435,9 @@ def check_page(url: str, red_zero: int, lazy: str, cured: str, screenshot: Path)
         before = json.loads(page.get_attribute(probs, "data-probs"))
         for slider in page.query_selector_all(f'.feature-slider[data-model="{lazy}"]'):
             slider.fill("0")
-        page.wait_for_function("document.body.dataset.predicted !== undefined")
+        # the probabilities drawn for the last slider's edit, not for an earlier one's
+        page.wait_for_function("document.body.dataset.edited !== undefined && "
+                               "document.body.dataset.predicted === document.body.dataset.edited")
         after = json.loads(page.get_attribute(probs, "data-probs"))
         assert max(abs(a - b) for a, b in zip(after, before, strict=True)) > 0.01
 
