@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 import json
 import os
@@ -144,6 +145,29 @@ def batch_of() -> Callable[..., Any]:
     """Factory: ``batch_of(tensors, size)``, the first ``size`` items of split tensors as a
     training :class:`~shortcutlab.train.algorithm.Batch`."""
     return _batch_of
+
+
+def _assert_resumes_exactly(build: Callable[[], Any], batch: Any,
+                            parts: tuple[str, ...] = ("model",)) -> None:
+    """One step of a fresh algorithm, its training state copied into a second one, then
+    one more step of each: every network in ``parts`` ends the same in both."""
+    first = build()
+    first.update(batch, 0)
+    second = build()
+    second.load_training_state(copy.deepcopy(first.training_state()))
+    first.update(batch, 1)
+    second.update(batch, 1)
+    for part in parts:
+        resumed = getattr(second, part).state_dict()
+        for key, value in getattr(first, part).state_dict().items():
+            assert torch.allclose(value, resumed[key]), f"{part}.{key}"
+
+
+@pytest.fixture(scope="session")
+def assert_resumes_exactly() -> Callable[..., None]:
+    """``assert_resumes_exactly(build, batch, parts)``: an algorithm restored from its
+    training state takes the same next step as the one it was saved from."""
+    return _assert_resumes_exactly
 
 
 POSTGRES_URL_FILE = Path(__file__).resolve().parent.parent / ".services" / "postgres.url"
