@@ -161,6 +161,15 @@ def test_the_table_shows_the_second_metric_beside_the_first():
                             "scaling": "official", "scaling_text": "", "epochs": 100.0,
                             "seeds": [0, 1, 2], "ratios": [0.005], "deviations": []})
     assert "36.00 ± 2.00 | +0.66 |" in text and protocol.second_metric in text
+    assert "`erm`: nothing beyond images and labels" in text
+
+
+def test_the_table_says_what_each_method_knows_of_the_bias():
+    from shortcutlab.protocols.table import method_uses
+
+    assert method_uses("erm") == ["none"] and method_uses("lff") == ["none"]
+    assert method_uses("groupdro") == ["color-labels"]
+    assert method_uses("color-consistency") == ["bias-knowledge"]
 
 
 def test_a_method_setting_instead_of_the_protocols_is_its_own_study():

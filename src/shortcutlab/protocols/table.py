@@ -86,9 +86,17 @@ def summarize(protocol: Protocol, rows: list[dict[str, Any]], methods: Sequence[
                "source": row.source, "bias_labels": row.bias_labels,
                "selection": row.selection}
               for row in protocol.published]
-    return {"cells": cells, "published": others,
+    return {"cells": cells, "published": others, "uses": {m: method_uses(m) for m in methods},
             "second_metric": protocol.second_metric,
             "second_metric_text": protocol.second_metric_text}
+
+
+def method_uses(method: str) -> list[str]:
+    """What a method of ours uses beyond images and labels (the registry's ``uses``);
+    plain ERM (``erm``, not an intervention of the registry) uses nothing."""
+    from shortcutlab.intervene.registry import get_method
+
+    return ["none"] if method == "erm" else list(get_method(method).uses)
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -133,6 +141,12 @@ def render_markdown(table: dict[str, Any]) -> str:
                      f"{_num(cell['train_seconds'], 0)} |")
     if second:
         lines += ["", f"Second metric: {table.get('second_metric_text')} (`{second}`)."]
+    if table.get("uses"):
+        from shortcutlab.intervene.registry import USES
+
+        lines += ["", "What each of our methods uses beyond images and labels: " + "; ".join(
+            f"`{method}`: " + ", ".join(USES.get(kind, kind) for kind in kinds)
+            for method, kinds in table["uses"].items()) + "."]
     lines += ["", "Published numbers (%) at conflicting "
               + " / ".join(f"{100 * r:g}%" for r in ratios) + ":", ""]
     for row in table["published"]:
