@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from shortcutlab.cli import main
+from shortcutlab.data import load_split
 from shortcutlab.decompose.activations import (
     FeatureEdit,
     collect_activations,
@@ -204,7 +205,9 @@ def test_sae_cli_end_to_end(tiny_run, tmp_path, capsys):
     for key in ("r2", "l0", "dead_fraction", "accuracy"):
         assert key in meta
     assert meta["layer"] == "features.conv3" and meta["mode"] == "position"
-    assert set(meta["accuracy"]["val"]) == {"original", "reconstructed", "agreement"}
+    assert set(meta["accuracy"]["val"]) == {"original", "reconstructed", "agreement", "images"}
+    val_images = len(load_split(meta["data_dir"], "val"))
+    assert meta["accuracy"]["val"]["images"] == val_images  # the whole split by default
     assert (out / "sae_training.png").stat().st_size > 0
 
     assert main(["sae", "label", str(out), "--per-digit", "2", "--cards", "4",
@@ -222,10 +225,13 @@ def test_sae_cli_end_to_end(tiny_run, tmp_path, capsys):
     assert page.count('class="card"') == min(5, len(alive))
     assert page.count("data:image/png;base64,") == min(5, len(alive)) * (1 + 6)
     assert main(["sae", "intervene", str(out), "--strengths", "1,3", "--edit", "0=0",
-                 "--threads", "1"]) == 0
+                 "--split-images", "30", "--boost-images", "7", "--threads", "1"]) == 0
     result = json.loads((out / "intervene.json").read_text())
     splits = result["ablate_color_features"]["splits"]
     assert set(splits) == {"val", "test_easy", "test_hard"}
+    for name, entry in splits.items():
+        assert entry["images"] == min(30, len(load_split(meta["data_dir"], name)))
+    assert result["boost_color_features"]["images_per_color"] == 7
     if not result["ablate_color_features"]["features"]:
         assert splits["test_hard"]["accuracy_after"] == splits["test_hard"]["accuracy_before"]
     assert result["custom"]["edits"] == [{"feature": 0, "scale": 0.0, "add": 0.0}]

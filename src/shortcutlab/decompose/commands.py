@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="resample dead features this often (0: never)")
     train.add_argument("--images", type=positive_int, default=5000,
                        help="training-split images whose activations train the SAE")
+    train.add_argument("--split-images", type=non_negative_int, default=0, metavar="N",
+                       help="accuracy with the layer reconstructed: the first N images of "
+                            "val, test_easy and test_hard (0: the whole split)")
     train.add_argument("--seed", type=seed_value, default=0)
     add_runtime_arguments(train)
     train.set_defaults(func=_train)
@@ -104,6 +107,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     intervene.add_argument("--split", default="test_hard", help="split for the custom edits")
     intervene.add_argument("--boost-images", type=positive_int, default=1000,
                            help="test_easy images of other digits per boosted color")
+    intervene.add_argument("--split-images", type=non_negative_int, default=0, metavar="N",
+                           help="ablate and boost on the first N images of val, test_easy "
+                                "and test_hard (0: the whole split)")
     intervene.add_argument("--seed", type=seed_value, default=0)
     add_runtime_arguments(intervene)
     intervene.set_defaults(func=_intervene)
@@ -152,7 +158,7 @@ def _train(args: argparse.Namespace) -> int:
                        batch_size=args.batch_size, lr=args.lr,
                        resample_every=args.resample_every, seed=args.seed)
     meta = train_on_run(args.run, args.out, args.data, args.layer, args.mode, config,
-                        images=args.images, device=device)
+                        images=args.images, split_images=args.split_images, device=device)
     val = meta["accuracy"]["val"]
     print(f"SAE on {meta['layer']} ({meta['mode']}, {meta['sae']['d_hidden']} features): "
           f"r2 {meta['r2']:.3f}, L0 {meta['l0']:.1f}, dead {meta['dead_fraction']:.1%}, "
@@ -186,7 +192,8 @@ def _intervene(args: argparse.Namespace) -> int:
                                f"got {args.strengths!r}") from None
     edits = [parse_edit(text) for text in args.edit]
     result = intervene(args.sae_dir, args.out, strengths, edits, args.split,
-                       boost_images=args.boost_images, seed=args.seed, device=device)
+                       boost_images=args.boost_images, split_images=args.split_images,
+                       seed=args.seed, device=device)
     ablation = result["ablate_color_features"]["splits"]
     summary = {split: {"before": v["accuracy_before"], "after": v["accuracy_after"]}
                for split, v in ablation.items()}

@@ -19,7 +19,7 @@ import torch
 from shortcutlab import models
 from shortcutlab.artifacts import load_torch, read_json, save_torch, write_json
 from shortcutlab.data import load_meta, load_split
-from shortcutlab.data.dataset import dataset_colors
+from shortcutlab.data.dataset import Split, dataset_colors
 from shortcutlab.data.palette import COLOR_NAMES
 from shortcutlab.decompose.activations import (
     EditedPredictions,
@@ -63,9 +63,14 @@ ACCURACY_SPLITS = ("val", "test_easy", "test_hard")
 def train_on_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
                  data_dir: str | os.PathLike | None = None, layer: str | None = None,
                  mode: str = "auto", config: SAEConfig | None = None, images: int = 5000,
-                 eval_images: int = 2000, device: torch.device | str = "cpu",
-                 show_progress: bool = True) -> dict[str, Any]:
-    """Train an SAE on ``layer`` of the model in ``run_dir``; write ``sae.pt`` and ``sae.json``."""
+                 eval_images: int = 2000, split_images: int = 0,
+                 device: torch.device | str = "cpu", show_progress: bool = True
+                 ) -> dict[str, Any]:
+    """Train an SAE on ``layer`` of the model in ``run_dir``; write ``sae.pt`` and ``sae.json``.
+
+    ``eval_images`` validation images give the SAE's metrics and fidelity; the accuracy with
+    the layer reconstructed reads the first ``split_images`` images of every split in
+    ``ACCURACY_SPLITS`` (0: the whole split)."""
     config = config or SAEConfig()
     out_dir = Path(out_dir)
     model = models.load(run_dir, device=device)
@@ -89,13 +94,14 @@ def train_on_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
     accuracy = {}
     runner = EditedPredictions(model, layer, device=device)
     for split_name in ACCURACY_SPLITS:
-        split = load_split(data_dir, split_name)
+        split = _first(load_split(data_dir, split_name), split_images)
         original = runner.predict(split.images, key=split_name)
         rebuilt = runner.predict(split.images, reconstruction_edit(sae, mode), key=split_name)
         accuracy[split_name] = {
             "original": float((original == split.labels).mean()),
             "reconstructed": float((rebuilt == split.labels).mean()),
             "agreement": float((original == rebuilt).mean()),
+            "images": len(split),
         }
         runner.forget(split_name)  # one split's layer outputs held at a time
     drop = accuracy["val"]["original"] - accuracy["val"]["reconstructed"]
@@ -133,6 +139,11 @@ def train_on_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
     _plot_training(history, out_dir / "sae_training.png", meta)
     _plot_density(density, out_dir / "sae_density.png", meta)
     return meta
+
+
+def _first(split: Split, images: int) -> Split:
+    """The first ``images`` images of ``split`` in split order (0: all of them)."""
+    return split.subset(slice(0, images)) if 0 < images < len(split) else split
 
 
 def load_sae(sae_dir: str | os.PathLike, device: torch.device | str = "cpu"
@@ -271,10 +282,12 @@ def _card_features(rows: list[dict], count: int,
 def intervene(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
               strengths: Sequence[float] = (1.0, 2.0, 4.0),
               edits: Sequence[FeatureEdit] = (), split: str = "test_hard",
-              boost_images: int = 1000, seed: int = 0,
+              boost_images: int = 1000, split_images: int = 0, seed: int = 0,
               device: torch.device | str = "cpu") -> dict[str, Any]:
-    """The headline experiments (ablate the color features; boost one color's features on
-    other digits), and optionally the effect of user ``edits`` on ``split``."""
+    """The headline experiments (ablate the color features on the first ``split_images``
+    images of every split in ``ACCURACY_SPLITS``, 0: all of them; boost one color's
+    features on ``boost_images`` other digits of test_easy per color), and optionally the
+    effect of user ``edits`` on ``split``."""
     out_dir = Path(out_dir or sae_dir)
     labels_path = Path(sae_dir) / LABELS
     if not labels_path.is_file():
@@ -294,7 +307,7 @@ def intervene(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None = No
 
     ablation: dict[str, Any] = {"features": color_features, "splits": {}}
     for split_name in ACCURACY_SPLITS:
-        data = load_split(data_dir, split_name)
+        data = _first(load_split(data_dir, split_name), split_images)
         before = runner.predict(data.images, key=split_name)
         after = run(data.images, [FeatureEdit(f, 0.0) for f in color_features], split_name)
         ablation["splits"][split_name] = {
@@ -302,11 +315,12 @@ def intervene(sae_dir: str | os.PathLike, out_dir: str | os.PathLike | None = No
             "accuracy_after": float((after == data.labels).mean()),
             "color_following_before": float((before == data.colors).mean()),
             "color_following_after": float((after == data.colors).mean()),
+            "images": len(data),
         }
         if split_name != "test_easy":  # the boosts below run on test_easy again
             runner.forget(split_name)
 
-    easy = load_split(data_dir, "test_easy")
+    easy = _first(load_split(data_dir, "test_easy"), split_images)
     easy_before = runner.predict(easy.images, key="test_easy")
     boost: dict[str, Any] = {"split": "test_easy", "strengths": list(strengths),
                              "images_per_color": boost_images, "colors": {}}

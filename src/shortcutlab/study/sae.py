@@ -38,17 +38,21 @@ def stage_sae(ctx: StageContext) -> dict[str, Any]:
     images = options.pop("images")
     strengths = options.pop("strengths")
     per_digit = options.pop("per_digit")
+    split_images = options.pop("split_images")
+    boost_images = options.pop("boost_images")
     config = SAEConfig(**options)
     device = ctx.device
-    summary: dict[str, Any] = {"models": {}, "figures": []}
+    summary: dict[str, Any] = {"models": {}, "figures": [], "split_images": split_images,
+                               "boost_images": boost_images}
     for name in ctx.model_stages():
         out = ctx.out / name
         meta = train_on_run(ctx.run_dir(name), out, layer=layer, mode=mode, config=config,
-                            images=images, device=device)
+                            images=images, split_images=split_images, device=device)
         labels = label_features(out, per_digit=per_digit, seed=config.seed, device=device)
         feature_browser(out, features=BROWSER_FEATURES, steps=BROWSER_STEPS, seed=config.seed,
                         device=device)
-        effects = intervene(out, strengths=strengths, seed=config.seed, device=device)
+        effects = intervene(out, strengths=strengths, boost_images=boost_images,
+                            split_images=split_images, seed=config.seed, device=device)
         ablation = effects["ablate_color_features"]["splits"]["test_hard"]
         summary["models"][name] = {
             "layer": meta["layer"], "mode": meta["mode"], "r2": meta["r2"], "l0": meta["l0"],
@@ -129,6 +133,12 @@ def section_sae(study: StudyArtifacts) -> Section:
             "the feature's mean activation on that color) turns other digits into the class "
             "owning the color. Hard-set accuracy with every color feature ablated shows how "
             "much of the decision rests on them.")
+        if stage.get("split_images"):
+            section.notes.append(
+                f"Accuracies on the reconstruction and with the color features ablated read "
+                f"the first {stage['split_images']} images of each split; boosts recolor "
+                f"{stage.get('boost_images')} images per color ([sae] split_images, "
+                "boost_images).")
     section.links += [(f"{name}: browse the SAE features", f"sae/{entry['browser']}")
                       for name, entry in models_of(stage).items() if entry.get("browser")]
     return with_figures(section, study, "sae", ran=bool(stage))
