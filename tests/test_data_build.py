@@ -309,3 +309,16 @@ def test_protocol_options_at_their_defaults_keep_the_dataset_id(tmp_path, source
 def test_bad_protocol_options_are_refused(field, value):
     with pytest.raises(ShortcutlabError, match=field):
         BuildConfig(**{field: value}).validate()
+
+
+def test_synthetic_source_keeps_its_bytes():
+    """The synthetic digits are every test's and the tutorial's source: a faster renderer
+    must draw the same pixels (the digest is of the renderer as first written)."""
+    import hashlib
+
+    from shortcutlab.data.synthetic import synthetic_source
+
+    source = synthetic_source(train_size=100, test_size=50)
+    digest = hashlib.sha256(source["train_images"].tobytes()
+                            + source["test_images"].tobytes()).hexdigest()
+    assert digest == "dc930c5867240670291eab9182a05a34833881d3f61e36239cc9ba7493f4574f"

@@ -62,12 +62,21 @@ def render_digits(labels: np.ndarray, rng: np.random.Generator, size: int = 28) 
         matrix = np.stack([np.stack([cos, -sin + shear * cos], -1),
                            np.stack([sin, cos + shear * sin], -1)], axis=1) * scale[:, None, None]
         ends = np.einsum("nij,sej->nsei", matrix, segments) + shift[:, None, None, :]
-        start = ends[:, None, :, 0, :]            # (N, 1, S, 2)
-        direction = ends[:, None, :, 1, :] - start
-        length2 = np.maximum((direction**2).sum(-1), 1e-9)
-        t = np.clip(((grid - start) * direction).sum(-1) / length2, 0.0, 1.0)
-        nearest = start + t[..., None] * direction
-        distance = np.sqrt(((grid - nearest) ** 2).sum(-1)).min(-1)  # (N, P)
+        # one segment at a time and x, y apart: the (N, P, S, 2) intermediates of a single
+        # broadcast were most of the time; the arithmetic is the same, operation by
+        # operation, and the minimum over segments is exact, so the bytes do not change
+        distance = np.full((count, grid.shape[1]), np.inf)
+        pixel_x, pixel_y = grid[:, :, 0, 0], grid[:, :, 0, 1]  # (1, P)
+        for segment in range(ends.shape[1]):
+            start_x, start_y = ends[:, segment, 0, 0, None], ends[:, segment, 0, 1, None]
+            step_x = ends[:, segment, 1, 0, None] - start_x       # (N, 1)
+            step_y = ends[:, segment, 1, 1, None] - start_y
+            length2 = np.maximum(step_x * step_x + step_y * step_y, 1e-9)
+            t = np.clip(((pixel_x - start_x) * step_x + (pixel_y - start_y) * step_y)
+                        / length2, 0.0, 1.0)
+            off_x = pixel_x - (start_x + t * step_x)
+            off_y = pixel_y - (start_y + t * step_y)
+            np.minimum(distance, np.sqrt(off_x * off_x + off_y * off_y), out=distance)
         intensity = np.clip(width[:, None] + 0.5 - distance, 0.0, 1.0)
         out[index] = np.round(intensity * 255).astype(np.uint8).reshape(count, size, size)
     return out
